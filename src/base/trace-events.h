@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every trace point of vnotify, in one list (STYLE.md 1.9). Each line is
+ * VN_TRACE(name, "what it records"); the format string lives at the call site
+ * (vn_trace(name, fmt, ...)) so the compiler checks it against the arguments.
+ * Add new points at the end of your layer's block.
+ *
+ * No include guard: this file is an X-macro list, included with VN_TRACE
+ * defined differently each time.
+ */
+
+/* base / loop */
+VN_TRACE(loop_fd_add, "an fd handler was attached to a loop")
+VN_TRACE(loop_fd_del, "an fd handler was detached from a loop")
+VN_TRACE(loop_poll_window, "the adaptive poll window changed")
+VN_TRACE(iothread_start, "an iothread started")
+VN_TRACE(iothread_stop, "an iothread stopped")
+
+/* bus */
+VN_TRACE(ioev_assign, "an ioeventfd was assigned")
+VN_TRACE(ioev_deassign, "an ioeventfd was deassigned")
+VN_TRACE(bus_unassigned, "a guest access hit no region")
+VN_TRACE(promoter_promote, "the promoter registered a dynamic ioeventfd")
+VN_TRACE(promoter_replay, "a promoted write was replayed into its region")
+VN_TRACE(promoter_drop, "the promoter dropped dynamic ioeventfds")
+VN_TRACE(promoter_limit, "a region reached its dynamic ioeventfd limit")
+
+/* virtio */
+VN_TRACE(vq_needs_reset, "a guest error put the device into NEEDS_RESET")
+VN_TRACE(hostnotif_transition, "a host notifier changed state (edges a-g)")
+VN_TRACE(hostnotif_fallback, "ioeventfd start failed and the device fell back to sync")
