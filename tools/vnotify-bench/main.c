@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vnotify-bench: measurements for vnotify's claims. Each subcommand measures
+ * one thing and can print JSON; see vnotify-bench --help.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static const struct bench_cmd cmds[] = {
+	{ .name = "kick", .summary = "eventfd kick round trip through an iothread (event vs poll)",
+	  .main = bench_kick_main },
+#ifdef VN_BENCH_HAVE_DISPATCH
+	{ .name = "dispatch", .summary = "ns per guest write through the bus dispatcher",
+	  .main = bench_dispatch_main },
+#endif
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vnotify-bench COMMAND [OPTIONS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+	fprintf(f, "\nvnotify-bench COMMAND --help shows the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].main(argc - 1, argv + 1);
+	fprintf(stderr, "vnotify-bench: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
