@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VN_VNOTIFY_VDEV_H
+#define VN_VNOTIFY_VDEV_H
+
+/*
+ * The virtio device core (virtio 1.2 §2, §3): features, the status register,
+ * config space, queues and their handlers, guest notifiers, reset.
+ *
+ * A device type (virtio-blk, virtio-net) fills a `static const struct
+ * vn_vdev_ops` and creates a device with vn_vdev_new(). Transports
+ * (virtio-pci, virtio-mmio, vhost-user) drive the same object through the
+ * register-level functions below; they never see the device type's ops, and
+ * the device type never sees the transport (STYLE.md 1.2 rule 3).
+ *
+ * Locking: the functions that model driver register accesses
+ * (set_status, set_driver_features, config_read/write, queue_*) run with the
+ * device lock held (vn_vdev_lock()). Functions marked "any thread" don't need it.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vnotify/error.h>
+#include <vnotify/vq.h>
+
+struct vn_vdev;
+struct vn_gmem;
+
+/* No MSI-X vector assigned (virtio 1.2 §4.1.5.1.2). */
+#define VN_VDEV_NO_VECTOR 0xffff
+
+/* ISR bits (virtio 1.2 §4.1.4.5) */
+#define VN_VDEV_ISR_QUEUE 0x1
+#define VN_VDEV_ISR_CONFIG 0x2
+
+/**
+ * typedef vn_vdev_queue_handler_fn - process a queue after a kick
+ * @vdev: the device
+ * @vq: the kicked queue
+ *
+ * Context: the queue's owning thread (a vCPU under the device lock when the
+ * kick is synchronous, the queue's iothread when a host notifier is assigned).
+ */
+typedef void vn_vdev_queue_handler_fn(struct vn_vdev *vdev, struct vn_vq *vq);
+
+/**
+ * struct vn_vdev_ops - what a device type implements; every member optional
+ * @validate_features: at FEATURES_OK; return 0 to accept the driver's
+ *                     features, -errno to refuse (FEATURES_OK then stays clear)
+ * @config_write: the driver wrote config space; return 0 or -errno (default
+ *                without it: -EPERM, the config space is read-only)
+ * @status_changed: after a status write took effect (not called for reset)
+ * @reset: the device resets its own state; queues are reset after it returns
+ */
+struct vn_vdev_ops {
+	int (*validate_features)(struct vn_vdev *vdev, uint64_t features);
+	int (*config_write)(struct vn_vdev *vdev, uint32_t off, const void *buf, uint32_t len);
+	void (*status_changed)(struct vn_vdev *vdev, uint8_t old, uint8_t status);
+	void (*reset)(struct vn_vdev *vdev);
+};
+
+/**
+ * struct vn_vdev_cfg - how to build a device
+ * @name: for log messages ("blk0")
+ * @device_id: virtio device ID (2 for block, 1 for net)
+ * @ops: the device type's table, static const, not NULL
+ * @opaque: the device type's private data (vn_vdev_opaque())
+ * @mem: guest memory; must outlive the device
+ * @features: device feature bits; VIRTIO_F_VERSION_1 is always added
+ * @nr_queues: 1..1024
+ * @queue_size_max: power of 2, 1..32768
+ * @config_len: bytes of device config space (0..4096)
+ * @nr_vectors: guest notifiers (eventfds), 1..2048
+ * @msix: true if vectors are MSI-X style (VN_VDEV_NO_VECTOR means no
+ *        interrupt); false for one shared line (every interrupt uses vector 0)
+ */
+struct vn_vdev_cfg {
+	const char *name;
+	uint32_t device_id;
+	const struct vn_vdev_ops *ops;
+	void *opaque;
+	struct vn_gmem *mem;
+	uint64_t features;
+	unsigned int nr_queues;
+	unsigned int queue_size_max;
+	unsigned int config_len;
+	unsigned int nr_vectors;
+	bool msix;
+};
+
+/**
+ * vn_vdev_new() - create a device in its reset state
+ * Return: 0 and *@out set, -EINVAL for a bad @cfg, -ENOMEM, or -errno
+ * from eventfd creation.
+ */
+VN_MUST_CHECK int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out);
+
+/**
+ * vn_vdev_free() - destroy a device; NULL is fine
+ * Context: no queue is being processed and no hook is registered any more.
+ */
+void vn_vdev_free(struct vn_vdev *vdev);
+
+/** vn_vdev_opaque() - the device type's private pointer from the cfg */
+void *vn_vdev_opaque(const struct vn_vdev *vdev);
+
+/** vn_vdev_lock() - take the device lock (DESIGN.md "Threads and locks") */
+void vn_vdev_lock(struct vn_vdev *vdev);
+/** vn_vdev_unlock() - release it */
+void vn_vdev_unlock(struct vn_vdev *vdev);
+
+/** vn_vdev_device_features() - what the device offers. Context: any thread. */
+uint64_t vn_vdev_device_features(const struct vn_vdev *vdev);
+
+/** vn_vdev_driver_features() - what the driver wrote (final once FEATURES_OK) */
+uint64_t vn_vdev_driver_features(const struct vn_vdev *vdev);
+
+/** vn_vdev_has_feature() - is @bit negotiated (offered and accepted)? */
+bool vn_vdev_has_feature(const struct vn_vdev *vdev, unsigned int bit);
+
+/**
+ * vn_vdev_set_driver_features() - the driver writes its feature bits
+ * Return: 0, or -EPERM once FEATURES_OK (or DRIVER_OK) is set: features are
+ * final then (virtio 1.2 §3.1.1) and the write is ignored.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_set_driver_features(struct vn_vdev *vdev, uint64_t features);
+
+/**
+ * vn_vdev_get_status() - the status register, NEEDS_RESET included
+ * Context: any thread.
+ */
+uint8_t vn_vdev_get_status(const struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_set_status() - the driver writes the status register
+ *
+ * 0 resets the device. NEEDS_RESET is the device's bit and is ignored in a
+ * write. FEATURES_OK is accepted only if the driver's features are a subset
+ * of the device's, include VERSION_1, and the device type agrees; otherwise
+ * it stays clear for the driver to see (§3.1.1 step 6). DRIVER_OK is refused
+ * for a VERSION_1 driver that has no FEATURES_OK. For a legacy driver (no
+ * VERSION_1) features become final at DRIVER_OK.
+ *
+ * Return: 0, or -EINVAL when a bit was refused (the rest of the write took
+ * effect).
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_set_status(struct vn_vdev *vdev, uint8_t status);
+
+/**
+ * vn_vdev_reset() - reset the device and every queue to their initial state
+ * Context: device lock held.
+ */
+void vn_vdev_reset(struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_set_needs_reset() - the device hit an error it cannot recover from
+ *
+ * Sets NEEDS_RESET and, with DRIVER_OK set, raises a config interrupt
+ * (virtio 1.2 §2.1.2). Called by the queues on a guest error. Idempotent.
+ * Context: any thread.
+ */
+void vn_vdev_set_needs_reset(struct vn_vdev *vdev);
+
+/** vn_vdev_config_len() - bytes of device config space */
+unsigned int vn_vdev_config_len(const struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_config_read() - the driver reads config space
+ * Return: 0, or -EINVAL if [off, off + len) is outside the config space.
+ * Context: any thread.
+ */
+VN_MUST_CHECK int vn_vdev_config_read(struct vn_vdev *vdev, uint32_t off, void *buf,
+				      uint32_t len);
+
+/**
+ * vn_vdev_config_write() - the driver writes config space
+ * Return: 0, -EINVAL out of range, -EPERM if the device type has no
+ * config_write, or its error.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_config_write(struct vn_vdev *vdev, uint32_t off, const void *buf,
+				       uint32_t len);
+
+/**
+ * vn_vdev_config_update() - the device changes its own config space
+ *
+ * Bumps the config generation and, with DRIVER_OK set, sends a config change
+ * interrupt.
+ * Return: 0 or -EINVAL out of range.
+ * Context: any thread.
+ */
+VN_MUST_CHECK int vn_vdev_config_update(struct vn_vdev *vdev, uint32_t off, const void *buf,
+					uint32_t len);
+
+/** vn_vdev_config_generation() - changes whenever the device changes config */
+uint32_t vn_vdev_config_generation(const struct vn_vdev *vdev);
+
+/** vn_vdev_nr_queues() - number of queues */
+unsigned int vn_vdev_nr_queues(const struct vn_vdev *vdev);
+
+/** vn_vdev_queue() - queue @q, or NULL if out of range */
+struct vn_vq *vn_vdev_queue(struct vn_vdev *vdev, unsigned int q);
+
+/**
+ * vn_vdev_set_queue_handler() - what runs when queue @q is kicked
+ * Return: 0 or -EINVAL for a bad @q.
+ * Context: before the driver is running (the device type's realize).
+ */
+VN_MUST_CHECK int vn_vdev_set_queue_handler(struct vn_vdev *vdev, unsigned int q,
+					    vn_vdev_queue_handler_fn *fn);
+
+/**
+ * vn_vdev_queue_kick() - run queue @q's handler, as a doorbell does
+ *
+ * Does nothing for a queue that is not ready or is broken, or has no handler.
+ *
+ * Context: the queue's owning thread (see vn_vdev_queue_handler_fn).
+ * Return: 1 if the handler ran, 0 if not, -EINVAL for a bad @q.
+ */
+VN_MUST_CHECK int vn_vdev_queue_kick(struct vn_vdev *vdev, unsigned int q);
+
+/**
+ * vn_vdev_queue_set_num() / _set_addr() / _enable() - driver queue setup
+ *
+ * Return: as vn_vq_set_num(), vn_vq_set_addr(); -EINVAL for a bad @q.
+ * vn_vdev_queue_enable() checks the rings; a bad ring is a guest error and
+ * makes the device NEEDS_RESET.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_queue_set_num(struct vn_vdev *vdev, unsigned int q, unsigned int num);
+VN_MUST_CHECK int vn_vdev_queue_set_addr(struct vn_vdev *vdev, unsigned int q, uint64_t desc,
+					 uint64_t avail, uint64_t used);
+VN_MUST_CHECK int vn_vdev_queue_enable(struct vn_vdev *vdev, unsigned int q);
+
+/**
+ * vn_vdev_queue_reset() - reset one queue (VIRTIO_F_RING_RESET, §2.6.1)
+ * Return: 0 or -EINVAL for a bad @q.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_queue_reset(struct vn_vdev *vdev, unsigned int q);
+
+/**
+ * vn_vdev_queue_set_vector() / vn_vdev_set_config_vector() - interrupt routing
+ * Return: 0, or -EINVAL for a bad @q or a vector >= nr_vectors other than
+ * VN_VDEV_NO_VECTOR.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_queue_set_vector(struct vn_vdev *vdev, unsigned int q,
+					   uint16_t vector);
+VN_MUST_CHECK int vn_vdev_set_config_vector(struct vn_vdev *vdev, uint16_t vector);
+
+/**
+ * vn_vdev_notify_queue() - interrupt the guest for @vq if it wants one
+ *
+ * Asks vn_vq_should_notify() (event index or NO_INTERRUPT), then sets the
+ * ISR queue bit and signals the queue's vector.
+ * Context: the queue's owning thread.
+ * Return: 1 if an interrupt was sent, 0 if suppressed, -errno.
+ */
+VN_MUST_CHECK int vn_vdev_notify_queue(struct vn_vdev *vdev, struct vn_vq *vq);
+
+/**
+ * vn_vdev_isr_read_clear() - read and clear the ISR (virtio-pci ISR status)
+ * Context: any thread.
+ */
+uint8_t vn_vdev_isr_read_clear(struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_guest_notifier_fd() - the eventfd of interrupt vector @vector
+ *
+ * For an irqfd, or for a test that plays the guest. The device keeps
+ * ownership.
+ * Return: the fd, or -EINVAL for a bad vector.
+ */
+int vn_vdev_guest_notifier_fd(const struct vn_vdev *vdev, unsigned int vector);
+
+/**
+ * vn_vdev_set_guest_notifier_fd() - use @fd (an eventfd) for @vector
+ * @fd: takes ownership on success; on error the caller still owns it. The
+ *      old eventfd of the vector is closed.
+ * Return: 0, -EINVAL for a bad vector, -EBADF for a negative fd.
+ * Context: device lock held; no interrupt is being raised concurrently.
+ */
+VN_MUST_CHECK int vn_vdev_set_guest_notifier_fd(struct vn_vdev *vdev, unsigned int vector,
+						int fd);
+
+#endif

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VN_VIRTIO_VDEV_H
+#define VN_VIRTIO_VDEV_H
+
+/*
+ * Device core internals. <vnotify/vdev.h> has the API; this adds the struct
+ * layout and the hook points for code that sits beside the device core in
+ * layer 4 or above it (the host notifier state machine, transports).
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vnotify/vdev.h>
+
+#include "base/log.h"
+#include "base/notifier.h"
+#include "virtio/gmem.h"
+#include "virtio/vq.h"
+
+#define VN_VDEV_MAX_HOOKS 4
+#define VN_VDEV_MAX_QUEUES 1024
+#define VN_VDEV_MAX_VECTORS 2048
+#define VN_VDEV_MAX_CONFIG 4096
+
+/**
+ * struct vn_vdev_hooks - lifecycle hooks for the host notifier state
+ * machine and transports; every member optional
+ *
+ * All run with the device lock held, on the thread that holds it, in
+ * registration order ("_pre") or reverse order ("_post"). They may call
+ * the queue functions of this device, but not register or remove hooks.
+ *
+ * @status_pre: a status write (not 0) is about to take effect: @old -> @status.
+ *              The place to stop host notifiers when DRIVER_OK goes away.
+ * @status_post: it took effect (the value the driver will read back is
+ *               @status). The place to start them on DRIVER_OK.
+ * @reset_pre: the device is about to reset (status 0 or vn_vdev_reset());
+ *             queues still hold their state: stop and drain here.
+ * @reset_post: the device and every queue are in their initial state.
+ * @queue_reset_pre: queue @q alone is about to be reset (VIRTIO_F_RING_RESET).
+ * @queue_enabled: the driver enabled queue @q and its rings checked out.
+ * @loaded: device state was loaded (state.c); start what DRIVER_OK needs.
+ * @needs_reset: the device went NEEDS_RESET. Context: any thread, without the
+ *               device lock (a queue's thread found the guest error).
+ */
+struct vn_vdev_hooks {
+	void (*status_pre)(void *opaque, struct vn_vdev *vdev, uint8_t old, uint8_t status);
+	void (*status_post)(void *opaque, struct vn_vdev *vdev, uint8_t old, uint8_t status);
+	void (*reset_pre)(void *opaque, struct vn_vdev *vdev);
+	void (*reset_post)(void *opaque, struct vn_vdev *vdev);
+	void (*queue_reset_pre)(void *opaque, struct vn_vdev *vdev, unsigned int q);
+	void (*queue_enabled)(void *opaque, struct vn_vdev *vdev, unsigned int q);
+	void (*loaded)(void *opaque, struct vn_vdev *vdev);
+	void (*needs_reset)(void *opaque, struct vn_vdev *vdev);
+};
+
+struct vn_vdev_queue {
+	struct vn_vq vq;
+	vn_vdev_queue_handler_fn *handler;
+	uint16_t vector;
+};
+
+struct vn_vdev {
+	char name[32];
+	uint32_t device_id;
+	const struct vn_vdev_ops *ops;
+	void *opaque;
+	struct vn_gmem *mem;
+	pthread_mutex_t lock;           /* the device lock */
+	struct vn_ratelimit rl;         /* guest-caused messages of this device */
+
+	uint64_t device_features;
+	uint64_t driver_features;
+	uint8_t status;                 /* without NEEDS_RESET; atomic loads */
+	bool needs_reset;               /* atomic: set from any thread */
+	uint8_t isr;                    /* atomic */
+
+	pthread_mutex_t config_lock;    /* config bytes and generation */
+	uint8_t *config;
+	unsigned int config_len;
+	uint32_t config_generation;
+	uint16_t config_vector;
+
+	unsigned int nr_queues;
+	struct vn_vdev_queue *queues;
+
+	unsigned int nr_vectors;
+	bool msix;
+	struct vn_notifier *vectors;
+
+	unsigned int nr_hooks;
+	struct {
+		const struct vn_vdev_hooks *h;
+		void *opaque;
+	} hooks[VN_VDEV_MAX_HOOKS];
+};
+
+/**
+ * vn_vdev_add_hooks() - register lifecycle hooks (static const table)
+ * Return: 0, -ENOSPC past VN_VDEV_MAX_HOOKS, -EEXIST if already there.
+ * Context: device lock held; no queue thread running (needs_reset reads the list).
+ */
+VN_MUST_CHECK int vn_vdev_add_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h,
+				    void *opaque);
+
+/**
+ * vn_vdev_remove_hooks() - unregister
+ * Return: 0 or -ENOENT.
+ * Context: as vn_vdev_add_hooks().
+ */
+VN_MUST_CHECK int vn_vdev_remove_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h,
+				       void *opaque);
+
+/** vn_vdev_queue_vector() - the vector of queue @q (VN_VDEV_NO_VECTOR if none or bad @q) */
+uint16_t vn_vdev_queue_vector(const struct vn_vdev *vdev, unsigned int q);
+
+/** vn_vdev_config_vector() - the config change vector */
+uint16_t vn_vdev_config_vector(const struct vn_vdev *vdev);
+
+/** vn_vdev_is_legacy() - the driver did not negotiate VERSION_1 */
+bool vn_vdev_is_legacy(const struct vn_vdev *vdev);
+
+/*
+ * For state.c: apply loaded values without the register-write rules (they
+ * were validated as a whole), then run the "loaded" hooks.
+ */
+void vn_vdev_load_apply(struct vn_vdev *vdev, uint64_t driver_features, uint8_t status,
+			bool needs_reset, uint8_t isr, uint16_t config_vector,
+			uint32_t config_generation, const uint8_t *config);
+void vn_vdev_run_loaded_hooks(struct vn_vdev *vdev);
+
+#endif
