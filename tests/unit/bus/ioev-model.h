@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VN_TESTS_IOEV_MODEL_H
+#define VN_TESTS_IOEV_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vnotify/bus.h>
+
+/*
+ * A plain list model of KVM's ioeventfd rules, written from DESIGN.md "The
+ * ioeventfd table" and nothing else, so it can disagree with the real table
+ * (src/bus/ioev.c). Shared by tests/unit/bus/test-ioev.c and
+ * tests/fuzz/fuzz-ioev.c.
+ */
+
+#define IOEV_MODEL_MAX 2048 /* two spaces of VN_IOEV_LIMIT_DEFAULT, with room */
+
+struct ioev_model {
+	struct vn_ioev e[IOEV_MODEL_MAX];
+	unsigned int n;
+	unsigned int limit; /* per space */
+};
+
+void ioev_model_init(struct ioev_model *m, unsigned int limit);
+/* @fd_err: 0 if d->fd is an open eventfd, else -EBADF or -EINVAL */
+int ioev_model_assign(struct ioev_model *m, const struct vn_ioev *d, int fd_err);
+int ioev_model_deassign(struct ioev_model *m, const struct vn_ioev *d, int fd_err);
+/*
+ * A guest write: -EINVAL if the access is malformed, else the index of the
+ * entry it signals, or -1 for none.
+ */
+int ioev_model_write(const struct ioev_model *m, enum vn_space space, uint64_t addr,
+		     unsigned int size, uint64_t value);
+
+/*
+ * The rig: a real bus + soft accelerator and the model, driven by the same
+ * 8-byte operations. Every operation's outcome is compared (return codes,
+ * and for writes which eventfd, if any, got the signal).
+ */
+#define IOEV_RIG_FDS 4
+
+struct ioev_rig {
+	struct vn_bus *bus;
+	struct vn_accel *accel;
+	int fds[IOEV_RIG_FDS]; /* eventfds */
+	int pipe_fds[2];       /* an open fd that is not an eventfd */
+	struct ioev_model model;
+	unsigned long ops;
+};
+
+#define IOEV_RIG_OP_SIZE 8
+
+/* 0, or -errno if the rig could not be built. */
+int ioev_rig_init(struct ioev_rig *rig, unsigned int limit);
+void ioev_rig_destroy(struct ioev_rig *rig);
+/*
+ * Run one operation decoded from @op[IOEV_RIG_OP_SIZE] on both. Returns true
+ * if they agree; otherwise false with a description in @why.
+ */
+bool ioev_rig_step(struct ioev_rig *rig, const uint8_t *op, char *why, size_t why_len);
+
+#endif
