@@ -142,11 +142,15 @@ uint8_t vn_vdev_get_status(const struct vn_vdev *vdev);
  * for a VERSION_1 driver that has no FEATURES_OK. For a legacy driver (no
  * VERSION_1) features become final at DRIVER_OK.
  *
+ * Not VN_MUST_CHECK: the result is advisory. A refused bit is already what
+ * the driver reads back, which is how virtio reports it (§3.1.1); a register
+ * write path has nothing more to do with it.
+ *
  * Return: 0, or -EINVAL when a bit was refused (the rest of the write took
  * effect).
  * Context: device lock held.
  */
-VN_MUST_CHECK int vn_vdev_set_status(struct vn_vdev *vdev, uint8_t status);
+int vn_vdev_set_status(struct vn_vdev *vdev, uint8_t status);
 
 /**
  * vn_vdev_reset() - reset the device and every queue to their initial state

@@ -10,8 +10,8 @@
 
 #include "base/trace.h"
 
-#define HDR_LEN 48
-#define QUEUE_LEN 40
+#define HDR_LEN 44
+#define QUEUE_LEN 36
 
 #define KNOWN_STATUS                                                                       \
 	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK | \

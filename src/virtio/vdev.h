@@ -107,10 +107,12 @@ VN_MUST_CHECK int vn_vdev_add_hooks(struct vn_vdev *vdev, const struct vn_vdev_h
 
 /**
  * vn_vdev_remove_hooks() - unregister
+ *
+ * Not VN_MUST_CHECK: like a free, teardown paths call it blindly.
  * Return: 0 or -ENOENT.
  * Context: as vn_vdev_add_hooks().
  */
-VN_MUST_CHECK int vn_vdev_remove_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h,
+int vn_vdev_remove_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h,
 				       void *opaque);
 
 /** vn_vdev_queue_vector() - the vector of queue @q (VN_VDEV_NO_VECTOR if none or bad @q) */

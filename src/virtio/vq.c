@@ -11,6 +11,22 @@
 #include "base/trace.h"
 #include "virtio/vq-priv.h"
 
+/* Guest-caused messages go through the owner's rate limit (STYLE.md 1.6 rule 6). */
+static void vq_log(struct vn_vq *vq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vq_log(struct vn_vq *vq, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (vq->rl)
+		vn_log_limited(vq->rl, VN_LOG_WARN, "vq", "%s", msg);
+	else
+		vn_log(VN_LOG_WARN, "vq", "%s", msg);
+}
+
 void vn_vq_ring_sizes(unsigned int num, uint64_t *desc, uint64_t *avail, uint64_t *used)
 {
 	*desc = 16ull * num;
@@ -110,7 +126,7 @@ int vn_vq_enable(struct vn_vq *vq)
 	int r = check_rings(vq, vq->num, vq->desc, vq->avail, vq->used, &field);
 
 	if (r < 0) {
-		vn_log_limited(vq->rl, VN_LOG_WARN, "vq", "vq %u: enable: bad %s ring (%s)",
+		vq_log(vq, "vq %u: enable: bad %s ring (%s)",
 			       vq->index, field, vn_strerror(r));
 		return r;
 	}
@@ -151,7 +167,7 @@ int vq_fail(struct vn_vq *vq, int err, const char *fmt, ...)
 	if (vn_vq_is_broken(vq))
 		return err;
 	__atomic_store_n(&vq->broken, err, __ATOMIC_RELAXED);
-	vn_log_limited(vq->rl, VN_LOG_WARN, "vq", "vq %u: guest error: %s (%s)", vq->index, msg,
+	vq_log(vq, "vq %u: guest error: %s (%s)", vq->index, msg,
 		       vn_strerror(err));
 	vn_trace(vq_needs_reset, "vq=%u err=%d %s", vq->index, err, msg);
 	if (vq->on_error)

@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The split virtqueue through its API, with rings written by hand.
+ *
+ * Each hostile case (issue 4 item 3) has its own test. Each is built so that
+ * the chain would pop successfully if that one check were missing: a test
+ * fails without its check, not merely because some other check fires.
+ */
+#include <stdlib.h>
+
+#include "vtest.h"
+
+#define RING_F (F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX))
+
+/*
+ * The guest-visible outcome of a hostile chain: the specific error, the
+ * device NEEDS_RESET, a config interrupt (ISR bit and the config vector's
+ * eventfd), one log line from the queue, and a queue that stays broken.
+ */
+static void expect_broken(struct vn_t *t, struct vt *v, int r, int want)
+{
+	struct vn_vq_elem e;
+
+	VN_CHECK_EQ_INT(t, r, want);
+	VN_CHECK(t, vn_vdev_get_status(v->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	VN_CHECK_EQ_U(t, vn_vdev_isr_read_clear(v->vdev) & VN_VDEV_ISR_CONFIG, VN_VDEV_ISR_CONFIG);
+	VN_CHECK(t, vt_fd_fired(vn_vdev_guest_notifier_fd(v->vdev, 1)));
+	VN_CHECK_EQ_INT(t, vt_pop(v, &e), -EIO);
+	VN_CHECK_EQ_INT(t, vn_vq_is_broken(v->vq), want);
+	/* one line from the queue, one from the device; the second pop is quiet */
+	VN_CHECK_EQ_INT(t, vt_log_lines, 2);
+}
+
+static void test_pop_empty(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 0);
+	VN_CHECK_EQ_INT(t, vn_vq_avail_count(v.vq), 0);
+	VN_CHECK_EQ_U(t, vn_vdev_get_status(v.vdev) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+	vt_fini(&v);
+}
+
+static void test_pop_direct_chain(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 3, VT_BUF, 100, VRING_DESC_F_NEXT, 7);
+	vt_desc(&v, VT_DESC, 7, VT_BUF + 0x1000, 50, VRING_DESC_F_NEXT, 1);
+	vt_desc(&v, VT_DESC, 1, VT_BUF + 0x2000, 300, VRING_DESC_F_WRITE, 0);
+	vt_avail(&v, 3);
+	VN_CHECK_EQ_INT(t, vn_vq_avail_count(v.vq), 1);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.head, 3);
+	VN_CHECK_EQ_U(t, e.out_num, 2);
+	VN_CHECK_EQ_U(t, e.in_num, 1);
+	VN_CHECK_EQ_U(t, e.out_len, 150);
+	VN_CHECK_EQ_U(t, e.in_len, 300);
+	VN_CHECK_EQ_U(t, e.ndesc, 3);
+	VN_CHECK(t, e.iov[0].iov_base == vn_gmem_ptr(&v.mem, VT_BUF, 100));
+	VN_CHECK(t, e.iov[2].iov_base == vn_gmem_ptr(&v.mem, VT_BUF + 0x2000, 300));
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 0);
+
+	VN_CHECK_OK(t, vn_vq_push(v.vq, 3, 123));
+	VN_CHECK_EQ_U(t, vt_le16(&v, VT_USED + 2), 1);
+	uint32_t el[2];
+	VN_CHECK_OK(t, vn_gmem_read(&v.mem, VT_USED + 4, el, sizeof(el)));
+	VN_CHECK_EQ_U(t, le32toh(el[0]), 3);
+	VN_CHECK_EQ_U(t, le32toh(el[1]), 123);
+	vt_fini(&v);
+}
+
+static void test_pop_indirect_chain(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	/* a direct descriptor, then an indirect one (virtio 1.2 §2.7.5.3.2) */
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, VRING_DESC_F_NEXT, 5);
+	vt_desc(&v, VT_DESC, 5, VT_IND, 3 * 16, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF + 0x100, 10, VRING_DESC_F_NEXT, 2);
+	vt_desc(&v, VT_IND, 2, VT_BUF + 0x200, 20, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 1);
+	vt_desc(&v, VT_IND, 1, VT_BUF + 0x300, 30, VRING_DESC_F_WRITE, 0);
+	vt_avail(&v, 0);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.out_num, 2);
+	VN_CHECK_EQ_U(t, e.in_num, 2);
+	VN_CHECK_EQ_U(t, e.out_len, 26);
+	VN_CHECK_EQ_U(t, e.in_len, 50);
+	VN_CHECK_EQ_U(t, e.ndesc, 4);
+	vt_fini(&v);
+}
+
+/* A buffer that crosses a region boundary comes back as two iovecs. */
+static void test_pop_splits_at_region_boundary(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+	uint64_t next = VT_GPA + VT_SIZE;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&v.mem, next, 0x1000, NULL));
+	vt_desc(&v, VT_DESC, 0, next - 0x10, 0x20, VRING_DESC_F_WRITE, 0);
+	vt_avail(&v, 0);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.in_num, 2);
+	VN_CHECK_EQ_U(t, e.iov[0].iov_len, 0x10);
+	VN_CHECK_EQ_U(t, e.iov[1].iov_len, 0x10);
+	VN_CHECK(t, e.iov[1].iov_base == vn_gmem_ptr(&v.mem, next, 0x10));
+	vt_fini(&v);
+}
+
+/* ---- hostile cases ---- */
+
+static void test_bad_head_out_of_range(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	/* desc[VT_NUM] is still guest memory: only the index check stops it */
+	vt_desc(&v, VT_DESC, VT_NUM, VT_BUF, 16, 0, 0);
+	vt_avail(&v, VT_NUM);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_next_out_of_range(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, VRING_DESC_F_NEXT, VT_NUM);
+	vt_desc(&v, VT_DESC, VT_NUM, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_next_out_of_range(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_IND, 2 * 16, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF, 16, VRING_DESC_F_NEXT, 2); /* table has 2 entries */
+	vt_desc(&v, VT_IND, 2, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_loop(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 1, VRING_DESC_F_NEXT, 1);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 1, VRING_DESC_F_NEXT, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -ELOOP);
+	vt_fini(&v);
+}
+
+/* No loop, but num - 1 direct plus 2 indirect descriptors: longer than the queue. */
+static void test_bad_chain_longer_than_queue(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	for (unsigned int i = 0; i < VT_NUM - 1; i++)
+		vt_desc(&v, VT_DESC, i, VT_BUF, 1, VRING_DESC_F_NEXT, (uint16_t)(i + 1));
+	vt_desc(&v, VT_DESC, VT_NUM - 1, VT_IND, 2 * 16, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF, 1, VRING_DESC_F_NEXT, 1);
+	vt_desc(&v, VT_IND, 1, VT_BUF, 1, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -ELOOP);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_in_indirect(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_IND, 16, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_IND + 0x100, 16, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND + 0x100, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_with_next(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_IND, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 16, 0, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_len_not_multiple(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_IND, 24, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_len_zero(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_IND, 0, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_not_negotiated(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, F(VIRTIO_RING_F_EVENT_IDX)))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_IND, 16, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_IND, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_buffer_outside_memory(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	/* starts inside, ends one byte past the end of guest memory */
+	vt_desc(&v, VT_DESC, 0, VT_GPA + VT_SIZE - 16, 17, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EFAULT);
+	vt_fini(&v);
+}
+
+static void test_bad_buffer_address_wraps(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, UINT64_MAX - 7, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EFAULT);
+	vt_fini(&v);
+}
+
+static void test_bad_indirect_table_outside_memory(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	/* the first entry is readable, the table's last byte is not guest memory */
+	vt_desc(&v, VT_DESC, 0, VT_GPA + VT_SIZE - 16, 32, VRING_DESC_F_INDIRECT, 0);
+	vt_desc(&v, VT_GPA + VT_SIZE - 16, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EFAULT);
+	vt_fini(&v);
+}
+
+/* 17 writable descriptors of 256 MiB each: 4.25 GiB does not fit the used len. */
+static void test_bad_total_length_overflow(struct vn_t *t)
+{
+	const uint64_t big = 0x100000000ull, sz = 0x10000000ull;
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	/* sparse memfd: nothing is touched, only mapped */
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&v.mem, big, sz, NULL));
+	for (unsigned int i = 0; i < 17; i++)
+		vt_desc(&v, VT_DESC, i, big, (uint32_t)sz, VRING_DESC_F_WRITE | (i < 16 ? VRING_DESC_F_NEXT : 0),
+			(uint16_t)(i + 1));
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EOVERFLOW);
+	vt_fini(&v);
+}
+
+static void test_bad_avail_idx_too_far_ahead(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	for (unsigned int i = 0; i < VT_NUM; i++)
+		vt_desc(&v, VT_DESC, i, VT_BUF, 16, 0, 0);
+	vt_set_avail_idx(&v, VT_NUM + 1);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+/* Exactly num ahead is fine (a full ring), also across the 16-bit wrap. */
+static void test_avail_idx_full_ring_ok(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+	int n = 0;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	v.vq->last_avail_idx = v.vq->shadow_avail_idx = v.vq->used_idx = 0xfff0;
+	v.avail_idx = 0xfff0;
+	for (unsigned int i = 0; i < VT_NUM; i++) {
+		vt_desc(&v, VT_DESC, i, VT_BUF, 16, 0, 0);
+		vt_avail(&v, (uint16_t)i);
+	}
+	VN_CHECK_EQ_INT(t, vn_vq_avail_count(v.vq), VT_NUM);
+	while (vt_pop(&v, &e) == 1)
+		n++;
+	VN_CHECK_EQ_INT(t, n, VT_NUM);
+	VN_CHECK_EQ_INT(t, vn_vq_is_broken(v.vq), 0);
+	VN_CHECK_EQ_U(t, v.vq->last_avail_idx, 0x30);
+	vt_fini(&v);
+}
+
+static void test_bad_readable_after_writable(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_bad_too_many_iovecs(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, VRING_DESC_F_NEXT, 1);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 16, VRING_DESC_F_NEXT, 2);
+	vt_desc(&v, VT_DESC, 2, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	memset(&e, 0, sizeof(e));
+	e.iov = v.s.iov;
+	e.iov_cap = 2;
+	expect_broken(t, &v, vn_vq_pop(v.vq, &e), -E2BIG);
+	vt_fini(&v);
+}
+
+/* Reset clears the broken state, NEEDS_RESET and the queue. */
+static void test_reset_recovers(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_avail(&v, VT_NUM);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), -EINVAL);
+	VN_CHECK(t, vn_vdev_get_status(v.vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	VN_CHECK_OK(t, vn_vdev_set_status(v.vdev, 0));
+	VN_CHECK_EQ_U(t, vn_vdev_get_status(v.vdev), 0);
+	VN_CHECK_EQ_INT(t, vn_vq_is_broken(v.vq), 0);
+	VN_CHECK(t, !vn_vq_is_ready(v.vq));
+	VN_CHECK_EQ_U(t, vn_vq_size(v.vq), 256);
+	VN_CHECK_EQ_U(t, v.vq->last_avail_idx, 0);
+	VN_CHECK_EQ_U(t, v.vq->used_idx, 0);
+	VN_CHECK_EQ_U(t, v.vq->desc, 0);
+	VN_CHECK_EQ_U(t, vn_vdev_queue_vector(v.vdev, 0), VN_VDEV_NO_VECTOR);
+	VN_CHECK_EQ_U(t, vn_vdev_driver_features(v.vdev), 0);
+	vt_fini(&v);
+}
+
+/* ---- interrupts and notification suppression ---- */
+
+static void pop_push(struct vn_t *t, struct vt *v, uint16_t head)
+{
+	struct vn_vq_elem e;
+
+	vt_desc(v, VT_DESC, head, VT_BUF, 16, VRING_DESC_F_WRITE, 0);
+	vt_avail(v, head);
+	VN_CHECK_EQ_INT(t, vt_pop(v, &e), 1);
+	VN_CHECK_OK(t, vn_vq_push(v->vq, e.head, 16));
+}
+
+static void test_notify_without_event_idx(struct vn_t *t)
+{
+	struct vt v;
+
+	if (vt_init(t, &v, F(VIRTIO_RING_F_INDIRECT_DESC)))
+		return;
+	pop_push(t, &v, 0);
+	VN_CHECK_EQ_INT(t, vn_vdev_notify_queue(v.vdev, v.vq), 1);
+	VN_CHECK(t, vt_fd_fired(vn_vdev_guest_notifier_fd(v.vdev, 0)));
+	VN_CHECK_EQ_U(t, vn_vdev_isr_read_clear(v.vdev), VN_VDEV_ISR_QUEUE);
+	/* the driver sets NO_INTERRUPT */
+	VN_REQUIRE_OK(t, vn_gmem_store_le16_release(&v.mem, VT_AVAIL, VRING_AVAIL_F_NO_INTERRUPT));
+	pop_push(t, &v, 1);
+	VN_CHECK_EQ_INT(t, vn_vdev_notify_queue(v.vdev, v.vq), 0);
+	VN_CHECK(t, !vt_fd_fired(vn_vdev_guest_notifier_fd(v.vdev, 0)));
+	vt_fini(&v);
+}
+
+static void test_notify_with_event_idx(struct vn_t *t)
+{
+	struct vt v;
+	uint64_t used_event = VT_AVAIL + 4 + 2 * VT_NUM;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	/* the first push always interrupts (nothing signalled yet) */
+	pop_push(t, &v, 0);
+	VN_CHECK_EQ_INT(t, vn_vq_should_notify(v.vq), 1);
+	/* used_event = 3: the driver wants an interrupt when entry 3 is used */
+	VN_REQUIRE_OK(t, vn_gmem_store_le16_release(&v.mem, used_event, 3));
+	pop_push(t, &v, 1); /* used idx 2 */
+	VN_CHECK_EQ_INT(t, vn_vq_should_notify(v.vq), 0);
+	pop_push(t, &v, 2); /* used idx 3 */
+	VN_CHECK_EQ_INT(t, vn_vq_should_notify(v.vq), 0);
+	pop_push(t, &v, 3); /* used idx 4: entry 3 used */
+	VN_CHECK_EQ_INT(t, vn_vq_should_notify(v.vq), 1);
+	/* NO_INTERRUPT is ignored with EVENT_IDX; used_event still in the past */
+	pop_push(t, &v, 4);
+	VN_CHECK_EQ_INT(t, vn_vq_should_notify(v.vq), 0);
+	vt_fini(&v);
+}
+
+static void test_suppress_without_event_idx(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, 0))
+		return;
+	vn_vq_disable_notify(v.vq);
+	VN_CHECK_EQ_U(t, vt_le16(&v, VT_USED), VRING_USED_F_NO_NOTIFY);
+	VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 0);
+	VN_CHECK_EQ_U(t, vt_le16(&v, VT_USED), 0);
+	/* a chain that raced the re-enable is reported, not lost */
+	vn_vq_disable_notify(v.vq);
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 1);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 0);
+	vt_fini(&v);
+}
+
+static void test_suppress_with_event_idx(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+	uint64_t avail_event = VT_USED + 4 + 8 * VT_NUM;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 0);
+	vt_avail(&v, 0);
+	vn_vq_disable_notify(v.vq);
+	VN_CHECK_EQ_U(t, vt_le16(&v, VT_USED), 0); /* flags untouched with EVENT_IDX */
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 1);  /* one still pending */
+	VN_CHECK_EQ_U(t, vt_le16(&v, avail_event), 1);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 0);
+	VN_CHECK_EQ_U(t, vt_le16(&v, avail_event), 2);      /* kick me at entry 2 */
+	vt_fini(&v);
+}
+
+static void test_enable_rejects_bad_rings(struct vn_t *t)
+{
+	struct vt v;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	VN_REQUIRE_OK(t, vn_vdev_queue_set_num(v.vdev, 1, 16));
+	VN_REQUIRE_OK(t, vn_vdev_queue_set_addr(v.vdev, 1, VT_DESC + 8, VT_AVAIL, VT_USED));
+	VN_CHECK_EQ_INT(t, vn_vdev_queue_enable(v.vdev, 1), -EINVAL);
+	VN_REQUIRE_OK(t, vn_vdev_queue_set_addr(v.vdev, 1, VT_DESC, VT_AVAIL, VT_GPA + VT_SIZE - 8));
+	VN_CHECK_EQ_INT(t, vn_vdev_queue_enable(v.vdev, 1), -EFAULT);
+	VN_CHECK_EQ_INT(t, vn_vdev_queue_set_num(v.vdev, 1, 24), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vdev_queue_set_num(v.vdev, 1, 512), -EINVAL);
+	VN_CHECK(t, !vn_vq_is_ready(vn_vdev_queue(v.vdev, 1)));
+	VN_CHECK(t, vn_vdev_get_status(v.vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	vt_fini(&v);
+}
+
+VN_TESTS(VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_pop_indirect_chain),
+	 VN_TEST(test_pop_splits_at_region_boundary), VN_TEST(test_bad_head_out_of_range),
+	 VN_TEST(test_bad_next_out_of_range), VN_TEST(test_bad_indirect_next_out_of_range),
+	 VN_TEST(test_bad_loop), VN_TEST(test_bad_chain_longer_than_queue),
+	 VN_TEST(test_bad_indirect_in_indirect), VN_TEST(test_bad_indirect_with_next),
+	 VN_TEST(test_bad_indirect_len_not_multiple), VN_TEST(test_bad_indirect_len_zero),
+	 VN_TEST(test_bad_indirect_not_negotiated), VN_TEST(test_bad_buffer_outside_memory),
+	 VN_TEST(test_bad_buffer_address_wraps), VN_TEST(test_bad_indirect_table_outside_memory),
+	 VN_TEST(test_bad_total_length_overflow), VN_TEST(test_bad_avail_idx_too_far_ahead),
+	 VN_TEST(test_avail_idx_full_ring_ok), VN_TEST(test_bad_readable_after_writable),
+	 VN_TEST(test_bad_too_many_iovecs), VN_TEST(test_reset_recovers),
+	 VN_TEST(test_notify_without_event_idx), VN_TEST(test_notify_with_event_idx),
+	 VN_TEST(test_suppress_without_event_idx), VN_TEST(test_suppress_with_event_idx),
+	 VN_TEST(test_enable_rejects_bad_rings))
