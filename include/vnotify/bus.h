@@ -170,7 +170,9 @@ VN_MUST_CHECK int vn_bus_new(const struct vn_bus_cfg *cfg, struct vn_bus **out);
  * vn_bus_free() - remove every region and free the bus; NULL is allowed
  *
  * Ioeventfds still in the soft table are dropped; their fds stay open (they
- * belong to the callers).
+ * belong to the callers). Promoter candidates drop their dynamic ioeventfds
+ * here, so the accelerators and iothreads named in their configs must still
+ * exist: free the bus (or delete those regions) before them.
  * Context: no thread accesses the bus any more.
  */
 void vn_bus_free(struct vn_bus *bus);
