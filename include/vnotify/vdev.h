@@ -226,6 +226,20 @@ VN_MUST_CHECK int vn_vdev_set_queue_handler(struct vn_vdev *vdev, unsigned int q
 VN_MUST_CHECK int vn_vdev_queue_kick(struct vn_vdev *vdev, unsigned int q);
 
 /**
+ * vn_vdev_queue_lock() / vn_vdev_queue_unlock() - the queue's run lock
+ *
+ * Whoever works on queue @q's rings holds it: the host notifier state
+ * machine around every run of the queue's handler (on the vCPU or the
+ * iothread), and a device type around work it does on the queue outside the
+ * handler (pushing a completion from an I/O thread, say). So a queue is never
+ * worked on by two threads at once. The device lock may be held when taking
+ * it, never the other way round; the handler itself runs with it held.
+ * @q must be < vn_vdev_nr_queues() (a programmer error otherwise).
+ */
+void vn_vdev_queue_lock(struct vn_vdev *vdev, unsigned int q);
+void vn_vdev_queue_unlock(struct vn_vdev *vdev, unsigned int q);
+
+/**
  * vn_vdev_queue_set_num() / _set_addr() / _enable() - driver queue setup
  *
  * Return: as vn_vq_set_num(), vn_vq_set_addr(); -EINVAL for a bad @q.

@@ -15,9 +15,7 @@
 struct hn_queue {
 	struct vn_hostnotif *hn;
 	unsigned int idx;
-	/* Held by whoever runs the queue's handler; state changes take it too. */
-	pthread_mutex_t qlock;
-	/* Written under the device lock and qlock; read under either. */
+	/* Written under the device lock and the queue's run lock; read under either. */
 	enum vn_hostnotif_state state;
 	struct vn_notifier n;      /* created on first use, kept until free */
 	bool registered;           /* an ioeventfd for @n is in the accelerator */
@@ -64,14 +62,14 @@ static void set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
 {
 	enum vn_hostnotif_state old = q->state;
 
-	pthread_mutex_lock(&q->qlock);
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
 	__atomic_store_n(&q->state, s, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&q->qlock);
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	vn_trace(hostnotif_transition, "dev=%s vq=%u %s->%s edge=%c", q->hn->vdev->name, q->idx,
 		 vn_hostnotif_state_name(old), vn_hostnotif_state_name(s), edge);
 }
 
-/* Runs the queue's handler once. Caller holds qlock. */
+/* Runs the queue's handler once. Caller holds the queue's run lock. */
 static void run_queue_locked(struct hn_queue *q, uint64_t *counter)
 {
 	if (vn_vdev_queue_kick(q->hn->vdev, q->idx) > 0)
@@ -86,12 +84,12 @@ static bool iothread_consume(struct hn_queue *q)
 {
 	bool ran = false;
 
-	pthread_mutex_lock(&q->qlock);
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
 	if (q->state == VN_HOSTNOTIF_ASSIGNED && vn_notifier_test_and_clear(&q->n) == 1) {
 		run_queue_locked(q, &q->hn->stats.iothread_runs);
 		ran = true;
 	}
-	pthread_mutex_unlock(&q->qlock);
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	return ran;
 }
 
@@ -191,14 +189,14 @@ static void drain(struct hn_queue *q, bool force)
 	struct vn_vq *vq = vn_vdev_queue(q->hn->vdev, q->idx);
 	bool set = vn_notifier_is_valid(&q->n) && vn_notifier_test_and_clear(&q->n) == 1;
 
-	pthread_mutex_lock(&q->qlock);
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
 	if (set || force)
 		run_queue_locked(q, force ? &q->hn->stats.self_kicks : &q->hn->stats.drain_runs);
 	if (vq && vn_vq_is_ready(vq)) {
 		for (int i = 0; i < 4 && vn_vq_enable_notify(vq) > 0; i++)
 			run_queue_locked(q, &q->hn->stats.drain_runs);
 	}
-	pthread_mutex_unlock(&q->qlock);
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 }
 
 static bool can_assign(struct vn_hostnotif *hn)
@@ -411,7 +409,7 @@ static void safety_tick(void *opaque)
 		struct hn_queue *q = &hn->q[i];
 		struct vn_vq *vq = vn_vdev_queue(hn->vdev, i);
 
-		pthread_mutex_lock(&q->qlock);
+		vn_vdev_queue_lock(q->hn->vdev, q->idx);
 		if (q->state == VN_HOSTNOTIF_ASSIGNED && vq && vn_vq_is_ready(vq)) {
 			if (vn_notifier_test_and_clear(&q->n) == 1) {
 				/* an ordinary kick the handler had not reached yet */
@@ -423,7 +421,7 @@ static void safety_tick(void *opaque)
 				run_queue_locked(q, &hn->stats.missed);
 			}
 		}
-		pthread_mutex_unlock(&q->qlock);
+		vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	}
 	vn_timer_arm_in(hn->safety, hn->safety_ns);
 }
@@ -496,7 +494,6 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 		struct hn_queue *q = &hn->q[i];
 
 		*q = (struct hn_queue){ .hn = hn, .idx = i, .n = VN_NOTIFIER_INIT };
-		pthread_mutex_init(&q->qlock, NULL);
 		vn_trace(hostnotif_transition, "dev=%s vq=%u start->deassigned edge=a",
 			 hn->vdev->name, i);
 		if (hn->iothread) {
@@ -523,8 +520,6 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 err:
 	if (hn->iothread)
 		(void)vn_iothread_run_sync(hn->iothread, teardown_on_iothread, hn);
-	for (unsigned int i = 0; i < hn->nr; i++)
-		pthread_mutex_destroy(&hn->q[i].qlock);
 	free(hn->q);
 	free(hn);
 	return r;
@@ -542,7 +537,6 @@ void vn_hostnotif_free(struct vn_hostnotif *hn)
 		(void)vn_iothread_run_sync(hn->iothread, teardown_on_iothread, hn);
 	for (unsigned int i = 0; i < hn->nr; i++) {
 		vn_notifier_cleanup(&hn->q[i].n);
-		pthread_mutex_destroy(&hn->q[i].qlock);
 	}
 	free(hn->q);
 	free(hn);
@@ -559,9 +553,9 @@ int vn_hostnotif_doorbell(struct vn_hostnotif *hn, unsigned int idx)
 		STAT_INC(hn, forwarded);
 		return vn_notifier_set(&q->n) < 0 ? -EIO : 0;
 	}
-	pthread_mutex_lock(&q->qlock);
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
 	run_queue_locked(q, &hn->stats.sync_runs);
-	pthread_mutex_unlock(&q->qlock);
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	return 0;
 }
 

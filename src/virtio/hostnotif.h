@@ -12,10 +12,10 @@
  *               the eventfd and runs the queue
  *   OFFLIMITS   a vhost backend owns the eventfd; userspace leaves the queue
  *
- * Ownership and locks. Each queue has a queue lock, held by whoever runs the
- * queue's handler (iothread or vCPU), so no queue is ever processed by two
- * threads at once. The iothread's handler runs the queue only while the
- * state is ASSIGNED, checked under that lock. Attaching and detaching the fd
+ * Ownership and locks. Each queue's run lock (vn_vdev_queue_lock()) is held
+ * by whoever runs the queue's handler (iothread or vCPU), so no queue is ever
+ * processed by two threads at once. The iothread's handler runs the queue
+ * only while the state is ASSIGNED, checked under that lock. Attaching and detaching the fd
  * handler is posted to the iothread and never waited for: lifecycle calls
  * run under the device lock, and waiting there for an iothread that may need
  * the device lock (a promoted register write replayed on it, say) is the

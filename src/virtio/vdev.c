@@ -69,6 +69,9 @@ int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out)
 	vdev->vectors = calloc(cfg->nr_vectors, sizeof(vdev->vectors[0]));
 	if (!vdev->config || !vdev->queues || !vdev->vectors)
 		goto err_free;
+	for (unsigned int i = 0; i < cfg->nr_queues; i++)
+		pthread_mutex_init(&vdev->queues[i].run_lock, NULL);
+	vdev->nr_run_locks = cfg->nr_queues;
 	for (unsigned int i = 0; i < cfg->nr_vectors; i++)
 		vdev->vectors[i].fd = -1;
 	for (unsigned int i = 0; i < cfg->nr_vectors; i++) {
@@ -97,6 +100,8 @@ void vn_vdev_free(struct vn_vdev *vdev)
 	if (!vdev)
 		return;
 	free_vectors(vdev);
+	for (unsigned int i = 0; i < vdev->nr_run_locks; i++)
+		pthread_mutex_destroy(&vdev->queues[i].run_lock);
 	free(vdev->queues);
 	free(vdev->config);
 	vn_ratelimit_destroy(&vdev->rl);
@@ -413,6 +418,18 @@ int vn_vdev_queue_kick(struct vn_vdev *vdev, unsigned int q)
 		return 0;
 	vq->handler(vdev, &vq->vq);
 	return 1;
+}
+
+void vn_vdev_queue_lock(struct vn_vdev *vdev, unsigned int q)
+{
+	VN_BUG_ON(q >= vdev->nr_queues);
+	pthread_mutex_lock(&vdev->queues[q].run_lock);
+}
+
+void vn_vdev_queue_unlock(struct vn_vdev *vdev, unsigned int q)
+{
+	VN_BUG_ON(q >= vdev->nr_queues);
+	pthread_mutex_unlock(&vdev->queues[q].run_lock);
 }
 
 int vn_vdev_queue_set_num(struct vn_vdev *vdev, unsigned int q, unsigned int num)

@@ -60,6 +60,8 @@ struct vn_vdev_queue {
 	struct vn_vq vq;
 	vn_vdev_queue_handler_fn *handler;
 	uint16_t vector;
+	/* Held by whoever works on the queue's rings; see vn_vdev_queue_lock(). */
+	pthread_mutex_t run_lock;
 };
 
 struct vn_vdev {
@@ -84,6 +86,7 @@ struct vn_vdev {
 	uint16_t config_vector;
 
 	unsigned int nr_queues;
+	unsigned int nr_run_locks;      /* queues whose run_lock is initialised */
 	struct vn_vdev_queue *queues;
 
 	unsigned int nr_vectors;
