@@ -90,6 +90,11 @@ fuzz_smoke() {
 {
 	scripts/check-layers.sh || echo "BUILD-FAILED layer rule"
 	build "gcc -Werror" build "" -Dwerror=true --buildtype=debugoptimized
+	if scripts/check-install.sh build; then
+		echo "EXTRA-PASS install: public headers stand alone, pkg-config consumer links"
+	else
+		echo "BUILD-FAILED install check"
+	fi
 	if [ "${VN_QUICK:-0}" != 1 ]; then
 		CC=clang build "clang ASan+UBSan" build-asan "--timeout-multiplier 3" \
 			-Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug
