@@ -5,7 +5,7 @@
 #   clang TSan                 the threaded suites
 #   libFuzzer smoke            each fuzz target for a bounded time
 # Ends with the line "N passed, N failed, N skipped" (tests/summary.sh).
-# Set VN_FUZZ_SECONDS (default 30) to change the fuzz smoke time per target;
+# Set VN_FUZZ_SECONDS (default 60) to change the fuzz smoke time per target;
 # VN_QUICK=1 runs the gcc build only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +59,7 @@ if setarch "$(uname -m)" -R true 2>/dev/null; then
 fi
 
 fuzz_smoke() {
-	local secs=${VN_FUZZ_SECONDS:-30} dir=build-fuzz
+	local secs=${VN_FUZZ_SECONDS:-60} dir=build-fuzz
 	echo "=== fuzz smoke: $dir, ${secs}s per target"
 	if ! CC=clang setup "$dir" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
 		--buildtype=debugoptimized || ! ninja -C "$dir" >"$dir.log" 2>&1; then
