@@ -35,3 +35,10 @@ VN_TRACE(vdev_reset, "a device was reset")
 VN_TRACE(vdev_needs_reset, "a device entered NEEDS_RESET")
 VN_TRACE(vq_enable, "the driver enabled a virtqueue")
 VN_TRACE(vdev_load, "device state was loaded")
+
+/* transport: vhost-user */
+VN_TRACE(vhu_dispatch, "a vhost-user message was checked and handled (r = outcome)")
+VN_TRACE(vhu_connect, "a vhost-user frontend connected")
+VN_TRACE(vhu_disconnect, "a vhost-user frontend went away or was dropped; the device was reset")
+VN_TRACE(vhu_ring, "a vhost-user ring started, stopped or was enabled/disabled")
+VN_TRACE(vhu_mem_table, "a vhost-user memory table was mapped")
