@@ -58,3 +58,11 @@ VN_TRACE(virtio_pci_gate, "virtio-pci host notifier gate (bus master and notify 
 VN_TRACE(virtio_pci_rebind, "virtio-pci re-registered host notifiers after a BAR or mode change")
 VN_TRACE(virtio_pci_bad, "virtio-pci refused a guest register access")
 VN_TRACE(virtio_pci_reset, "a legacy QUEUE_PFN write of 0 reset the device")
+
+/* devices: blk */
+VN_TRACE(blk_backend, "a virtio-blk device chose its I/O backend")
+VN_TRACE(blk_req, "a virtio-blk request was validated and started")
+VN_TRACE(blk_complete, "a virtio-blk request completed to the guest")
+VN_TRACE(blk_bad_req, "a malformed virtio-blk request put the device into NEEDS_RESET")
+VN_TRACE(blk_fault, "an injected host error or delay hit a virtio-blk request")
+VN_TRACE(blk_drain, "a virtio-blk reset or drain waited for requests in flight")
