@@ -9,6 +9,7 @@ pkgs_build="meson ninja-build gcc pkg-config python3 liburing-dev"
 pkgs_test="$pkgs_build clang libclang-rt-14-dev"
 pkgs_bench="$pkgs_build gnuplot-nox"
 pkgs_e2e="qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio"
+pkgs_kvm="$pkgs_build qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils"
 
 want=""
 [ $# -eq 0 ] && set -- build
@@ -18,6 +19,7 @@ for group in "$@"; do
 	test) want="$want $pkgs_test" ;;
 	bench) want="$want $pkgs_bench" ;;
 	e2e) want="$want $pkgs_e2e" ;;
+	kvm) want="$want $pkgs_kvm" ;;
 	*) echo "bootstrap: unknown group '$group' (use build, test, bench or e2e)" >&2; exit 2 ;;
 	esac
 done
