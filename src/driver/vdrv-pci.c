@@ -44,6 +44,7 @@ int vn_vdrv_env_new(const struct vn_vdrv_env_cfg *cfg, struct vn_vdrv_env **out)
 	if (!env->cfg.msi_data_max)
 		env->cfg.msi_data_max = VN_VDRV_MSI_DATA_MAX_DEFAULT;
 	pthread_mutex_init(&env->lock, NULL);
+	pthread_mutex_init(&env->cfg_lock, NULL);
 	env->ram_next = cfg->ram_base;
 	env->pio_next = VN_VDRV_PIO_BASE;
 	env->mmio_next = VN_VDRV_MMIO_BASE;
@@ -56,6 +57,7 @@ void vn_vdrv_env_free(struct vn_vdrv_env *env)
 	if (!env)
 		return;
 	pthread_mutex_destroy(&env->lock);
+	pthread_mutex_destroy(&env->cfg_lock);
 	free(env);
 }
 
@@ -118,11 +120,11 @@ uint32_t vn_vdrv_pci_cfg_read(struct vn_vdrv_env *env, unsigned int slot, unsign
 
 	if (!cfg_args_ok(slot, reg, size))
 		return ~0u;
-	pthread_mutex_lock(&env->lock);
+	pthread_mutex_lock(&env->cfg_lock);
 	if (vn_bus_write(env->cfg.bus, VN_SPACE_PIO, CFG_ADDR_PORT, 4, cfg_addr(slot, reg)) < 0 ||
 	    vn_bus_read(env->cfg.bus, VN_SPACE_PIO, CFG_DATA_PORT + (reg & 3), size, &v) < 0)
 		v = ~0ull;
-	pthread_mutex_unlock(&env->lock);
+	pthread_mutex_unlock(&env->cfg_lock);
 	return (uint32_t)(size == 4 ? v : v & ((1u << (8 * size)) - 1));
 }
 
@@ -133,12 +135,12 @@ int vn_vdrv_pci_cfg_write(struct vn_vdrv_env *env, unsigned int slot, unsigned i
 
 	if (!cfg_args_ok(slot, reg, size))
 		return -EINVAL;
-	pthread_mutex_lock(&env->lock);
+	pthread_mutex_lock(&env->cfg_lock);
 	r = vn_bus_write(env->cfg.bus, VN_SPACE_PIO, CFG_ADDR_PORT, 4, cfg_addr(slot, reg));
 	if (r >= 0)
 		r = vn_bus_write(env->cfg.bus, VN_SPACE_PIO, CFG_DATA_PORT + (reg & 3), size,
 				 value);
-	pthread_mutex_unlock(&env->lock);
+	pthread_mutex_unlock(&env->cfg_lock);
 	return r < 0 ? r : 0;
 }
 

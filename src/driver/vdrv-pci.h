@@ -90,7 +90,8 @@ struct vn_vdrv_pci_fn {
  */
 struct vn_vdrv_env {
 	struct vn_vdrv_env_cfg cfg;
-	pthread_mutex_t lock; /* guards the allocators and the 0xcf8/0xcfc pair */
+	pthread_mutex_t lock;	  /* guards the allocators */
+	pthread_mutex_t cfg_lock; /* makes the 0xcf8/0xcfc pair one configuration cycle */
 	uint64_t ram_next;
 	uint64_t pio_next, mmio_next;
 	unsigned int msi_next;

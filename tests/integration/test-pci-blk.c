@@ -526,6 +526,62 @@ out:
 	rig_fini(&g);
 }
 
+/* ---- the firmware's work, as the machine sees it ---- */
+
+static bool bars_overlap(const struct vn_vdrv_pci_bar *a, const struct vn_vdrv_pci_bar *b)
+{
+	return a->io == b->io && a->addr < b->addr + b->size && b->addr < a->addr + a->size;
+}
+
+static void test_firmware_layout(struct vn_t *t)
+{
+	const struct vn_vdrv_pci_fn *fn;
+	struct rig g;
+	uint64_t gpa;
+
+	if (rig_init(t, &g, &(struct rig_opts){.mode = VN_VDRV_PCI_MODERN, .nq = 1}) < 0)
+		goto out;
+	/* Slot 0 is the host bridge; empty slots read all ones. */
+	VN_CHECK(t, g.env->fn[0].present);
+	VN_CHECK_EQ_U(t, g.env->fn[0].class_code, 0x06);
+	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.env, 5, 0, 4), 0xffffffffu);
+	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.env, 5, 2, 2), 0xffffu);
+	VN_CHECK_EQ_INT(t, vn_vdrv_pci_cfg_write(g.env, BLK_SLOT, 1, 2, 0), -EINVAL);
+	fn = &g.env->fn[BLK_SLOT];
+	VN_CHECK(t, fn->bar[0].io && fn->bar[0].size >= 32);
+	VN_CHECK(t, !fn->bar[1].io && fn->bar[1].size > 0);
+	VN_CHECK(t, !fn->bar[4].io && fn->bar[4].is64);
+	for (unsigned int i = 0; i < VN_VDRV_PCI_BARS; i++) {
+		const struct vn_vdrv_pci_bar *b = &fn->bar[i];
+		uint32_t lo = vn_vdrv_pci_cfg_read(g.env, BLK_SLOT, 0x10 + 4 * i, 4);
+
+		if (!b->size)
+			continue;
+		VN_CHECK_EQ_U(t, b->addr & (b->size - 1), 0); /* natural alignment */
+		if (b->io) {
+			VN_CHECK(t, b->addr >= VN_MACHINE_PIO_WINDOW_BASE &&
+					    b->addr + b->size <= VN_MACHINE_PIO_WINDOW_END);
+			VN_CHECK_EQ_U(t, lo & ~3u, b->addr);
+		} else {
+			VN_CHECK(t, b->addr >= VN_MACHINE_MMIO_WINDOW_BASE &&
+					    b->addr + b->size <= VN_MACHINE_MMIO_WINDOW_END);
+			VN_CHECK_EQ_U(t, lo & ~15u, (uint32_t)b->addr);
+		}
+		for (unsigned int k = 0; k < i; k++)
+			VN_CHECK(t, !fn->bar[k].size || !bars_overlap(b, &fn->bar[k]));
+	}
+	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.env, BLK_SLOT, 4, 2) & 7, 7); /* IO, MEM, MASTER */
+	/* The guest's RAM allocator. */
+	VN_CHECK_EQ_INT(t, vn_vdrv_env_alloc(g.env, 64, 3, &gpa), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vdrv_env_alloc(g.env, 1ull << 40, 8, &gpa), -ENOMEM);
+	VN_CHECK_OK(t, vn_vdrv_env_alloc(g.env, 1, 1, &gpa));
+	VN_CHECK_OK(t, vn_vdrv_env_alloc(g.env, 100, 65536, &gpa));
+	VN_CHECK_EQ_U(t, gpa & 65535, 0);
+	VN_CHECK(t, gpa >= DRV_RAM_BASE && gpa + 100 <= vn_machine_ram_size(g.m));
+out:
+	rig_fini(&g);
+}
+
 /* ---- reset with requests in flight ---- */
 
 static uint64_t sum_done(struct job *jobs, unsigned int n)
@@ -608,6 +664,13 @@ static void test_reset_inflight(struct vn_t *t)
 			goto out;
 		start_streams(t, jobs, 3, 0x200);
 		VN_CHECK(t, VN_WAIT_FOR(sum_done(jobs, 3) > 30, 10000));
+		/* Device-wide registers from another thread while the queues run. */
+		for (int k = 0; k < 50; k++) {
+			uint64_t cap = 0;
+
+			VN_CHECK_OK(t, vn_vdrv_pci_config_read(vn_vdrv_blk_pci(g.drv), 0, &cap, 8));
+			VN_CHECK_EQ_U(t, le64toh(cap), DISK_BYTES / SECT);
+		}
 		/* The reset lands while every queue has requests held in the backend. */
 		VN_CHECK_OK(t, vn_vdrv_pci_reset(vn_vdrv_blk_pci(g.drv)));
 		VN_CHECK_EQ_U(t, status_of(&g), 0);
@@ -976,7 +1039,7 @@ out:
 VN_TESTS(VN_TEST(test_rw_modern_ioeventfd), VN_TEST(test_rw_modern_sync),
 	 VN_TEST(test_rw_legacy_ioeventfd), VN_TEST(test_rw_legacy_sync_plain_ring),
 	 VN_TEST(test_rw_modern_only_ioeventfd_mult0), VN_TEST(test_rw_modern_only_sync_direct),
-	 VN_TEST(test_legacy_refused_on_modern_only), VN_TEST(test_reset_inflight),
-	 VN_TEST(test_bus_master), VN_TEST(test_malformed_requests),
+	 VN_TEST(test_legacy_refused_on_modern_only), VN_TEST(test_firmware_layout),
+	 VN_TEST(test_reset_inflight), VN_TEST(test_bus_master), VN_TEST(test_malformed_requests),
 	 VN_TEST(test_bad_requests_keep_running), VN_TEST(test_ioerr_injection),
 	 VN_TEST(test_flush_visible));
