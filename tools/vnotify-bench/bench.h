@@ -18,6 +18,7 @@ struct bench_cmd {
 
 int bench_kick_main(int argc, char **argv);
 int bench_dispatch_main(int argc, char **argv);
+int bench_blk_main(int argc, char **argv);
 
 /* Shared helpers (stats.c). */
 int bench_cmp_u64(const void *a, const void *b);
