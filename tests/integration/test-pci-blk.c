@@ -644,7 +644,7 @@ static void drain_jobs(struct vn_t *t, struct rig *g, struct job *jobs, unsigned
 	}
 }
 
-static void test_reset_inflight(struct vn_t *t)
+static void reset_inflight_case(struct vn_t *t, const struct rig_opts *o)
 {
 	struct vn_blk_fault slow = {.delay_ns = 2000000}; /* every completion held 2 ms */
 	struct vn_blk_fault none = {0};
@@ -652,18 +652,16 @@ static void test_reset_inflight(struct vn_t *t)
 	uint64_t aborted = 0;
 	struct rig g;
 
-	if (rig_init(t, &g,
-		     &(struct rig_opts){.mode = VN_VDRV_PCI_MODERN, .ioeventfd = true, .nq = 3}) <
-	    0)
+	if (rig_init(t, &g, o) < 0)
 		goto out;
-	for (unsigned int i = 0; i < 3; i++)
+	for (unsigned int i = 0; i < o->nq; i++)
 		if (job_prepare(t, &jobs[i], &g, i) < 0)
 			goto out;
 	for (int round = 0; round < 3; round++) {
 		if (!VN_CHECK_OK(t, vn_blk_inject_fault(g.blk, &slow)))
 			goto out;
-		start_streams(t, jobs, 3, 0x200);
-		VN_CHECK(t, VN_WAIT_FOR(sum_done(jobs, 3) > 30, 10000));
+		start_streams(t, jobs, o->nq, 0x200);
+		VN_CHECK(t, VN_WAIT_FOR(sum_done(jobs, o->nq) > 30, 10000));
 		/* Device-wide registers from another thread while the queues run. */
 		for (int k = 0; k < 50; k++) {
 			uint64_t cap = 0;
@@ -674,21 +672,34 @@ static void test_reset_inflight(struct vn_t *t)
 		/* The reset lands while every queue has requests held in the backend. */
 		VN_CHECK_OK(t, vn_vdrv_pci_reset(vn_vdrv_blk_pci(g.drv)));
 		VN_CHECK_EQ_U(t, status_of(&g), 0);
-		stop_streams(t, jobs, 3);
+		stop_streams(t, jobs, o->nq);
 		if (!VN_CHECK_OK(t, vn_blk_inject_fault(g.blk, &none)) ||
 		    !VN_CHECK_OK(t, vn_vdrv_blk_reinit(g.drv)))
 			goto out;
-		drain_jobs(t, &g, jobs, 3);
-		for (unsigned int i = 0; i < 3; i++)
+		drain_jobs(t, &g, jobs, o->nq);
+		for (unsigned int i = 0; i < o->nq; i++)
 			aborted += jobs[i].aborted;
 	}
 	vn_t_diag("requests aborted by the resets: %llu", (unsigned long long)aborted);
-	/* Depth 8 is kept in flight on 3 queues: some of it must have been caught. */
+	/* Depth 8 is kept in flight on every queue: some of it must have been caught. */
 	VN_CHECK(t, aborted > 0);
 	/* Everything works after the re-init: no queue lost its kick. */
 	write_verify_all(t, &g, jobs, 0x300);
 out:
 	rig_fini(&g);
+}
+
+static void test_reset_inflight_modern_ioeventfd(struct vn_t *t)
+{
+	reset_inflight_case(
+		t, &(struct rig_opts){.mode = VN_VDRV_PCI_MODERN, .ioeventfd = true, .nq = 3});
+}
+
+/* Synchronous kicks: the reset competes with vCPU exits for the device lock. */
+static void test_reset_inflight_legacy_sync(struct vn_t *t)
+{
+	reset_inflight_case(
+		t, &(struct rig_opts){.mode = VN_VDRV_PCI_LEGACY, .ioeventfd = false, .nq = 3});
 }
 
 /* ---- bus master ---- */
@@ -1040,6 +1051,7 @@ VN_TESTS(VN_TEST(test_rw_modern_ioeventfd), VN_TEST(test_rw_modern_sync),
 	 VN_TEST(test_rw_legacy_ioeventfd), VN_TEST(test_rw_legacy_sync_plain_ring),
 	 VN_TEST(test_rw_modern_only_ioeventfd_mult0), VN_TEST(test_rw_modern_only_sync_direct),
 	 VN_TEST(test_legacy_refused_on_modern_only), VN_TEST(test_firmware_layout),
-	 VN_TEST(test_reset_inflight), VN_TEST(test_bus_master), VN_TEST(test_malformed_requests),
+	 VN_TEST(test_reset_inflight_modern_ioeventfd), VN_TEST(test_reset_inflight_legacy_sync),
+	 VN_TEST(test_bus_master), VN_TEST(test_malformed_requests),
 	 VN_TEST(test_bad_requests_keep_running), VN_TEST(test_ioerr_injection),
 	 VN_TEST(test_flush_visible));
