@@ -35,12 +35,11 @@ static uint64_t legacy_read_locked(struct vn_virtio_pci *vp, uint64_t off, unsig
 	uint16_t q = vp->queue_sel;
 	struct vn_vq *vq;
 	uint8_t buf[8];
+	uint64_t v = 0;
 
 	if (off >= cfg) {
 		if (vn_vdev_config_read(vdev, (uint32_t)(off - cfg), buf, size) < 0)
 			goto bad;
-		uint64_t v = 0;
-
 		for (unsigned int i = 0; i < size; i++)
 			v |= (uint64_t)buf[i] << (8 * i);
 		return v;

@@ -97,8 +97,13 @@ void vn_virtio_pci_doorbell_locked(struct vn_virtio_pci *vp, unsigned int q)
 		vn_virtio_pci_bad(vp, "doorbell for a missing queue", q, 2);
 		return;
 	}
-	/* A device without bus master cannot fetch descriptors (PCI 3.0 §6.2.2). */
-	if (!vp->gate || !vn_machine_is_running(vp->m))
+	/*
+	 * A device without bus master cannot fetch descriptors (PCI 3.0
+	 * §6.2.2); a paused machine's queues don't move. The config window
+	 * reaches here with the notify BAR undecoded: then the queue is
+	 * DEASSIGNED and runs here.
+	 */
+	if (!vp->bus_master || !vn_machine_is_running(vp->m))
 		return;
 	(void)vn_hostnotif_doorbell(vp->hn, q);
 }

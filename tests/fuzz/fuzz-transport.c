@@ -23,6 +23,7 @@
 
 #include <vnotify/bus.h>
 #include <vnotify/iothread.h>
+#include <vnotify/log.h>
 #include <vnotify/machine.h>
 #include <vnotify/pci.h>
 
@@ -67,6 +68,8 @@ static struct vn_iothread *iothread(void)
 	struct vn_iothread_cfg c = { .name = "fuzz-io" };
 
 	/* One for the process: a thread per input would dominate the run. */
+	if (!it)
+		vn_log_set_level(VN_LOG_ERR); /* guest mistakes are the point here */
 	if (!it && (vn_iothread_new(&c, &it) < 0 || vn_iothread_start(it) < 0)) {
 		vn_iothread_free(it);
 		it = NULL;
