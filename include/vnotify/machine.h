@@ -36,9 +36,9 @@ struct vn_accel;
 
 /* The host bridge's windows for BARs (the firmware's contract). */
 #define VN_MACHINE_PIO_WINDOW_BASE 0xc000ull
-#define VN_MACHINE_PIO_WINDOW_END 0x10000ull      /* exclusive */
+#define VN_MACHINE_PIO_WINDOW_END 0x10000ull /* exclusive */
 #define VN_MACHINE_MMIO_WINDOW_BASE 0xe0000000ull
-#define VN_MACHINE_MMIO_WINDOW_END 0xf0000000ull  /* exclusive */
+#define VN_MACHINE_MMIO_WINDOW_END 0xf0000000ull /* exclusive */
 
 /* Configuration mechanism #1 ports. */
 #define VN_MACHINE_PCI_CONF1_ADDR 0xcf8u

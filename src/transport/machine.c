@@ -25,7 +25,7 @@ struct vn_machine {
 	const struct vn_msi_ops *msi_ops;
 	void *msi_opaque;
 	pthread_mutex_t lock; /* the device list and pause/resume */
-	bool running;         /* atomic loads */
+	bool running;	      /* atomic loads */
 	struct vn_machine_dev *devs;
 	struct vn_pci_host *pci;
 };
@@ -46,7 +46,7 @@ static int soft_route(void *opaque, uint64_t addr, uint32_t data, struct vn_msi_
 
 	if (addr != VN_MACHINE_MSI_ADDR || data >= m->nr_irqs)
 		return -EINVAL;
-	*out = (struct vn_msi_route){ .fd = vn_notifier_fd(&m->irqs[data]), .cookie = data };
+	*out = (struct vn_msi_route){.fd = vn_notifier_fd(&m->irqs[data]), .cookie = data};
 	return 0;
 }
 
@@ -63,7 +63,8 @@ static int new_accel(struct vn_machine *m, const struct vn_machine_cfg *cfg)
 {
 	if (cfg->kvm_vm_fd >= 0) {
 		struct vn_accel_kvm_cfg kcfg = {
-			.vm_fd = cfg->kvm_vm_fd, .max_ioeventfds = cfg->max_ioeventfds,
+			.vm_fd = cfg->kvm_vm_fd,
+			.max_ioeventfds = cfg->max_ioeventfds,
 		};
 
 		return vn_accel_kvm_new(&kcfg, &m->accel);
@@ -103,7 +104,7 @@ int vn_machine_new(const struct vn_machine_cfg *cfg, struct vn_machine **out)
 	r = vn_gmem_add_memfd(&m->gmem, 0, m->ram_size, &m->ram_fd);
 	if (r < 0)
 		goto err;
-	bcfg = (struct vn_bus_cfg){ .max_ioeventfds = cfg->max_ioeventfds };
+	bcfg = (struct vn_bus_cfg){.max_ioeventfds = cfg->max_ioeventfds};
 	r = vn_bus_new(&bcfg, &m->bus);
 	if (r < 0)
 		goto err;
@@ -200,7 +201,7 @@ struct vn_pci_host *vn_machine_pci_host(struct vn_machine *m)
 int vn_machine_msi_route(struct vn_machine *m, uint64_t addr, uint32_t data,
 			 struct vn_msi_route *out)
 {
-	struct vn_msi_route r = { .fd = -1 };
+	struct vn_msi_route r = {.fd = -1};
 	int err = m->msi_ops->route(m->msi_opaque, addr, data, &r);
 
 	vn_trace(machine_msi_route, "addr=0x%llx data=%u fd=%d err=%d", (unsigned long long)addr,

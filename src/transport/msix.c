@@ -131,7 +131,7 @@ static int update(struct vn_msix *x, unsigned int v)
 	 * before the rebind is found here, one after it went to the route.
 	 */
 	if (vn_notifier_test_and_clear(&e->pending) == 1 || pba_bit(x, v)) {
-		struct vn_notifier n = { .fd = route.fd };
+		struct vn_notifier n = {.fd = route.fd};
 
 		set_pba(x, v, false);
 		if (vn_notifier_set(&n) == 0) {
@@ -315,8 +315,8 @@ void vn_msix_control_changed(struct vn_msix *x)
 		/* Signals from before MSI-X was on belonged to INTx: drop them. */
 		for (unsigned int v = 0; v < x->nr; v++) {
 			if (!x->vec[v].routed && vn_notifier_test_and_clear(&x->vec[v].pending) < 0)
-				vn_log_limited(x->rl, VN_LOG_ERR, "msix", "vector %u: eventfd read failed",
-					       v);
+				vn_log_limited(x->rl, VN_LOG_ERR, "msix",
+					       "vector %u: eventfd read failed", v);
 			set_pba(x, v, false);
 		}
 	}

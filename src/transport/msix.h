@@ -64,8 +64,8 @@ struct vn_msix_cfg {
 
 struct vn_msix_vec {
 	struct vn_notifier pending; /* bound while masked */
-	bool routed;                /* bound to @route */
-	bool bound;                 /* bound at all (to @route or @pending) */
+	bool routed;		    /* bound to @route */
+	bool bound;		    /* bound at all (to @route or @pending) */
 	struct vn_msi_route route;
 	uint64_t addr;
 	uint32_t data;
@@ -74,20 +74,20 @@ struct vn_msix_vec {
 struct vn_msix {
 	struct vn_machine *m;
 	struct vn_pci_func *f;
-	unsigned int cap;      /* config offset of the capability */
+	unsigned int cap; /* config offset of the capability */
 	unsigned int nr;
-	uint32_t pba_offset;   /* in the BAR */
+	uint32_t pba_offset; /* in the BAR */
 	uint64_t bar_size;
-	bool enabled;          /* MSI-X Enable, as last applied */
-	bool fmask;            /* Function Mask, as last applied */
+	bool enabled; /* MSI-X Enable, as last applied */
+	bool fmask;   /* Function Mask, as last applied */
 	uint8_t *table;
 	uint64_t *pba;
 	struct vn_msix_vec *vec;
 	const struct vn_msix_ops *ops;
 	void *opaque;
 	struct vn_ratelimit *rl;
-	uint64_t delivered;    /* pending interrupts delivered on unmask */
-	uint64_t bad;          /* refused table/PBA accesses */
+	uint64_t delivered; /* pending interrupts delivered on unmask */
+	uint64_t bad;	    /* refused table/PBA accesses */
 };
 
 /** vn_msix_layout() - PBA offset and BAR size for @nr vectors */

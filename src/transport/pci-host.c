@@ -28,9 +28,8 @@ static bool is_pow2(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
-void vn_pci_func_init(struct vn_pci_func *f, uint16_t vendor, uint16_t device,
-		      uint32_t class_code, uint8_t revision, const struct vn_pci_func_ops *ops,
-		      void *opaque)
+void vn_pci_func_init(struct vn_pci_func *f, uint16_t vendor, uint16_t device, uint32_t class_code,
+		      uint8_t revision, const struct vn_pci_func_ops *ops, void *opaque)
 {
 	memset(f, 0, sizeof(*f));
 	f->slot = -1;
@@ -179,8 +178,9 @@ static bool bar_map(struct vn_pci_host *h, struct vn_pci_func *f, unsigned int i
 
 	if (r < 0) {
 		f->bar[i].region = NULL;
-		vn_log_limited(&h->rl, VN_LOG_WARN, "pci", "slot %d BAR%u at 0x%llx not decoded: %s",
-			       f->slot, i, (unsigned long long)addr, vn_strerror(r));
+		vn_log_limited(&h->rl, VN_LOG_WARN, "pci",
+			       "slot %d BAR%u at 0x%llx not decoded: %s", f->slot, i,
+			       (unsigned long long)addr, vn_strerror(r));
 		return false;
 	}
 	f->bar[i].mapped = addr;
@@ -199,7 +199,7 @@ static bool bar_map(struct vn_pci_host *h, struct vn_pci_func *f, unsigned int i
  */
 static void remap_all(struct vn_pci_host *h, struct vn_pci_func *touched)
 {
-	bool changed[VN_MACHINE_PCI_SLOTS] = { 0 };
+	bool changed[VN_MACHINE_PCI_SLOTS] = {0};
 
 	for (unsigned int s = 0; s < VN_MACHINE_PCI_SLOTS; s++) {
 		struct vn_pci_func *f = h->slots[s];
@@ -356,8 +356,11 @@ static const struct vn_region_ops conf1_ops = {
 int vn_pci_host_new(struct vn_bus *bus, struct vn_pci_host **out)
 {
 	struct vn_region_cfg rc = {
-		.name = "pci-conf1", .space = VN_SPACE_PIO, .base = VN_MACHINE_PCI_CONF1_ADDR,
-		.size = 8, .ops = &conf1_ops,
+		.name = "pci-conf1",
+		.space = VN_SPACE_PIO,
+		.base = VN_MACHINE_PCI_CONF1_ADDR,
+		.size = 8,
+		.ops = &conf1_ops,
 	};
 	struct vn_pci_host *h = calloc(1, sizeof(*h));
 	int r;
@@ -371,8 +374,8 @@ int vn_pci_host_new(struct vn_bus *bus, struct vn_pci_host **out)
 	vn_pci_func_init(&h->bridge, 0x8086, 0x1237, VN_PCI_CLASS_BRIDGE_HOST << 8, 2, NULL, NULL);
 	/* A host bridge has no decode of its own to turn off. */
 	h->bridge.wmask[PCI_COMMAND] = 0;
-	vn_pci_set16(&h->bridge, PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
-		     PCI_COMMAND_MASTER);
+	vn_pci_set16(&h->bridge, PCI_COMMAND,
+		     PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	h->bridge.config[PCI_INTERRUPT_PIN] = 0;
 	h->bridge.slot = 0;
 	h->bridge.host = h;
@@ -435,8 +438,8 @@ void vn_pci_host_unplug(struct vn_pci_host *h, struct vn_pci_func *f)
 	pthread_mutex_unlock(&h->lock);
 }
 
-int vn_pci_func_bar_access(struct vn_pci_func *f, unsigned int idx, uint64_t off,
-			   unsigned int size, bool write, uint64_t *val)
+int vn_pci_func_bar_access(struct vn_pci_func *f, unsigned int idx, uint64_t off, unsigned int size,
+			   bool write, uint64_t *val)
 {
 	const struct vn_pci_bar_cfg *c;
 

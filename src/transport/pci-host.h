@@ -113,9 +113,8 @@ void vn_pci_host_free(struct vn_pci_host *h);
  * vn_pci_func_init() - an empty type-0 header with the given ids
  * @class_code: base class << 16 | subclass << 8 | prog-if
  */
-void vn_pci_func_init(struct vn_pci_func *f, uint16_t vendor, uint16_t device,
-		      uint32_t class_code, uint8_t revision, const struct vn_pci_func_ops *ops,
-		      void *opaque);
+void vn_pci_func_init(struct vn_pci_func *f, uint16_t vendor, uint16_t device, uint32_t class_code,
+		      uint8_t revision, const struct vn_pci_func_ops *ops, void *opaque);
 
 /**
  * vn_pci_func_set_bar() - describe BAR @idx (before plugging)
@@ -135,8 +134,7 @@ VN_MUST_CHECK int vn_pci_func_add_cap(struct vn_pci_func *f, uint8_t id, uint8_t
  * vn_pci_host_plug() - make @f answer on @slot
  * Return: 0; -EINVAL for slot 0 or >= 32; -EBUSY if taken.
  */
-VN_MUST_CHECK int vn_pci_host_plug(struct vn_pci_host *h, unsigned int slot,
-				   struct vn_pci_func *f);
+VN_MUST_CHECK int vn_pci_host_plug(struct vn_pci_host *h, unsigned int slot, struct vn_pci_func *f);
 
 /**
  * vn_pci_host_unplug() - the slot reads all ones again and every BAR region

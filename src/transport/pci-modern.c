@@ -298,8 +298,9 @@ static uint64_t modern_read_locked(struct vn_virtio_pci *vp, uint64_t off, unsig
 		if (off == VN_VIRTIO_PCI_ISR_OFF)
 			return vn_vdev_isr_read_clear(vp->vdev);
 	} else if (off < VN_VIRTIO_PCI_DEVICE_OFF + DEVICE_LEN) {
-		if (size <= 4 && vn_vdev_config_read(vp->vdev, (uint32_t)(off - VN_VIRTIO_PCI_DEVICE_OFF),
-						     buf, size) == 0) {
+		if (size <= 4 &&
+		    vn_vdev_config_read(vp->vdev, (uint32_t)(off - VN_VIRTIO_PCI_DEVICE_OFF), buf,
+					size) == 0) {
 			for (unsigned int i = 0; i < size; i++)
 				v |= (uint64_t)buf[i] << (8 * i);
 			return v;

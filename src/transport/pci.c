@@ -16,13 +16,15 @@ void vn_virtio_pci_cfg_init(struct vn_virtio_pci_cfg *cfg, struct vn_vdev *vdev,
 			    struct vn_iothread *iothread, unsigned int slot)
 {
 	*cfg = (struct vn_virtio_pci_cfg){
-		.vdev = vdev, .iothread = iothread, .slot = slot, .ioeventfd = true,
+		.vdev = vdev,
+		.iothread = iothread,
+		.slot = slot,
+		.ioeventfd = true,
 		.notify_off_multiplier = VN_VIRTIO_PCI_NOTIFY_MULT_DEFAULT,
 	};
 }
 
-void vn_virtio_pci_bad(struct vn_virtio_pci *vp, const char *what, uint64_t off,
-		       unsigned int size)
+void vn_virtio_pci_bad(struct vn_virtio_pci *vp, const char *what, uint64_t off, unsigned int size)
 {
 	VN_VP_STAT_INC(vp, bad_accesses);
 	vn_trace(virtio_pci_bad, "dev=%s %s off=0x%llx size=%u", vp->vdev->name, what,
@@ -40,7 +42,7 @@ uint16_t vn_virtio_pci_queue_max(struct vn_virtio_pci *vp, unsigned int q)
 
 void vn_virtio_pci_reset_vq_state(struct vn_virtio_pci *vp, unsigned int q)
 {
-	vp->vqs[q] = (struct vn_virtio_pci_vq){ .num = vn_virtio_pci_queue_max(vp, q) };
+	vp->vqs[q] = (struct vn_virtio_pci_vq){.num = vn_virtio_pci_queue_max(vp, q)};
 }
 
 /*
@@ -138,8 +140,11 @@ static int ioev_for_queue(void *opaque, unsigned int q, struct vn_ioev *out)
 	if (vp->gate_legacy) {
 		/* virtio 1.2 §4.1.4.10: the queue index, 16 bits, at QUEUE_NOTIFY. */
 		*out = (struct vn_ioev){
-			.space = VN_SPACE_PIO, .addr = vp->gate_base + VIRTIO_PCI_QUEUE_NOTIFY,
-			.len = 2, .datamatch = true, .data = q,
+			.space = VN_SPACE_PIO,
+			.addr = vp->gate_base + VIRTIO_PCI_QUEUE_NOTIFY,
+			.len = 2,
+			.datamatch = true,
+			.data = q,
 		};
 		return 0;
 	}
@@ -158,7 +163,7 @@ static int ioev_for_queue(void *opaque, unsigned int q, struct vn_ioev *out)
 	return 0;
 }
 
-static const struct vn_hostnotif_ops hn_ops = { .ioev_for_queue = ioev_for_queue };
+static const struct vn_hostnotif_ops hn_ops = {.ioev_for_queue = ioev_for_queue};
 
 static void hook_reset_post(void *opaque, struct vn_vdev *vdev)
 {
@@ -289,7 +294,7 @@ static int msix_bind(void *opaque, unsigned int v, int fd)
 	return r;
 }
 
-static const struct vn_msix_ops msix_ops = { .bind = msix_bind };
+static const struct vn_msix_ops msix_ops = {.bind = msix_bind};
 
 static void mdev_set_running(void *opaque, bool running)
 {
@@ -300,7 +305,7 @@ static void mdev_set_running(void *opaque, bool running)
 	vn_vdev_unlock(vp->vdev);
 }
 
-static const struct vn_machine_dev_ops mdev_ops = { .set_running = mdev_set_running };
+static const struct vn_machine_dev_ops mdev_ops = {.set_running = mdev_set_running};
 
 static uint32_t class_for(uint32_t device_id)
 {
@@ -327,8 +332,13 @@ static int setup_func(struct vn_virtio_pci *vp)
 	struct vn_pci_bar_cfg bar;
 	const struct vn_promoter_cfg *pro = vp->has_promoter ? &vp->promoter : NULL;
 	struct vn_msix_cfg mcfg = {
-		.machine = vp->m, .func = &vp->func, .bar = VN_VIRTIO_PCI_BAR_MSIX,
-		.nr = vp->cfg.msix_vectors, .ops = &msix_ops, .opaque = vp, .rl = &vp->rl,
+		.machine = vp->m,
+		.func = &vp->func,
+		.bar = VN_VIRTIO_PCI_BAR_MSIX,
+		.nr = vp->cfg.msix_vectors,
+		.ops = &msix_ops,
+		.opaque = vp,
+		.rl = &vp->rl,
 	};
 	int r;
 
@@ -339,8 +349,12 @@ static int setup_func(struct vn_virtio_pci *vp)
 	vn_pci_set16(&vp->func, PCI_SUBSYSTEM_ID, (uint16_t)(modern ? 0x40 + id : id));
 	if (!modern) {
 		bar = (struct vn_pci_bar_cfg){
-			.size = vp->legacy_size, .flags = VN_PCI_BAR_IO, .name = "virtio-legacy",
-			.ops = &vn_virtio_pci_legacy_ops, .opaque = vp, .promoter = pro,
+			.size = vp->legacy_size,
+			.flags = VN_PCI_BAR_IO,
+			.name = "virtio-legacy",
+			.ops = &vn_virtio_pci_legacy_ops,
+			.opaque = vp,
+			.promoter = pro,
 		};
 		r = vn_pci_func_set_bar(&vp->func, VN_VIRTIO_PCI_BAR_LEGACY, &bar);
 		if (r < 0)
@@ -351,15 +365,21 @@ static int setup_func(struct vn_virtio_pci *vp)
 		return r;
 	vp->msix_ok = true;
 	bar = (struct vn_pci_bar_cfg){
-		.size = vp->msix.bar_size, .name = "virtio-msix", .ops = &msix_bar_ops,
-		.opaque = vp, .promoter = pro,
+		.size = vp->msix.bar_size,
+		.name = "virtio-msix",
+		.ops = &msix_bar_ops,
+		.opaque = vp,
+		.promoter = pro,
 	};
 	r = vn_pci_func_set_bar(&vp->func, VN_VIRTIO_PCI_BAR_MSIX, &bar);
 	if (r < 0)
 		return r;
 	bar = (struct vn_pci_bar_cfg){
-		.size = vp->modern_size, .flags = VN_PCI_BAR_MEM64 | VN_PCI_BAR_PREFETCH,
-		.name = "virtio-modern", .ops = &vn_virtio_pci_modern_ops, .opaque = vp,
+		.size = vp->modern_size,
+		.flags = VN_PCI_BAR_MEM64 | VN_PCI_BAR_PREFETCH,
+		.name = "virtio-modern",
+		.ops = &vn_virtio_pci_modern_ops,
+		.opaque = vp,
 		.promoter = pro,
 	};
 	r = vn_pci_func_set_bar(&vp->func, VN_VIRTIO_PCI_BAR_MODERN, &bar);
@@ -431,9 +451,14 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 		goto err;
 
 	hcfg = (struct vn_hostnotif_cfg){
-		.vdev = vp->vdev, .accel = vn_machine_accel(m), .iothread = cfg->iothread,
-		.ioeventfd = cfg->ioeventfd, .running = true, .safety_net_ns = cfg->safety_net_ns,
-		.ops = &hn_ops, .opaque = vp,
+		.vdev = vp->vdev,
+		.accel = vn_machine_accel(m),
+		.iothread = cfg->iothread,
+		.ioeventfd = cfg->ioeventfd,
+		.running = true,
+		.safety_net_ns = cfg->safety_net_ns,
+		.ops = &hn_ops,
+		.opaque = vp,
 	};
 	r = vn_hostnotif_new(&hcfg, &vp->hn);
 	if (r < 0)
@@ -449,7 +474,7 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	vn_vdev_unlock(vp->vdev);
 	if (r < 0)
 		goto err;
-	vp->mdev = (struct vn_machine_dev){ .ops = &mdev_ops, .opaque = vp };
+	vp->mdev = (struct vn_machine_dev){.ops = &mdev_ops, .opaque = vp};
 	vn_machine_add_dev(m, &vp->mdev);
 	r = vn_pci_host_plug(vn_machine_pci_host(m), cfg->slot, &vp->func);
 	if (r < 0) {

@@ -52,10 +52,10 @@ struct vn_virtio_pci {
 	struct vn_ratelimit rl;
 
 	unsigned int nr_queues;
-	uint64_t legacy_size;  /* BAR0 */
-	uint64_t modern_size;  /* BAR4 */
-	uint64_t notify_len;   /* bytes of the notify structure */
-	unsigned int cfg_cap;  /* config offset of the PCI config access capability */
+	uint64_t legacy_size; /* BAR0 */
+	uint64_t modern_size; /* BAR4 */
+	uint64_t notify_len;  /* bytes of the notify structure */
+	unsigned int cfg_cap; /* config offset of the PCI config access capability */
 
 	/* Driver-visible register state (device lock). */
 	uint32_t dfselect, gfselect;
@@ -65,9 +65,9 @@ struct vn_virtio_pci {
 	/* The host notifier gate (device lock); see update_gate() in pci.c. */
 	uint64_t bar0_addr, bar4_addr; /* as decoded, snapshot from the host */
 	bool bus_master;
-	bool gate;            /* what vn_hostnotif_set_bus_master() was told */
-	bool gate_legacy;     /* notifiers are (or would be) the legacy PIO ones */
-	uint64_t gate_base;   /* the BAR base the registered notifiers use */
+	bool gate;	    /* what vn_hostnotif_set_bus_master() was told */
+	bool gate_legacy;   /* notifiers are (or would be) the legacy PIO ones */
+	uint64_t gate_base; /* the BAR base the registered notifiers use */
 
 	struct vn_virtio_pci_stats stats; /* atomic adds */
 };
@@ -104,8 +104,7 @@ void vn_virtio_pci_cfg_window_write(struct vn_virtio_pci *vp);
 /**
  * vn_virtio_pci_bad() - count and log (rate-limited) a refused guest access
  */
-void vn_virtio_pci_bad(struct vn_virtio_pci *vp, const char *what, uint64_t off,
-		       unsigned int size);
+void vn_virtio_pci_bad(struct vn_virtio_pci *vp, const char *what, uint64_t off, unsigned int size);
 
 /**
  * vn_virtio_pci_doorbell_locked() - a doorbell write for queue @q reached a
