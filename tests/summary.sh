@@ -6,7 +6,13 @@
 # build step fails) count as failures. Exit status: 1 if anything failed or no
 # test ran, else 0.
 set -u
-awk '
+# mawk (Debian's default awk) reads its input in blocks unless told to be
+# interactive; without this, progress shows up minutes late.
+awkflags=()
+if awk -W version 2>&1 | grep -qi mawk; then
+	awkflags=(-W interactive)
+fi
+awk "${awkflags[@]}" '
 { print; fflush() }
 /^Ok:[ \t]+[0-9]+/              { pass += $2 }
 /^Expected Fail:[ \t]+[0-9]+/   { pass += $3 }
