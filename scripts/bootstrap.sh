@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs_build="meson ninja-build gcc pkg-config python3 liburing-dev"
 pkgs_test="$pkgs_build clang libclang-rt-14-dev"
 pkgs_bench="$pkgs_build gnuplot-nox"
-pkgs_e2e="qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio"
+pkgs_e2e="qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio xz-utils"
 pkgs_kvm="$pkgs_build qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils"
 
 want=""
