@@ -39,8 +39,8 @@ struct vn_iothread;
 /** enum vn_blk_backend - how the device does its I/O */
 enum vn_blk_backend {
 	VN_BLK_BACKEND_AUTO = 0, /* io_uring; the pool if io_uring is refused (one log line) */
-	VN_BLK_BACKEND_URING,    /* io_uring only; vn_blk_new() fails without it */
-	VN_BLK_BACKEND_POOL,     /* worker threads doing preadv/pwritev/fdatasync/fallocate */
+	VN_BLK_BACKEND_URING,	 /* io_uring only; vn_blk_new() fails without it */
+	VN_BLK_BACKEND_POOL,	 /* worker threads doing preadv/pwritev/fdatasync/fallocate */
 };
 
 /**
@@ -62,8 +62,8 @@ enum vn_blk_backend {
  *            owns one. Otherwise it must be started and outlive the device.
  * @discard: offer VIRTIO_BLK_F_DISCARD (not with @readonly)
  * @write_zeroes: offer VIRTIO_BLK_F_WRITE_ZEROES (not with @readonly)
- * @seg_max: most data segments per request (0 means 126; at most
- *           min(@queue_size - 2, 1022))
+ * @seg_max: most data segments per request (0 means min(126, @queue_size - 2);
+ *           at most min(@queue_size - 2, 1000))
  * @blk_size: logical block size in bytes: a power of 2, 512..65536
  *            (0 means 512). I/O not aligned to it completes with IOERR.
  * @pool_threads: worker threads of the pool backend (0 means 4)

@@ -21,8 +21,8 @@
 
 struct pool {
 	pthread_mutex_t lock;
-	pthread_cond_t work;        /* workers: the FIFO is not empty, or stop */
-	pthread_cond_t done;        /* drainers: a done list grew */
+	pthread_cond_t work; /* workers: the FIFO is not empty, or stop */
+	pthread_cond_t done; /* drainers: a done list grew */
 	struct blk_req *head, **tail;
 	bool stop;
 	unsigned int nr_threads;

@@ -23,8 +23,7 @@
 #define SECTOR 512ull
 
 /* Bytes of @iov (@n entries) from offset @off into @buf; returns bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, unsigned int n, size_t off, void *buf,
-			 size_t len)
+static size_t iov_to_buf(const struct iovec *iov, unsigned int n, size_t off, void *buf, size_t len)
 {
 	size_t done = 0;
 
@@ -243,7 +242,8 @@ void vn_blk_req_done(struct blk_queue *bq, struct blk_req *req, int res)
 		}
 		res = -EIO;
 	}
-	if (req->op == BLK_OP_FALLOC && res == -EOPNOTSUPP && (req->fl_mode & FALLOC_FL_ZERO_RANGE)) {
+	if (req->op == BLK_OP_FALLOC && res == -EOPNOTSUPP &&
+	    (req->fl_mode & FALLOC_FL_ZERO_RANGE)) {
 		/* tmpfs and some block devices lack ZERO_RANGE; a punched hole reads zeroes too. */
 		__atomic_store_n(&blk->no_zero_range, true, __ATOMIC_RELAXED);
 		req->fl_mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
@@ -305,8 +305,7 @@ static int bad_req(struct blk_queue *bq, struct blk_req *req, const char *why, u
 
 	vn_log_limited(&blk->rl, VN_LOG_WARN, "blk", "%s: vq %u head %u: %s (%llu)", blk->name,
 		       bq->index, req->elem.head, why, (unsigned long long)v);
-	vn_trace(blk_bad_req, "dev=%s vq=%u head=%u %s", blk->name, bq->index, req->elem.head,
-		 why);
+	vn_trace(blk_bad_req, "dev=%s vq=%u head=%u %s", blk->name, bq->index, req->elem.head, why);
 	req_put(bq, req);
 	vn_vdev_set_needs_reset(blk->vdev);
 	return -EINVAL;
@@ -367,9 +366,9 @@ static int start_rw(struct blk_queue *bq, struct blk_req *req, bool write, uint6
 		return 0;
 	}
 	if (!range_ok(blk, sector, len)) {
-		vn_log_limited(&blk->rl, VN_LOG_DEBUG, "blk", "%s: vq %u: sector %llu +%llu refused",
-			       blk->name, bq->index, (unsigned long long)sector,
-			       (unsigned long long)len);
+		vn_log_limited(&blk->rl, VN_LOG_DEBUG, "blk",
+			       "%s: vq %u: sector %llu +%llu refused", blk->name, bq->index,
+			       (unsigned long long)sector, (unsigned long long)len);
 		req_complete(bq, req, VIRTIO_BLK_S_IOERR, 1);
 		return 0;
 	}
@@ -390,8 +389,8 @@ static int start_dwz(struct blk_queue *bq, struct blk_req *req, uint32_t type)
 	struct vn_blk *blk = bq->blk;
 	struct vn_vq_elem *e = &req->elem;
 	struct virtio_blk_discard_write_zeroes seg;
-	unsigned int bit = type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD :
-							  VIRTIO_BLK_F_WRITE_ZEROES;
+	unsigned int bit =
+		type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES;
 	uint64_t sector, bytes;
 	uint32_t flags, num;
 

@@ -36,8 +36,8 @@ static void uring_close(struct vn_blk *blk)
 /* Everything the device asks of the kernel must be there (FALLOCATE: Linux 5.6). */
 static int probe_ops(struct io_uring *ring)
 {
-	static const int ops[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
-				   IORING_OP_FALLOCATE };
+	static const int ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
+				  IORING_OP_FALLOCATE};
 	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
 	int r = 0;
 

@@ -36,8 +36,8 @@
 #define BLK_QUEUE_SIZE_DEFAULT 256u
 #define BLK_QUEUE_SIZE_MAX 1024u
 #define BLK_SEG_MAX_DEFAULT 126u
-#define BLK_SEG_MAX_MAX 1000u       /* keeps every iovec array under IOV_MAX */
-#define BLK_IOV_SLACK 16u           /* extra iovecs for buffers split across regions */
+#define BLK_SEG_MAX_MAX 1000u /* keeps every iovec array under IOV_MAX */
+#define BLK_IOV_SLACK 16u     /* extra iovecs for buffers split across regions */
 #define BLK_POOL_THREADS_DEFAULT 4u
 #define BLK_POOL_THREADS_MAX 64u
 /* Per discard or write-zeroes segment: 1 GiB, a multiple of every block size. */
@@ -361,7 +361,7 @@ static int new_vdev(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
 
 static int start_iothread(struct vn_blk *blk, struct vn_iothread *it)
 {
-	struct vn_iothread_cfg icfg = { .name = "blk-io" };
+	struct vn_iothread_cfg icfg = {.name = "blk-io"};
 	int r;
 
 	if (it) {

@@ -44,34 +44,34 @@ enum blk_op {
  */
 struct blk_req {
 	struct blk_queue *bq;
-	struct blk_req *next;       /* free list, pool FIFO, done or held list */
+	struct blk_req *next; /* free list, pool FIFO, done or held list */
 	struct vn_vq_elem elem;
-	uint8_t *status;            /* the status byte, in guest memory (borrowed) */
+	uint8_t *status; /* the status byte, in guest memory (borrowed) */
 	enum blk_op op;
-	int fl_mode;                /* fallocate mode for BLK_OP_FALLOC */
-	bool dsync;                 /* BLK_OP_WRITE: write through (FLUSH not negotiated) */
-	uint64_t offset;            /* byte offset in the image */
-	uint64_t len;               /* bytes to transfer, or of the fallocate range */
-	uint64_t done;              /* bytes transferred so far */
+	int fl_mode;	 /* fallocate mode for BLK_OP_FALLOC */
+	bool dsync;	 /* BLK_OP_WRITE: write through (FLUSH not negotiated) */
+	uint64_t offset; /* byte offset in the image */
+	uint64_t len;	 /* bytes to transfer, or of the fallocate range */
+	uint64_t done;	 /* bytes transferred so far */
 	struct iovec *data;
 	unsigned int ndata;
-	int res;                    /* backend result: bytes or -errno */
-	uint64_t due_ns;            /* fault delay: when to complete */
-	struct iovec iov[];         /* blk->iov_cap entries */
+	int res;	    /* backend result: bytes or -errno */
+	uint64_t due_ns;    /* fault delay: when to complete */
+	struct iovec iov[]; /* blk->iov_cap entries */
 };
 
 struct blk_queue {
 	struct vn_blk *blk;
 	unsigned int index;
-	struct blk_req **reqs;      /* all requests, blk->queue_size of them */
+	struct blk_req **reqs; /* all requests, blk->queue_size of them */
 	struct blk_req *free;
 	struct blk_req *held, **held_tail; /* completions delayed by a fault */
-	unsigned int in_flight;     /* submitted to the backend, not reaped */
-	bool notify_pending;        /* pushed since the last interrupt decision */
-	void *be;                   /* the backend's per-queue state */
-	int event_fd;               /* readable when the backend has completions */
-	bool watched;               /* event_fd is attached to the iothread */
-	struct vn_blk_stats stats;  /* atomics (relaxed): read from any thread */
+	unsigned int in_flight;		   /* submitted to the backend, not reaped */
+	bool notify_pending;		   /* pushed since the last interrupt decision */
+	void *be;			   /* the backend's per-queue state */
+	int event_fd;			   /* readable when the backend has completions */
+	bool watched;			   /* event_fd is attached to the iothread */
+	struct vn_blk_stats stats;	   /* atomics (relaxed): read from any thread */
 };
 
 struct vn_blk {
@@ -79,7 +79,7 @@ struct vn_blk {
 	struct vn_vdev *vdev;
 	struct vn_gmem *mem;
 	int fd;
-	uint64_t size;              /* bytes: capacity * 512 */
+	uint64_t size; /* bytes: capacity * 512 */
 	bool readonly;
 	bool direct;
 	unsigned int nr_queues;
@@ -92,21 +92,21 @@ struct vn_blk {
 	unsigned int pool_threads;
 
 	const struct blk_backend_ops *be_ops;
-	void *be;                   /* the backend's device state */
+	void *be; /* the backend's device state */
 
 	struct vn_iothread *it;
 	bool own_it;
 	struct vn_timer *delay_timer; /* iothread: releases held completions */
 
-	uint64_t features;          /* negotiated; atomic */
-	int resetting;              /* atomic: completions are dropped, not pushed */
-	int draining;               /* atomic: fault delays are skipped */
-	bool no_zero_range;         /* atomic: fallocate ZERO_RANGE is refused here */
+	uint64_t features;  /* negotiated; atomic */
+	int resetting;	    /* atomic: completions are dropped, not pushed */
+	int draining;	    /* atomic: fault delays are skipped */
+	bool no_zero_range; /* atomic: fallocate ZERO_RANGE is refused here */
 
 	pthread_mutex_t fault_lock;
 	struct vn_blk_fault fault;
 
-	struct vn_ratelimit rl;     /* guest-caused messages */
+	struct vn_ratelimit rl; /* guest-caused messages */
 	struct blk_queue *queues;
 };
 

@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define DESC (GPA)
 #define AVAIL (GPA + 0x1000)
 #define USED (GPA + 0x2000)
-#define IND(i) (GPA + 0x4000ull + 0x100ull * (i))  /* 16 entries per request */
+#define IND(i) (GPA + 0x4000ull + 0x100ull * (i)) /* 16 entries per request */
 #define HDR(i) (GPA + 0x8000ull + 16ull * (i))
 #define STAT(i) (GPA + 0x9000ull + (i))
 #define DATA (GPA + 0x10000ull)
@@ -120,10 +120,17 @@ static bool g_clobbered;
 static int make_dev(struct dev *d, bool readonly)
 {
 	struct vn_blk_cfg cfg = {
-		.name = readonly ? "fz-ro" : "fz-rw", .mem = &g_mem, .readonly = readonly,
+		.name = readonly ? "fz-ro" : "fz-rw",
+		.mem = &g_mem,
+		.readonly = readonly,
 		.backend = readonly ? VN_BLK_BACKEND_POOL : VN_BLK_BACKEND_AUTO,
-		.iothread = g_it, .discard = true, .write_zeroes = true, .serial = "fuzz",
-		.queue_size = NUM, .seg_max = 6, .pool_threads = 1,
+		.iothread = g_it,
+		.discard = true,
+		.write_zeroes = true,
+		.serial = "fuzz",
+		.queue_size = NUM,
+		.seg_max = 6,
+		.pool_threads = 1,
 	};
 	int r;
 
@@ -140,7 +147,7 @@ static int make_dev(struct dev *d, bool readonly)
 
 static void setup(void)
 {
-	struct vn_iothread_cfg icfg = { .name = "fz-io" };
+	struct vn_iothread_cfg icfg = {.name = "fz-io"};
 
 	vn_log_set_sink(sink, NULL);
 	if (vn_gmem_init(&g_mem) || vn_gmem_add_memfd(&g_mem, GPA, MEMSZ, NULL) ||
@@ -193,11 +200,11 @@ struct seg {
 	bool in;
 };
 
-static void put_desc(uint64_t table, unsigned int i, const struct seg *s, bool next,
-		     uint16_t nxt)
+static void put_desc(uint64_t table, unsigned int i, const struct seg *s, bool next, uint16_t nxt)
 {
 	struct vring_desc d = {
-		.addr = htole64(s->addr), .len = htole32(s->len),
+		.addr = htole64(s->addr),
+		.len = htole32(s->len),
 		.flags = htole16((uint16_t)((next ? VRING_DESC_F_NEXT : 0) |
 					    (s->in ? VRING_DESC_F_WRITE : 0))),
 		.next = htole16(nxt),
@@ -207,8 +214,14 @@ static void put_desc(uint64_t table, unsigned int i, const struct seg *s, bool n
 }
 
 static const uint32_t types[8] = {
-	VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
-	VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, 2, 99,
+	VIRTIO_BLK_T_IN,
+	VIRTIO_BLK_T_OUT,
+	VIRTIO_BLK_T_FLUSH,
+	VIRTIO_BLK_T_GET_ID,
+	VIRTIO_BLK_T_DISCARD,
+	VIRTIO_BLK_T_WRITE_ZEROES,
+	2,
+	99,
 };
 
 /* Decode one request and make it available. Return: its head, or -1 if out of room. */
@@ -232,7 +245,7 @@ static int add_request(struct in *in, unsigned int nreq, uint16_t *next_desc, ui
 	h.ioprio = 0;
 	h.sector = htole64(sector);
 	w(HDR(nreq), &h, sizeof(h));
-	s[n++] = (struct seg){ .addr = HDR(nreq), .len = (shape & 64) ? 8 : 16 };
+	s[n++] = (struct seg){.addr = HDR(nreq), .len = (shape & 64) ? 8 : 16};
 	for (unsigned int i = 0; i < ndata; i++) {
 		uint16_t len = u16(in);
 		uint8_t fl = u8(in);
@@ -254,13 +267,13 @@ static int add_request(struct in *in, unsigned int nreq, uint16_t *next_desc, ui
 			if (!(fl & 2) && len >= 16)
 				w(addr, payload, 16);
 		}
-		s[n++] = (struct seg){ .addr = addr, .len = len, .in = fl & 1 };
+		s[n++] = (struct seg){.addr = addr, .len = len, .in = fl & 1};
 	}
 	if (!(shape & 16)) {
 		uint8_t poison = 0xee;
 
 		w(STAT(nreq), &poison, 1);
-		s[n++] = (struct seg){ .addr = STAT(nreq), .len = 1, .in = !(shape & 32) };
+		s[n++] = (struct seg){.addr = STAT(nreq), .len = 1, .in = !(shape & 32)};
 	}
 	if (!indirect && (unsigned int)*next_desc + n > NUM)
 		return -1;
@@ -273,9 +286,10 @@ static int add_request(struct in *in, unsigned int nreq, uint16_t *next_desc, ui
 			put_desc(DESC, head + i, &s[i], i + 1 < n, (uint16_t)(head + i + 1));
 	}
 	if (indirect) {
-		struct seg t = { .addr = IND(nreq), .len = 16u * n };
+		struct seg t = {.addr = IND(nreq), .len = 16u * n};
 		struct vring_desc d = {
-			.addr = htole64(t.addr), .len = htole32(t.len),
+			.addr = htole64(t.addr),
+			.len = htole32(t.len),
 			.flags = htole16(VRING_DESC_F_INDIRECT),
 		};
 
@@ -305,7 +319,7 @@ static void check(struct dev *d, const int *heads, const unsigned int *req_of_he
 {
 	struct vn_blk_stats st;
 	uint16_t used = 0;
-	bool seen[NUM] = { false };
+	bool seen[NUM] = {false};
 	struct stat sb;
 
 	if (vn_blk_get_stats(d->blk, 0, &st) || st.in_flight)
@@ -342,7 +356,7 @@ static void check(struct dev *d, const int *heads, const unsigned int *req_of_he
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct in in = { .p = data, .left = size };
+	struct in in = {.p = data, .left = size};
 	uint8_t setup_bits;
 	struct dev *d;
 	int heads[MAX_REQS];
@@ -359,7 +373,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (driver_init(d, setup_bits))
 		die("driver init");
 	if (setup_bits & 32) {
-		struct vn_blk_fault f = { .error = -EIO, .count = 1 };
+		struct vn_blk_fault f = {.error = -EIO, .count = 1};
 
 		if (vn_blk_inject_fault(d->blk, &f))
 			die("fault");
@@ -385,7 +399,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kick(d);
 	vn_blk_drain(d->blk);
 	check(d, heads, req_of_head, nreq, avail);
-	if (vn_blk_inject_fault(d->blk, &(struct vn_blk_fault){ 0 }))
+	if (vn_blk_inject_fault(d->blk, &(struct vn_blk_fault){0}))
 		die("fault off");
 	/* Leave nothing running on the rings for the next input. */
 	vn_vdev_lock(d->vdev);

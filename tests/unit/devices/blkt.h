@@ -43,11 +43,12 @@
 #define BT_HDR(q, s) (BT_GPA + 0x50000ull + 0x1000ull * (q) + 16ull * (s))
 #define BT_STAT(q, s) (BT_GPA + 0x58000ull + 0x100ull * (q) + (s))
 #define BT_DATA (BT_GPA + 0x100000ull) /* 7 MiB of data buffers */
-#define BT_IMG_SECTORS 4096ull         /* 2 MiB image */
+#define BT_IMG_SECTORS 4096ull	       /* 2 MiB image */
 
 #define BT_F(bit) (1ull << (bit))
-#define BT_RUN (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | \
-		VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK)
+#define BT_RUN                                                                                     \
+	(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |      \
+	 VIRTIO_CONFIG_S_DRIVER_OK)
 
 struct bt_opts {
 	enum vn_blk_backend backend;
@@ -59,9 +60,9 @@ struct bt_opts {
 	unsigned int seg_max;
 	unsigned int blk_size;
 	const char *serial;
-	const char *dir;          /* where the image lives; NULL: the build dir */
-	uint64_t img_sectors;     /* 0: BT_IMG_SECTORS */
-	uint64_t drop_features;   /* offered features the driver refuses */
+	const char *dir;	/* where the image lives; NULL: the build dir */
+	uint64_t img_sectors;	/* 0: BT_IMG_SECTORS */
+	uint64_t drop_features; /* offered features the driver refuses */
 };
 
 struct bt {
@@ -70,9 +71,9 @@ struct bt {
 	struct vn_blk *blk;
 	struct vn_vdev *vdev;
 	char path[512];
-	int img;                  /* the test's own fd on the image */
+	int img; /* the test's own fd on the image */
 	unsigned int nq;
-	uint64_t features;        /* negotiated */
+	uint64_t features; /* negotiated */
 	uint16_t avail_idx[BT_NQ];
 	uint16_t used_seen[BT_NQ];
 	uint16_t next_desc[BT_NQ];
@@ -147,8 +148,8 @@ static inline int bt_open_image(struct bt *b, const char *dir, uint64_t sectors)
 /* Return: 0, 1 if the test must skip (reason given), -1 on failure (reported). */
 static inline int bt_init(struct vn_t *t, struct bt *b, const struct bt_opts *o)
 {
-	struct vn_iothread_cfg icfg = { .name = "bt-io" };
-	struct vn_blk_cfg cfg = { 0 };
+	struct vn_iothread_cfg icfg = {.name = "bt-io"};
+	struct vn_blk_cfg cfg = {0};
 	uint64_t sectors;
 	int r;
 
@@ -244,7 +245,8 @@ static inline uint16_t bt_add(struct bt *b, unsigned int q, const struct bt_seg 
 	}
 	if (indirect) {
 		struct vring_desc d = {
-			.addr = htole64(table), .len = htole32(16u * n),
+			.addr = htole64(table),
+			.len = htole32(16u * n),
 			.flags = htole16(VRING_DESC_F_INDIRECT),
 		};
 
@@ -307,24 +309,25 @@ static inline bool bt_needs_reset(struct bt *b)
  * Queue a request: header {type, sector}, then @segs, then the status byte.
  * Return: the head.
  */
-static inline uint16_t bt_queue_req(struct bt *b, unsigned int q, uint32_t type,
-				    uint64_t sector, const struct bt_seg *data, unsigned int n,
-				    bool indirect)
+static inline uint16_t bt_queue_req(struct bt *b, unsigned int q, uint32_t type, uint64_t sector,
+				    const struct bt_seg *data, unsigned int n, bool indirect)
 {
 	struct bt_seg segs[64];
 	uint16_t slot = b->next_desc[q] % BT_NUM;
 	struct virtio_blk_outhdr h = {
-		.type = htole32(type), .ioprio = 0, .sector = htole64(sector),
+		.type = htole32(type),
+		.ioprio = 0,
+		.sector = htole64(sector),
 	};
 	uint8_t poison = 0xee;
 
 	VN_BUG_ON(n + 2 > 64);
 	bt_w(b, BT_HDR(q, slot), &h, sizeof(h));
 	bt_w(b, BT_STAT(q, slot), &poison, 1);
-	segs[0] = (struct bt_seg){ .gpa = BT_HDR(q, slot), .len = sizeof(h) };
+	segs[0] = (struct bt_seg){.gpa = BT_HDR(q, slot), .len = sizeof(h)};
 	for (unsigned int i = 0; i < n; i++)
 		segs[1 + i] = data[i];
-	segs[n + 1] = (struct bt_seg){ .gpa = BT_STAT(q, slot), .len = 1, .in = true };
+	segs[n + 1] = (struct bt_seg){.gpa = BT_STAT(q, slot), .len = 1, .in = true};
 	return bt_add(b, q, segs, n + 2, indirect);
 }
 
@@ -356,21 +359,23 @@ static inline int bt_req(struct vn_t *t, struct bt *b, unsigned int q, uint32_t 
 }
 
 /* Read/write helpers: one data segment of @len bytes at guest @gpa. */
-static inline int bt_rw(struct vn_t *t, struct bt *b, unsigned int q, bool write,
-			uint64_t sector, uint64_t gpa, uint32_t len)
+static inline int bt_rw(struct vn_t *t, struct bt *b, unsigned int q, bool write, uint64_t sector,
+			uint64_t gpa, uint32_t len)
 {
-	struct bt_seg d = { .gpa = gpa, .len = len, .in = !write };
+	struct bt_seg d = {.gpa = gpa, .len = len, .in = !write};
 
 	return bt_req(t, b, q, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, sector, &d, 1);
 }
 
-static inline int bt_dwz(struct vn_t *t, struct bt *b, uint32_t type, uint64_t sector,
-			 uint32_t num, uint32_t flags)
+static inline int bt_dwz(struct vn_t *t, struct bt *b, uint32_t type, uint64_t sector, uint32_t num,
+			 uint32_t flags)
 {
 	struct virtio_blk_discard_write_zeroes s = {
-		.sector = htole64(sector), .num_sectors = htole32(num), .flags = htole32(flags),
+		.sector = htole64(sector),
+		.num_sectors = htole32(num),
+		.flags = htole32(flags),
 	};
-	struct bt_seg d = { .gpa = BT_DATA + 0x600000, .len = sizeof(s) };
+	struct bt_seg d = {.gpa = BT_DATA + 0x600000, .len = sizeof(s)};
 
 	bt_w(b, d.gpa, &s, sizeof(s));
 	return bt_req(t, b, 0, type, 0, &d, 1);
@@ -422,9 +427,15 @@ static inline bool bt_fd_fired(int fd)
 }
 
 /* Run @fn once per backend: the suite must hold for both. */
-#define BT_BOTH(fn)                                                              \
-	static void fn##_uring(struct vn_t *t) { fn(t, VN_BLK_BACKEND_URING); }   \
-	static void fn##_pool(struct vn_t *t) { fn(t, VN_BLK_BACKEND_POOL); }
+#define BT_BOTH(fn)                                                                                \
+	static void fn##_uring(struct vn_t *t)                                                     \
+	{                                                                                          \
+		fn(t, VN_BLK_BACKEND_URING);                                                       \
+	}                                                                                          \
+	static void fn##_pool(struct vn_t *t)                                                      \
+	{                                                                                          \
+		fn(t, VN_BLK_BACKEND_POOL);                                                        \
+	}
 #define BT_TESTS_BOTH(fn) VN_TEST(fn##_uring), VN_TEST(fn##_pool)
 
 #endif

@@ -15,7 +15,7 @@
 
 static void test_backend_choice(struct vn_t *t)
 {
-	struct bt_opts o = { .backend = VN_BLK_BACKEND_AUTO };
+	struct bt_opts o = {.backend = VN_BLK_BACKEND_AUTO};
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
@@ -30,7 +30,7 @@ out:
 
 static struct vn_blk_stats stats(struct bt *b, unsigned int q)
 {
-	struct vn_blk_stats st = { 0 };
+	struct vn_blk_stats st = {0};
 
 	VN_BUG_ON(vn_blk_get_stats(b->blk, q, &st) != 0);
 	return st;
@@ -42,15 +42,15 @@ static struct vn_blk_stats stats(struct bt *b, unsigned int q)
  */
 static void test_reset_with_held(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
-	struct vn_blk_fault f = { .delay_ns = 60ull * 1000 * 1000 * 1000 };
+	struct bt_opts o = {.backend = be};
+	struct vn_blk_fault f = {.delay_ns = 60ull * 1000 * 1000 * 1000};
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
 		goto out;
 	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &f));
 	for (unsigned int i = 0; i < 8; i++) {
-		struct bt_seg d = { .gpa = BT_DATA + 0x1000ull * i, .len = 4096 };
+		struct bt_seg d = {.gpa = BT_DATA + 0x1000ull * i, .len = 4096};
 
 		bt_queue_req(&b, 0, VIRTIO_BLK_T_OUT, 8ull * i, &d, 1, false);
 	}
@@ -62,7 +62,7 @@ static void test_reset_with_held(struct vn_t *t, enum vn_blk_backend be)
 	VN_CHECK_EQ_U(t, bt_used_idx(&b, 0), 0);
 	VN_CHECK_EQ_U(t, stats(&b, 0).requests, 0);
 	VN_CHECK_EQ_U(t, vn_vdev_get_status(b.vdev), 0);
-	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &(struct vn_blk_fault){ 0 }));
+	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &(struct vn_blk_fault){0}));
 	VN_REQUIRE_EQ_INT(t, bt_driver_init(&b), 0);
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, false, 0, BT_DATA, 4096), VIRTIO_BLK_S_OK);
 	/* Exactly one entry: nothing stale was pushed into the new ring. */
@@ -75,7 +75,7 @@ BT_BOTH(test_reset_with_held)
 /* Reset right after a kick with many large requests really in flight. */
 static void test_reset_with_io_in_flight(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .nr_queues = 2, .img_sectors = 8192 };
+	struct bt_opts o = {.backend = be, .nr_queues = 2, .img_sectors = 8192};
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
@@ -83,8 +83,9 @@ static void test_reset_with_io_in_flight(struct vn_t *t, enum vn_blk_backend be)
 	for (unsigned int round = 0; round < 10; round++) {
 		for (unsigned int q = 0; q < 2; q++) {
 			for (unsigned int i = 0; i < 20; i++) {
-				struct bt_seg d = { .gpa = BT_DATA + 0x10000ull * (i + 20 * q),
-						    .len = 0x10000, .in = i % 2 };
+				struct bt_seg d = {.gpa = BT_DATA + 0x10000ull * (i + 20 * q),
+						   .len = 0x10000,
+						   .in = i % 2};
 
 				bt_queue_req(&b, q, i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT,
 					     128ull * (i + 20 * q), &d, 1, false);
@@ -107,15 +108,15 @@ BT_BOTH(test_reset_with_io_in_flight)
 /* Drain pushes held completions at once, without waiting for the delay. */
 static void test_drain(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
-	struct vn_blk_fault f = { .delay_ns = 60ull * 1000 * 1000 * 1000 };
+	struct bt_opts o = {.backend = be};
+	struct vn_blk_fault f = {.delay_ns = 60ull * 1000 * 1000 * 1000};
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
 		goto out;
 	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &f));
 	for (unsigned int i = 0; i < 4; i++) {
-		struct bt_seg d = { .gpa = BT_DATA + 0x1000ull * i, .len = 4096, .in = true };
+		struct bt_seg d = {.gpa = BT_DATA + 0x1000ull * i, .len = 4096, .in = true};
 
 		bt_queue_req(&b, 0, VIRTIO_BLK_T_IN, 8ull * i, &d, 1, false);
 	}
@@ -138,8 +139,8 @@ BT_BOTH(test_drain)
 /* A short delay: the completion arrives through the iothread's timer. */
 static void test_delay_completes(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
-	struct vn_blk_fault f = { .delay_ns = 20ull * 1000 * 1000 };
+	struct bt_opts o = {.backend = be};
+	struct vn_blk_fault f = {.delay_ns = 20ull * 1000 * 1000};
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
@@ -155,14 +156,14 @@ BT_BOTH(test_delay_completes)
 /* Freeing a device with requests held or in flight: no leak, no use after free. */
 static void test_free_in_flight(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
-	struct vn_blk_fault f = { .delay_ns = 60ull * 1000 * 1000 * 1000 };
+	struct bt_opts o = {.backend = be};
+	struct vn_blk_fault f = {.delay_ns = 60ull * 1000 * 1000 * 1000};
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
 		goto out;
 	for (unsigned int i = 0; i < 16; i++) {
-		struct bt_seg d = { .gpa = BT_DATA + 0x10000ull * i, .len = 0x10000 };
+		struct bt_seg d = {.gpa = BT_DATA + 0x10000ull * i, .len = 0x10000};
 
 		if (i == 8)
 			VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &f));
@@ -178,7 +179,7 @@ BT_BOTH(test_free_in_flight)
 /* Data written then flushed is in the image as another process reads it. */
 static void test_flush_visible_elsewhere(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
+	struct bt_opts o = {.backend = be};
 	static uint8_t buf[65536];
 	int status = -1;
 	pid_t pid;
@@ -212,10 +213,10 @@ BT_BOTH(test_flush_visible_elsewhere)
 /* O_DIRECT where the filesystem has it (tmpfs does not). */
 static void test_direct(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .direct = true, .blk_size = 4096 };
+	struct bt_opts o = {.backend = be, .direct = true, .blk_size = 4096};
 	static uint8_t buf[16384], got[16384];
 	char probe[] = "./vn-blk-direct-XXXXXX";
-	struct bt b = { .img = -1 };
+	struct bt b = {.img = -1};
 	int fd;
 
 	/* The build dir is on a real filesystem in CI; /tmp may be tmpfs. */
@@ -253,7 +254,7 @@ BT_BOTH(test_direct)
 /* On tmpfs, FALLOC_FL_ZERO_RANGE is refused: WRITE_ZEROES falls back to a hole. */
 static void test_zero_range_fallback(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .write_zeroes = true, .dir = "/dev/shm" };
+	struct bt_opts o = {.backend = be, .write_zeroes = true, .dir = "/dev/shm"};
 	struct bt b;
 
 	if (access("/dev/shm", W_OK) != 0) {
@@ -274,7 +275,7 @@ BT_BOTH(test_zero_range_fallback)
 /* The device works on a dup of a caller's fd and leaves the original open. */
 static void test_fd_cfg(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct vn_blk_cfg cfg = { .fd = -1, .backend = be };
+	struct vn_blk_cfg cfg = {.fd = -1, .backend = be};
 	struct vn_gmem mem;
 	struct vn_blk *blk = NULL;
 	char path[] = "./vn-blk-fd-XXXXXX";
@@ -305,7 +306,7 @@ BT_BOTH(test_fd_cfg)
 /* Creating and freeing devices leaks no fd and no thread (ASan: no memory). */
 static void test_no_fd_leak(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .nr_queues = 3 };
+	struct bt_opts o = {.backend = be, .nr_queues = 3};
 	int before = vn_t_count_fds();
 	struct bt b;
 
@@ -331,7 +332,7 @@ static int kick_fn(void *opaque)
 /* ioeventfd mode: the iothread runs the handler and completes too. */
 static void test_handler_on_iothread(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
+	struct bt_opts o = {.backend = be};
 	static uint8_t buf[4096];
 	struct bt b;
 
@@ -340,7 +341,7 @@ static void test_handler_on_iothread(struct vn_t *t, enum vn_blk_backend be)
 	bt_fill(buf, sizeof(buf), 99);
 	bt_w(&b, BT_DATA, buf, sizeof(buf));
 	for (unsigned int i = 0; i < 16; i++) {
-		struct bt_seg d = { .gpa = BT_DATA, .len = 4096 };
+		struct bt_seg d = {.gpa = BT_DATA, .len = 4096};
 
 		bt_queue_req(&b, 0, VIRTIO_BLK_T_OUT, 8ull * i, &d, 1, false);
 	}
@@ -372,7 +373,7 @@ static void *vcpu_fn(void *opaque)
 	for (unsigned int round = 0; round < 40; round++) {
 		for (unsigned int i = 0; i < 4; i++) {
 			uint8_t pat[1024];
-			struct bt_seg d = { .gpa = base + 1024ull * i, .len = 1024 };
+			struct bt_seg d = {.gpa = base + 1024ull * i, .len = 1024};
 
 			memset(pat, (int)(v->q * 64 + round), sizeof(pat));
 			bt_w(b, d.gpa, pat, sizeof(pat));
@@ -401,7 +402,7 @@ static void *vcpu_fn(void *opaque)
 
 static void test_vcpus_race_completions(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .nr_queues = 2 };
+	struct bt_opts o = {.backend = be, .nr_queues = 2};
 	struct vcpu v[2];
 	pthread_t th[2];
 	uint8_t want[1024];
@@ -410,7 +411,7 @@ static void test_vcpus_race_completions(struct vn_t *t, enum vn_blk_backend be)
 	if (bt_init(t, &b, &o))
 		goto out;
 	for (unsigned int i = 0; i < 2; i++) {
-		v[i] = (struct vcpu){ .b = &b, .q = i };
+		v[i] = (struct vcpu){.b = &b, .q = i};
 		VN_REQUIRE(t, pthread_create(&th[i], NULL, vcpu_fn, &v[i]) == 0);
 	}
 	for (unsigned int i = 0; i < 2; i++) {

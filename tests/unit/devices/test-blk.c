@@ -13,8 +13,12 @@
 
 static void test_config(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .discard = true, .write_zeroes = true, .nr_queues = 2,
-			     .seg_max = 30, .blk_size = 4096 };
+	struct bt_opts o = {.backend = be,
+			    .discard = true,
+			    .write_zeroes = true,
+			    .nr_queues = 2,
+			    .seg_max = 30,
+			    .blk_size = 4096};
 	struct virtio_blk_config c;
 	uint64_t f;
 	uint8_t x = 1;
@@ -61,12 +65,12 @@ BT_BOTH(test_config)
 /* OUT lands in the image, IN brings the image back, in several segments. */
 static void test_read_write(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
+	struct bt_opts o = {.backend = be};
 	static uint8_t buf[16384], got[16384];
 	struct bt_seg segs[3] = {
-		{ .gpa = BT_DATA, .len = 4096 },
-		{ .gpa = BT_DATA + 0x10000, .len = 512 },
-		{ .gpa = BT_DATA + 0x20000, .len = 3584 },
+		{.gpa = BT_DATA, .len = 4096},
+		{.gpa = BT_DATA + 0x10000, .len = 512},
+		{.gpa = BT_DATA + 0x20000, .len = 3584},
 	};
 	struct vn_blk_stats st;
 	struct bt b;
@@ -123,8 +127,8 @@ BT_BOTH(test_read_write)
 /* The used length of an IN request counts the data and the status byte. */
 static void test_used_len_and_irq(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
-	struct bt_seg d = { .gpa = BT_DATA, .len = 1024, .in = true };
+	struct bt_opts o = {.backend = be};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 1024, .in = true};
 	uint16_t head, id;
 	uint32_t len;
 	int irq;
@@ -150,7 +154,7 @@ BT_BOTH(test_used_len_and_irq)
 /* Many requests in flight at once, one kick, through indirect tables too. */
 static void test_many_in_flight(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
+	struct bt_opts o = {.backend = be};
 	static uint8_t buf[8192], got[8192];
 	uint16_t heads[40];
 	struct bt b;
@@ -158,7 +162,7 @@ static void test_many_in_flight(struct vn_t *t, enum vn_blk_backend be)
 	if (bt_init(t, &b, &o))
 		goto out;
 	for (unsigned int i = 0; i < 20; i++) {
-		struct bt_seg d = { .gpa = BT_DATA + 0x2000ull * i, .len = 8192 };
+		struct bt_seg d = {.gpa = BT_DATA + 0x2000ull * i, .len = 8192};
 
 		bt_fill(buf, sizeof(buf), 10 + i);
 		bt_w(&b, d.gpa, buf, sizeof(buf));
@@ -179,8 +183,8 @@ static void test_many_in_flight(struct vn_t *t, enum vn_blk_backend be)
 	}
 	/* Read them back the same way, in one batch. */
 	for (unsigned int i = 0; i < 20; i++) {
-		struct bt_seg d = { .gpa = BT_DATA + 0x100000 + 0x2000ull * i, .len = 8192,
-				    .in = true };
+		struct bt_seg d = {
+			.gpa = BT_DATA + 0x100000 + 0x2000ull * i, .len = 8192, .in = true};
 
 		heads[20 + i] = bt_queue_req(&b, 0, VIRTIO_BLK_T_IN, 16ull * i, &d, 1, !(i % 2));
 	}
@@ -205,7 +209,7 @@ BT_BOTH(test_many_in_flight)
 /* FLUSH completes after the data it covers is written, and counts. */
 static void test_flush(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
+	struct bt_opts o = {.backend = be};
 	static uint8_t buf[4096];
 	struct vn_blk_stats st;
 	struct bt b;
@@ -228,7 +232,7 @@ BT_BOTH(test_flush)
 /* A driver without FLUSH gets a write-through device; writes still land. */
 static void test_no_flush_writethrough(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .drop_features = BT_F(VIRTIO_BLK_F_FLUSH) };
+	struct bt_opts o = {.backend = be, .drop_features = BT_F(VIRTIO_BLK_F_FLUSH)};
 	static uint8_t buf[4096];
 	struct bt b;
 
@@ -245,8 +249,8 @@ BT_BOTH(test_no_flush_writethrough)
 
 static void test_get_id(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .serial = SERIAL };
-	struct bt_seg d = { .gpa = BT_DATA, .len = 20, .in = true };
+	struct bt_opts o = {.backend = be, .serial = SERIAL};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 20, .in = true};
 	uint8_t id[32];
 	uint16_t head, used_id;
 	uint32_t len;
@@ -283,8 +287,8 @@ BT_BOTH(test_get_id)
 /* A short serial is NUL-padded to 20 bytes. */
 static void test_get_id_short_serial(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .serial = "abc" };
-	struct bt_seg d = { .gpa = BT_DATA, .len = 20, .in = true };
+	struct bt_opts o = {.backend = be, .serial = "abc"};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 20, .in = true};
 	uint8_t id[20], want[20] = "abc";
 	struct bt b;
 
@@ -302,7 +306,7 @@ BT_BOTH(test_get_id_short_serial)
 
 static void test_discard_write_zeroes(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .discard = true, .write_zeroes = true };
+	struct bt_opts o = {.backend = be, .discard = true, .write_zeroes = true};
 	uint8_t before[512];
 	struct bt b;
 
@@ -316,19 +320,19 @@ static void test_discard_write_zeroes(struct vn_t *t, enum vn_blk_backend be)
 	memset(before, 0x5a ^ (320 & 0xff), 512);
 	VN_CHECK(t, bt_image_is(&b, 320 * 512, before, 512));
 	/* WRITE_ZEROES without and with UNMAP. */
-	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 1024, 16, 0),
-			VIRTIO_BLK_S_OK);
+	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 1024, 16, 0), VIRTIO_BLK_S_OK);
 	VN_CHECK(t, bt_image_zero(&b, 1024 * 512, 16 * 512));
-	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 2048, 8,
-				  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+	VN_CHECK_EQ_INT(t,
+			bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 2048, 8,
+			       VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
 			VIRTIO_BLK_S_OK);
 	VN_CHECK(t, bt_image_zero(&b, 2048 * 512, 8 * 512));
 	memset(before, 0x5a ^ (2056 & 0xff), 512);
 	VN_CHECK(t, bt_image_is(&b, 2056 * 512, before, 512));
 	/* §5.2.6.2: UNMAP on a discard, or an unknown flag, is unsupported. */
-	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_DISCARD, 0, 8,
-				  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
-			VIRTIO_BLK_S_UNSUPP);
+	VN_CHECK_EQ_INT(
+		t, bt_dwz(t, &b, VIRTIO_BLK_T_DISCARD, 0, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP),
+		VIRTIO_BLK_S_UNSUPP);
 	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0x4),
 			VIRTIO_BLK_S_UNSUPP);
 	/* Outside the disk: IOERR, the file does not grow. */
@@ -353,8 +357,8 @@ BT_BOTH(test_discard_write_zeroes)
 /* Not offered, or offered and refused by the driver: UNSUPP, data untouched. */
 static void test_discard_not_negotiated(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .discard = true,
-			     .drop_features = BT_F(VIRTIO_BLK_F_DISCARD) };
+	struct bt_opts o = {
+		.backend = be, .discard = true, .drop_features = BT_F(VIRTIO_BLK_F_DISCARD)};
 	uint8_t want[512];
 	struct bt b;
 
@@ -362,8 +366,7 @@ static void test_discard_not_negotiated(struct vn_t *t, enum vn_blk_backend be)
 		goto out;
 	VN_CHECK(t, !(vn_vdev_device_features(b.vdev) & BT_F(VIRTIO_BLK_F_WRITE_ZEROES)));
 	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_DISCARD, 16, 1, 0), VIRTIO_BLK_S_UNSUPP);
-	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 16, 1, 0),
-			VIRTIO_BLK_S_UNSUPP);
+	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 16, 1, 0), VIRTIO_BLK_S_UNSUPP);
 	memset(want, 0x5a ^ 16, 512);
 	VN_CHECK(t, bt_image_is(&b, 16 * 512, want, 512));
 out:
@@ -373,9 +376,9 @@ BT_BOTH(test_discard_not_negotiated)
 
 static void test_unsupported_types(struct vn_t *t, enum vn_blk_backend be)
 {
-	static const uint32_t types[] = { 2, 3, 5, 9, 10, 14, 99, 0x80000001u, 0xffffffffu };
-	struct bt_opts o = { .backend = be };
-	struct bt_seg d = { .gpa = BT_DATA, .len = 512, .in = true };
+	static const uint32_t types[] = {2, 3, 5, 9, 10, 14, 99, 0x80000001u, 0xffffffffu};
+	struct bt_opts o = {.backend = be};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 512, .in = true};
 	struct vn_blk_stats st;
 	struct bt b;
 
@@ -395,7 +398,7 @@ BT_BOTH(test_unsupported_types)
 /* Sectors outside the disk: IOERR for that request alone, the next one works. */
 static void test_out_of_range(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .blk_size = 4096 };
+	struct bt_opts o = {.backend = be, .blk_size = 4096};
 	static uint8_t buf[4096];
 	struct stat sb;
 	struct bt b;
@@ -441,52 +444,55 @@ enum bad_kind {
 };
 
 static const char *const bad_names[] = {
-	"short header", "no status byte", "IN not a multiple of 512",
-	"OUT not a multiple of 512", "segments past seg_max", "status byte device-readable",
+	"short header",
+	"no status byte",
+	"IN not a multiple of 512",
+	"OUT not a multiple of 512",
+	"segments past seg_max",
+	"status byte device-readable",
 };
 
 /* Queue one malformed request of @kind on queue 0. */
 static void queue_bad(struct bt *b, enum bad_kind kind)
 {
-	struct virtio_blk_outhdr h = { .type = htole32(VIRTIO_BLK_T_OUT),
-				       .sector = htole64(8) };
+	struct virtio_blk_outhdr h = {.type = htole32(VIRTIO_BLK_T_OUT), .sector = htole64(8)};
 	struct bt_seg s[12];
 	unsigned int n = 0;
 
 	bt_w(b, BT_DATA + 0x6f0000, &h, sizeof(h));
 	switch (kind) {
 	case BAD_SHORT_HEADER:
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0000, .len = 8 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0100, .len = 1, .in = true };
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0000, .len = 8};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0100, .len = 1, .in = true};
 		break;
 	case BAD_NO_STATUS:
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0000, .len = 16 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA, .len = 512 };
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0000, .len = 16};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA, .len = 512};
 		break;
 	case BAD_READ_LEN:
 		h.type = htole32(VIRTIO_BLK_T_IN);
 		bt_w(b, BT_DATA + 0x6f0000, &h, sizeof(h));
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0000, .len = 16 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA, .len = 100, .in = true };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0100, .len = 1, .in = true };
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0000, .len = 16};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA, .len = 100, .in = true};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0100, .len = 1, .in = true};
 		break;
 	case BAD_WRITE_LEN:
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0000, .len = 16 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA, .len = 1000 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0100, .len = 1, .in = true };
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0000, .len = 16};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA, .len = 1000};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0100, .len = 1, .in = true};
 		break;
 	case BAD_TOO_MANY_SEGS:
 		/* seg_max is 4 in this fixture: 6 data segments */
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0000, .len = 16 };
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0000, .len = 16};
 		for (unsigned int i = 0; i < 6; i++)
-			s[n++] = (struct bt_seg){ .gpa = BT_DATA + 512ull * i, .len = 512 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0100, .len = 1, .in = true };
+			s[n++] = (struct bt_seg){.gpa = BT_DATA + 512ull * i, .len = 512};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0100, .len = 1, .in = true};
 		break;
 	case BAD_STATUS_READONLY:
 		/* Header, data, and a "status" the device may not write. */
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0000, .len = 16 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA, .len = 512 };
-		s[n++] = (struct bt_seg){ .gpa = BT_DATA + 0x6f0100, .len = 1 };
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0000, .len = 16};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA, .len = 512};
+		s[n++] = (struct bt_seg){.gpa = BT_DATA + 0x6f0100, .len = 1};
 		break;
 	default:
 		break;
@@ -497,7 +503,7 @@ static void queue_bad(struct bt *b, enum bad_kind kind)
 /* Each malformed request: NEEDS_RESET, nothing written; a reset recovers. */
 static void test_malformed(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .seg_max = 4 };
+	struct bt_opts o = {.backend = be, .seg_max = 4};
 	static uint8_t buf[4096], img[4096];
 	struct bt b;
 
@@ -515,7 +521,7 @@ static void test_malformed(struct vn_t *t, enum vn_blk_backend be)
 		VN_CHECK(t, bt_needs_reset(&b));
 		/* Later requests are not processed until the reset. */
 		{
-			struct bt_seg d = { .gpa = BT_DATA, .len = 512 };
+			struct bt_seg d = {.gpa = BT_DATA, .len = 512};
 
 			bt_queue_req(&b, 0, VIRTIO_BLK_T_OUT, 8, &d, 1, false);
 			VN_CHECK_EQ_INT(t, bt_kick(&b, 0), 1);
@@ -537,8 +543,7 @@ BT_BOTH(test_malformed)
 
 static void test_readonly(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .readonly = true, .discard = true,
-			     .write_zeroes = true };
+	struct bt_opts o = {.backend = be, .readonly = true, .discard = true, .write_zeroes = true};
 	static uint8_t img[4096];
 	uint64_t f;
 	struct bt b;
@@ -552,8 +557,7 @@ static void test_readonly(struct vn_t *t, enum vn_blk_backend be)
 	VN_REQUIRE(t, pread(b.img, img, sizeof(img), 0) == (ssize_t)sizeof(img));
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, true, 0, BT_DATA, 4096), VIRTIO_BLK_S_IOERR);
 	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_IOERR);
-	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0),
-			VIRTIO_BLK_S_IOERR);
+	VN_CHECK_EQ_INT(t, bt_dwz(t, &b, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0), VIRTIO_BLK_S_IOERR);
 	VN_CHECK(t, bt_image_is(&b, 0, img, sizeof(img)));
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, false, 0, BT_DATA, 4096), VIRTIO_BLK_S_OK);
 	VN_CHECK_EQ_INT(t, bt_req(t, &b, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
@@ -566,16 +570,15 @@ BT_BOTH(test_readonly)
 /* Injected host errors: IOERR for exactly the requests hit. */
 static void test_injected_errors(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be };
-	struct vn_blk_fault f = { .error = -EIO, .count = 1 };
-	struct bt_seg id = { .gpa = BT_DATA + 0x10000, .len = 20, .in = true };
+	struct bt_opts o = {.backend = be};
+	struct vn_blk_fault f = {.error = -EIO, .count = 1};
+	struct bt_seg id = {.gpa = BT_DATA + 0x10000, .len = 20, .in = true};
 	struct vn_blk_stats st;
 	struct bt b;
 
 	if (bt_init(t, &b, &o))
 		goto out;
-	VN_CHECK_EQ_INT(t, vn_blk_inject_fault(b.blk, &(struct vn_blk_fault){ .count = 1 }),
-			-EINVAL);
+	VN_CHECK_EQ_INT(t, vn_blk_inject_fault(b.blk, &(struct vn_blk_fault){.count = 1}), -EINVAL);
 	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &f));
 	/* GET_ID does no host I/O: not hit. */
 	VN_CHECK_EQ_INT(t, bt_req(t, &b, 0, VIRTIO_BLK_T_GET_ID, 0, &id, 1), VIRTIO_BLK_S_OK);
@@ -584,11 +587,10 @@ static void test_injected_errors(struct vn_t *t, enum vn_blk_backend be)
 	VN_CHECK_EQ_U(t, vn_blk_fault_pending(b.blk), 0);
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, true, 0, BT_DATA, 512), VIRTIO_BLK_S_OK);
 
-	f = (struct vn_blk_fault){ .error = -ENOSPC, .count = 2 };
+	f = (struct vn_blk_fault){.error = -ENOSPC, .count = 2};
 	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &f));
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, false, 0, BT_DATA, 512), VIRTIO_BLK_S_IOERR);
-	VN_CHECK_EQ_INT(t, bt_req(t, &b, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0),
-			VIRTIO_BLK_S_IOERR);
+	VN_CHECK_EQ_INT(t, bt_req(t, &b, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_IOERR);
 	VN_CHECK_EQ_INT(t, bt_req(t, &b, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, false, 0, BT_DATA, 512), VIRTIO_BLK_S_OK);
 	VN_REQUIRE_OK(t, vn_blk_get_stats(b.blk, 0, &st));
@@ -602,7 +604,7 @@ BT_BOTH(test_injected_errors)
 /* Two queues (MQ), each with its own requests. */
 static void test_multiqueue(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .nr_queues = 3 };
+	struct bt_opts o = {.backend = be, .nr_queues = 3};
 	static uint8_t buf[4096];
 	struct vn_blk_stats st;
 	struct bt b;
@@ -612,7 +614,8 @@ static void test_multiqueue(struct vn_t *t, enum vn_blk_backend be)
 	for (unsigned int q = 0; q < 3; q++) {
 		bt_fill(buf, sizeof(buf), 20 + q);
 		bt_w(&b, BT_DATA + 0x10000ull * q, buf, sizeof(buf));
-		VN_CHECK_EQ_INT(t, bt_rw(t, &b, q, true, 512ull * q, BT_DATA + 0x10000ull * q, 4096),
+		VN_CHECK_EQ_INT(t,
+				bt_rw(t, &b, q, true, 512ull * q, BT_DATA + 0x10000ull * q, 4096),
 				VIRTIO_BLK_S_OK);
 	}
 	for (unsigned int q = 0; q < 3; q++) {
@@ -630,7 +633,7 @@ BT_BOTH(test_multiqueue)
 /* A legacy driver (no VERSION_1) has its features final at DRIVER_OK. */
 static void test_legacy_driver(struct vn_t *t, enum vn_blk_backend be)
 {
-	struct bt_opts o = { .backend = be, .discard = true };
+	struct bt_opts o = {.backend = be, .discard = true};
 	struct bt b;
 	int r = 0;
 
@@ -639,8 +642,8 @@ static void test_legacy_driver(struct vn_t *t, enum vn_blk_backend be)
 	bt_reset(&b);
 	vn_vdev_lock(b.vdev);
 	r |= vn_vdev_set_status(b.vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	r |= vn_vdev_set_driver_features(b.vdev, BT_F(VIRTIO_BLK_F_DISCARD) |
-						 BT_F(VIRTIO_BLK_F_FLUSH));
+	r |= vn_vdev_set_driver_features(b.vdev,
+					 BT_F(VIRTIO_BLK_F_DISCARD) | BT_F(VIRTIO_BLK_F_FLUSH));
 	r |= vn_vdev_queue_set_num(b.vdev, 0, BT_NUM);
 	r |= vn_vdev_queue_set_addr(b.vdev, 0, BT_DESC(0), BT_AVAIL(0), BT_USED(0));
 	r |= vn_vdev_queue_enable(b.vdev, 0);
@@ -665,7 +668,7 @@ static void test_bad_cfg(struct vn_t *t)
 {
 	struct vn_gmem mem;
 	struct vn_blk *blk = NULL;
-	struct vn_blk_cfg c = { .mem = &mem, .path = "/dev/null/none" };
+	struct vn_blk_cfg c = {.mem = &mem, .path = "/dev/null/none"};
 
 	VN_REQUIRE_OK(t, vn_gmem_init(&mem));
 	VN_CHECK_EQ_INT(t, vn_blk_new(&c, &blk), -ENOTDIR);
@@ -698,12 +701,11 @@ static void test_bad_cfg(struct vn_t *t)
 }
 
 VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),
-	 BT_TESTS_BOTH(test_used_len_and_irq),
-	 BT_TESTS_BOTH(test_many_in_flight), BT_TESTS_BOTH(test_flush),
-	 BT_TESTS_BOTH(test_no_flush_writethrough), BT_TESTS_BOTH(test_get_id),
-	 BT_TESTS_BOTH(test_get_id_short_serial), BT_TESTS_BOTH(test_discard_write_zeroes),
-	 BT_TESTS_BOTH(test_discard_not_negotiated), BT_TESTS_BOTH(test_unsupported_types),
-	 BT_TESTS_BOTH(test_out_of_range), BT_TESTS_BOTH(test_malformed),
-	 BT_TESTS_BOTH(test_readonly), BT_TESTS_BOTH(test_injected_errors),
-	 BT_TESTS_BOTH(test_multiqueue), BT_TESTS_BOTH(test_legacy_driver),
-	 VN_TEST(test_bad_cfg))
+	 BT_TESTS_BOTH(test_used_len_and_irq), BT_TESTS_BOTH(test_many_in_flight),
+	 BT_TESTS_BOTH(test_flush), BT_TESTS_BOTH(test_no_flush_writethrough),
+	 BT_TESTS_BOTH(test_get_id), BT_TESTS_BOTH(test_get_id_short_serial),
+	 BT_TESTS_BOTH(test_discard_write_zeroes), BT_TESTS_BOTH(test_discard_not_negotiated),
+	 BT_TESTS_BOTH(test_unsupported_types), BT_TESTS_BOTH(test_out_of_range),
+	 BT_TESTS_BOTH(test_malformed), BT_TESTS_BOTH(test_readonly),
+	 BT_TESTS_BOTH(test_injected_errors), BT_TESTS_BOTH(test_multiqueue),
+	 BT_TESTS_BOTH(test_legacy_driver), VN_TEST(test_bad_cfg))
