@@ -21,6 +21,55 @@ static bool model_len_ok(uint32_t len)
 	return len == 0 || len == 1 || len == 2 || len == 4 || len == 8;
 }
 
+/* virt/kvm/kvm_main.c kvm_io_bus_cmp(): ranges compare equal when r2 holds r1 */
+static int kvm_bus_cmp(uint64_t a1, uint32_t l1, uint64_t a2, uint32_t l2)
+{
+	if (a1 < a2)
+		return -1;
+	if (l2) {
+		a1 += l1;
+		a2 += l2;
+	}
+	if (a1 > a2)
+		return 1;
+	return 0;
+}
+
+/* kvm_io_bus_register_dev(): before the first range that compares greater */
+static void bus_insert(struct ioev_model *m, const struct vn_ioev *d)
+{
+	struct vn_ioev *bus = m->bus[d->space];
+	unsigned int n = m->bus_n[d->space], i;
+
+	for (i = 0; i < n; i++)
+		if (kvm_bus_cmp(bus[i].addr, bus[i].len, d->addr, d->len) > 0)
+			break;
+	memmove(&bus[i + 1], &bus[i], (n - i) * sizeof(bus[0]));
+	bus[i] = *d;
+	m->bus_n[d->space]++;
+}
+
+static bool same_entry(const struct vn_ioev *a, const struct vn_ioev *b)
+{
+	return a->space == b->space && a->addr == b->addr && a->len == b->len &&
+	       a->datamatch == b->datamatch && a->data == b->data && a->fd == b->fd;
+}
+
+/* kvm_io_bus_unregister_dev(): the order of the others stays */
+static void bus_remove(struct ioev_model *m, const struct vn_ioev *d)
+{
+	struct vn_ioev *bus = m->bus[d->space];
+	unsigned int n = m->bus_n[d->space];
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (same_entry(&bus[i], d)) {
+			memmove(&bus[i], &bus[i + 1], (n - i - 1) * sizeof(bus[0]));
+			m->bus_n[d->space]--;
+			return;
+		}
+	}
+}
+
 int ioev_model_assign(struct ioev_model *m, const struct vn_ioev *d, int fd_err)
 {
 	unsigned int in_space = 0;
@@ -59,6 +108,7 @@ int ioev_model_assign(struct ioev_model *m, const struct vn_ioev *d, int fd_err)
 	if (in_space >= m->limit || m->n == IOEV_MODEL_MAX)
 		return -ENOSPC;
 	m->e[m->n++] = *d;
+	bus_insert(m, d);
 	return 0;
 }
 
@@ -73,6 +123,7 @@ int ioev_model_deassign(struct ioev_model *m, const struct vn_ioev *d, int fd_er
 		if (o->space == d->space && o->addr == d->addr && o->len == d->len &&
 		    o->datamatch == d->datamatch && (!o->datamatch || o->data == d->data) &&
 		    o->fd == d->fd) {
+			bus_remove(m, o);
 			m->e[i] = m->e[--m->n];
 			return 0;
 		}
@@ -102,9 +153,63 @@ int ioev_model_write(const struct ioev_model *m, enum vn_space space, uint64_t a
 	return -1;
 }
 
+int ioev_model_write_kvm(const struct ioev_model *m, enum vn_space space, uint64_t addr,
+			 unsigned int size, uint64_t value)
+{
+	const struct vn_ioev *bus;
+	unsigned int n, base = 0, num, off;
+	bool found = false;
+
+	if (space != VN_SPACE_PIO && space != VN_SPACE_MMIO)
+		return -EINVAL;
+	if (size != 1 && size != 2 && size != 4 && size != 8)
+		return -EINVAL;
+	if (addr + size < addr)
+		return -EINVAL;
+	if (size < 8)
+		value &= (1ull << (size * 8)) - 1;
+	bus = m->bus[space];
+	n = m->bus_n[space];
+	/* kvm_io_bus_get_first_dev(): lib/bsearch.c, then back to the first equal */
+	num = n;
+	while (num > 0) {
+		unsigned int pivot = base + (num >> 1);
+		int c = kvm_bus_cmp(addr, size, bus[pivot].addr, bus[pivot].len);
+
+		if (c == 0) {
+			off = pivot;
+			found = true;
+			break;
+		}
+		if (c > 0) {
+			base = pivot + 1;
+			num--;
+		}
+		num >>= 1;
+	}
+	if (!found)
+		return -1;
+	while (off > 0 && kvm_bus_cmp(addr, size, bus[off - 1].addr, bus[off - 1].len) == 0)
+		off--;
+	/* __kvm_io_bus_write(): each equal range in turn; ioeventfd_in_range() */
+	for (; off < n && kvm_bus_cmp(addr, size, bus[off].addr, bus[off].len) == 0; off++) {
+		const struct vn_ioev *o = &bus[off];
+
+		if (o->addr == addr && (o->len == 0 || o->len == size) &&
+		    (!o->datamatch || o->data == value)) {
+			for (unsigned int i = 0; i < m->n; i++)
+				if (same_entry(&m->e[i], o))
+					return (int)i;
+			return -1; /* the two lists disagree: the rig reports it */
+		}
+	}
+	return -1;
+}
+
 /* ---- the rig ---- */
 
-int ioev_rig_init(struct ioev_rig *rig, unsigned int limit)
+static int rig_init(struct ioev_rig *rig, unsigned int limit, struct vn_accel *accel,
+		    ioev_rig_write_fn *write, void *opaque)
 {
 	struct vn_bus_cfg cfg = { .max_ioeventfds = limit };
 	int r;
@@ -119,9 +224,16 @@ int ioev_rig_init(struct ioev_rig *rig, unsigned int limit)
 	r = vn_bus_new(&cfg, &rig->bus);
 	if (r)
 		return r;
-	r = vn_accel_soft_new(rig->bus, &rig->accel);
-	if (r)
-		goto err;
+	if (accel) {
+		rig->accel = accel;
+		rig->write = write;
+		rig->write_opaque = opaque;
+	} else {
+		r = vn_accel_soft_new(rig->bus, &rig->accel);
+		if (r)
+			goto err;
+		rig->own_accel = true;
+	}
 	for (int i = 0; i < IOEV_RIG_FDS; i++) {
 		rig->fds[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (rig->fds[i] < 0) {
@@ -139,9 +251,21 @@ err:
 	return r;
 }
 
+int ioev_rig_init(struct ioev_rig *rig, unsigned int limit)
+{
+	return rig_init(rig, limit, NULL, NULL, NULL);
+}
+
+int ioev_rig_init_accel(struct ioev_rig *rig, unsigned int limit, struct vn_accel *accel,
+			ioev_rig_write_fn *write, void *opaque)
+{
+	return rig_init(rig, limit, accel, write, opaque);
+}
+
 void ioev_rig_destroy(struct ioev_rig *rig)
 {
-	vn_accel_free(rig->accel);
+	if (rig->own_accel)
+		vn_accel_free(rig->accel);
 	vn_bus_free(rig->bus);
 	for (int i = 0; i < IOEV_RIG_FDS; i++)
 		if (rig->fds[i] >= 0)
@@ -251,10 +375,19 @@ bool ioev_rig_step(struct ioev_rig *rig, const uint8_t *op, char *why, size_t wh
 			while (read(rig->fds[i], &v, sizeof(v)) == sizeof(v))
 				;
 		}
-		want = ioev_model_write(&rig->model, d.space, d.addr, d.len, value);
+		if (rig->kvm_lookup)
+			want = ioev_model_write_kvm(&rig->model, d.space, d.addr, d.len, value);
+		else
+			want = ioev_model_write(&rig->model, d.space, d.addr, d.len, value);
 		if (want >= 0)
 			want_fd = rig_fd_index(rig, rig->model.e[want].fd);
-		got = vn_bus_write(rig->bus, d.space, d.addr, d.len, value);
+		if (rig->write) {
+			got = rig->write(rig->write_opaque, d.space, d.addr, d.len, value);
+			if (got == -EOPNOTSUPP)
+				return true;
+		} else {
+			got = vn_bus_write(rig->bus, d.space, d.addr, d.len, value);
+		}
 		for (int i = 0; i < IOEV_RIG_FDS; i++) {
 			uint64_t v;
 

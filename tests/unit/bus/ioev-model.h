@@ -21,6 +21,13 @@ struct ioev_model {
 	struct vn_ioev e[IOEV_MODEL_MAX];
 	unsigned int n;
 	unsigned int limit; /* per space */
+	/*
+	 * The same entries as Linux's KVM io bus holds them, per space: in
+	 * the order kvm_io_bus_register_dev() inserts them. Only
+	 * ioev_model_write_kvm() uses it.
+	 */
+	struct vn_ioev bus[2][IOEV_MODEL_MAX / 2];
+	unsigned int bus_n[2];
 };
 
 void ioev_model_init(struct ioev_model *m, unsigned int limit);
@@ -33,6 +40,15 @@ int ioev_model_deassign(struct ioev_model *m, const struct vn_ioev *d, int fd_er
  */
 int ioev_model_write(const struct ioev_model *m, enum vn_space space, uint64_t addr,
 		     unsigned int size, uint64_t value);
+/*
+ * The same as Linux (6.1) decides it: its io bus finds devices by a binary
+ * search over (addr, len) ranges that is not a total order once ranges at
+ * different addresses overlap, so some writes the rules match go to
+ * userspace (with PIO 0x10/1, 0x11/1 and 0x10/2 assigned in that order, a
+ * 2-byte write at 0x10). Never a wrong entry: a subset of ioev_model_write().
+ */
+int ioev_model_write_kvm(const struct ioev_model *m, enum vn_space space, uint64_t addr,
+			 unsigned int size, uint64_t value);
 
 /*
  * The rig: a real bus + soft accelerator and the model, driven by the same
@@ -41,9 +57,24 @@ int ioev_model_write(const struct ioev_model *m, enum vn_space space, uint64_t a
  */
 #define IOEV_RIG_FDS 4
 
+typedef int ioev_rig_write_fn(void *opaque, enum vn_space space, uint64_t addr, unsigned int size,
+			      uint64_t value);
+
 struct ioev_rig {
 	struct vn_bus *bus;
 	struct vn_accel *accel;
+	/*
+	 * NULL: guest writes are vn_bus_write() on @bus (the soft table).
+	 * Else they go to @write (a KVM vCPU, say), which returns what
+	 * vn_bus_write() would (VN_BUS_IOEVENTFD: an ioeventfd took it;
+	 * VN_BUS_UNASSIGNED), or -EOPNOTSUPP for an access it cannot make
+	 * (then the step compares nothing).
+	 */
+	ioev_rig_write_fn *write;
+	void *write_opaque;
+	bool own_accel;
+	/* compare writes with ioev_model_write_kvm() (a KVM accelerator) */
+	bool kvm_lookup;
 	int fds[IOEV_RIG_FDS]; /* eventfds */
 	int pipe_fds[2];       /* an open fd that is not an eventfd */
 	struct ioev_model model;
@@ -54,6 +85,12 @@ struct ioev_rig {
 
 /* 0, or -errno if the rig could not be built. */
 int ioev_rig_init(struct ioev_rig *rig, unsigned int limit);
+/*
+ * The same against another accelerator (the caller's: not freed by the
+ * rig) whose guest writes @write makes. @limit must be @accel's.
+ */
+int ioev_rig_init_accel(struct ioev_rig *rig, unsigned int limit, struct vn_accel *accel,
+			ioev_rig_write_fn *write, void *opaque);
 void ioev_rig_destroy(struct ioev_rig *rig);
 /*
  * Run one operation decoded from @op[IOEV_RIG_OP_SIZE] on both. Returns true
