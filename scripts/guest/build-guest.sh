@@ -7,6 +7,7 @@
 #   OUTDIR/bzImage       the kernel as installed, if vmlinux cannot be made
 #   OUTDIR/kernel        a link to the one to boot
 #   OUTDIR/initramfs.gz  busybox-static + the virtio modules + scripts/guest/init
+#                        + vn-aio (scripts/guest/vn-aio.c, built static here)
 #   OUTDIR/kernel.txt    the kernel version built against
 # Rebuilt only when an input changes (the kernel, busybox, the module files,
 # the init script or this script): a stamp of their checksums decides.
@@ -67,7 +68,7 @@ done
 
 stamp=$( {
 	echo "$kver"
-	sha256sum "/boot/vmlinuz-$kver" "$busybox" "$here/init" "$here/pattern.awk" "$0"
+	sha256sum "/boot/vmlinuz-$kver" "$busybox" "$here/init" "$here/pattern.awk" "$here/vn-aio.c" "$0"
 	for rel in "${order[@]}"; do sha256sum "$moddir/$rel"; done
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] &&
@@ -86,6 +87,11 @@ ln -s busybox "$root/bin/sh"
 mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
 install -m 0755 "$here/init" "$root/init"
 install -m 0644 "$here/pattern.awk" "$root/pattern.awk"
+# vn-aio keeps N requests in flight from one thread (native AIO), like fio's
+# libaio engine; static, so it needs libc.a (libc6-dev, there with gcc).
+if ! ${CC:-cc} -static -O2 -Wall -Wextra -o "$root/bin/vn-aio" "$here/vn-aio.c" 2>"$out/vn-aio.log"; then
+	echo "build-guest: cannot build the static vn-aio (see $out/vn-aio.log): the guest runs dd only" >&2
+fi
 : >"$root/modules.order"
 for rel in "${order[@]}"; do
 	name=${rel##*/}

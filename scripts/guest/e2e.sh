@@ -6,6 +6,7 @@
 #     --mb N          image size in MiB (32)
 #     --seed N        pattern seed (default: from the clock)
 #     --test NAME     guest workload: all|pattern|throughput|qd|boot (all)
+#     --guest-args A  more vn.* arguments for the guest (see scripts/guest/init)
 #     --vnotifyd BIN  the daemon (default build/tools/vnotifyd/vnotifyd)
 #     --keep DIR      keep image, logs and the console there
 # qsd: qemu-storage-daemon --blockdev file + --export vhost-user-blk,
@@ -24,7 +25,7 @@ case "$backend" in
 qsd | vnotifyd) shift ;;
 *) echo "usage: $0 qsd|vnotifyd [options] [-- run-qemu.sh options]" >&2; exit 2 ;;
 esac
-guest=$top/build/guest mb=32 seed=$(($(date +%s) % 100000)) test=all keep=""
+guest=$top/build/guest mb=32 seed=$(($(date +%s) % 100000)) test=all keep="" gargs=""
 vnotifyd=$top/build/tools/vnotifyd/vnotifyd
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -32,6 +33,7 @@ while [ $# -gt 0 ]; do
 	--mb) mb=$2; shift 2 ;;
 	--seed) seed=$2; shift 2 ;;
 	--test) test=$2; shift 2 ;;
+	--guest-args) gargs=$2; shift 2 ;;
 	--vnotifyd) vnotifyd=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
 	--) shift; break ;;
@@ -94,8 +96,12 @@ fi
 runlog=$work/console.log
 rrc=0
 "$here/run-qemu.sh" --socket "$sock" --guest "$guest" --peer "$bpid" --log "$runlog" \
-	--append "vn.test=$test vn.seed=$seed vn.mb=$mb" "$@" || rrc=$?
+	--append "vn.test=$test vn.seed=$seed vn.mb=$mb $gargs" "$@" || rrc=$?
 
+# vnotifyd prints its per-queue stats on SIGUSR1.
+if [ "$backend" = vnotifyd ] && kill -USR1 "$bpid" 2>/dev/null; then
+	sleep 0.5
+fi
 # Stop the backend: SIGTERM must end it cleanly.
 kill -TERM "$bpid" 2>/dev/null || true
 brc=0
@@ -112,7 +118,7 @@ wait "$bpid" || brc=$?
 bpid=""
 echo "VN-HOST backend=$backend exit=$brc socket_left=$([ -e "$sock" ] && echo yes || echo no)"
 if [ "$backend" = vnotifyd ] && [ -s "$blog" ]; then
-	sed 's/^/VN-HOST vnotifyd: /' "$blog" | tail -n 20
+	sed 's/^/VN-HOST vnotifyd: /' "$blog" | tail -n 40
 fi
 
 host=skip
