@@ -36,13 +36,13 @@ struct vn_vhu_conn {
 	struct vn_loop *loop;
 	struct vn_vhu_server *srv;
 	int listen_fd;
-	int fd;                 /* the frontend; -1 when none */
-	bool listening;         /* listen_fd is attached */
-	bool busy;              /* inside the core: see conn_handler() */
+	int fd;		/* the frontend; -1 when none */
+	bool listening; /* listen_fd is attached */
+	bool busy;	/* inside the core: see conn_handler() */
 
 	/* the message being received */
 	struct vn_vhu_msg msg;
-	size_t got;             /* bytes of header + payload received so far */
+	size_t got; /* bytes of header + payload received so far */
 	struct vn_vhu_msg reply;
 };
 
@@ -131,7 +131,7 @@ static int rx(struct vn_vhu_conn *c)
 			struct cmsghdr align;
 		} ctl;
 		struct iovec iov;
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 		ssize_t n;
 
 		if (c->got < VN_VHU_HDR_SIZE) {
@@ -168,10 +168,10 @@ static int rx(struct vn_vhu_conn *c)
 static int send_reply(struct vn_vhu_conn *c, size_t len)
 {
 	struct iovec iov[2] = {
-		{ .iov_base = &c->reply.hdr, .iov_len = VN_VHU_HDR_SIZE },
-		{ .iov_base = c->reply.p.raw, .iov_len = len - VN_VHU_HDR_SIZE },
+		{.iov_base = &c->reply.hdr, .iov_len = VN_VHU_HDR_SIZE},
+		{.iov_base = c->reply.p.raw, .iov_len = len - VN_VHU_HDR_SIZE},
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
 	ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	/* A frontend that does not read a 280-byte reply is not a frontend. */
@@ -290,7 +290,7 @@ static int clear_path(const char *path)
 
 static int open_socket(struct vn_vhu_conn *c)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int r;
 
 	memcpy(sa.sun_path, c->path, sizeof(c->path));

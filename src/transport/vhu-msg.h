@@ -125,9 +125,9 @@ struct vn_vhu_vring_addr {
 } __attribute__((packed));
 
 struct vn_vhu_mem_region {
-	uint64_t gpa;         /* guest address */
+	uint64_t gpa; /* guest address */
 	uint64_t size;
-	uint64_t uva;         /* the frontend's user address */
+	uint64_t uva;	      /* the frontend's user address */
 	uint64_t mmap_offset; /* where the region starts in its fd */
 } __attribute__((packed));
 
@@ -172,7 +172,7 @@ struct vn_vhu_msg {
 
 /* What a handler returns besides -errno. */
 enum vn_vhu_result {
-	VN_VHU_OK = 0,    /* done; no reply of its own (REPLY_ACK may answer 0) */
+	VN_VHU_OK = 0,	  /* done; no reply of its own (REPLY_ACK may answer 0) */
 	VN_VHU_REPLY = 1, /* @reply holds the reply payload and its size */
 };
 
@@ -192,7 +192,7 @@ typedef int vn_vhu_handler_fn(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_m
 /* Where a row's queue index lives, so the dispatcher can range-check it. */
 enum vn_vhu_idx_kind {
 	VN_VHU_IDX_NONE = 0,
-	VN_VHU_IDX_U32,     /* le32 index at payload offset 0 (state, addr) */
+	VN_VHU_IDX_U32,	    /* le32 index at payload offset 0 (state, addr) */
 	VN_VHU_IDX_VRING_FD /* u64: bits 0-7 the index, bit 8 "no fd", the rest 0 */
 };
 

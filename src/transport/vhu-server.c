@@ -32,14 +32,14 @@
  * LOG_ALL (no dirty logging: QEMU then refuses to migrate, rather than
  * migrating a corrupt disk) and bit 30 is ours to set.
  */
-#define MASKED_FEATURES                                                                       \
-	(F(VIRTIO_F_ACCESS_PLATFORM) | F(VIRTIO_F_RING_PACKED) | F(VIRTIO_F_IN_ORDER) |      \
-	 F(38) /* NOTIFICATION_DATA */ | F(VIRTIO_F_RING_RESET) | F(VN_VHU_F_LOG_ALL) |      \
+#define MASKED_FEATURES                                                                            \
+	(F(VIRTIO_F_ACCESS_PLATFORM) | F(VIRTIO_F_RING_PACKED) | F(VIRTIO_F_IN_ORDER) |            \
+	 F(38) /* NOTIFICATION_DATA */ | F(VIRTIO_F_RING_RESET) | F(VN_VHU_F_LOG_ALL) |            \
 	 F(VN_VHU_F_PROTOCOL_FEATURES))
 
-#define OFFERED_PROTOCOL                                                                      \
-	(F(VN_VHU_PROTOCOL_F_MQ) | F(VN_VHU_PROTOCOL_F_REPLY_ACK) |                           \
-	 F(VN_VHU_PROTOCOL_F_CONFIG) | F(VN_VHU_PROTOCOL_F_RESET_DEVICE))
+#define OFFERED_PROTOCOL                                                                           \
+	(F(VN_VHU_PROTOCOL_F_MQ) | F(VN_VHU_PROTOCOL_F_REPLY_ACK) | F(VN_VHU_PROTOCOL_F_CONFIG) |  \
+	 F(VN_VHU_PROTOCOL_F_RESET_DEVICE))
 
 struct vhu_region {
 	uint64_t gpa;
@@ -55,24 +55,24 @@ struct vhu_queue {
 	struct vn_timer *timer; /* the avail poll of a ring without a kick fd */
 
 	/* Set by the frontend; the control thread's. */
-	uint32_t num;           /* 0: not set (the device's maximum) */
+	uint32_t num; /* 0: not set (the device's maximum) */
 	bool addr_set;
 	uint64_t desc_uva, used_uva, avail_uva;
-	uint16_t base;          /* SET_VRING_BASE, or where the ring stopped */
-	bool enable_flag;       /* SET_VRING_ENABLE */
-	bool started;           /* kick given; the device's queue is configured */
+	uint16_t base;	  /* SET_VRING_BASE, or where the ring stopped */
+	bool enable_flag; /* SET_VRING_ENABLE */
+	bool started;	  /* kick given; the device's queue is configured */
 	bool call_set;
-	uint16_t orphans;       /* chains in flight before we started: never used */
+	uint16_t orphans; /* chains in flight before we started: never used */
 
 	/*
 	 * The queue thread's while attached; the control thread changes them
 	 * only through vn_iothread_run_sync() (which orders the accesses) or
 	 * while detached.
 	 */
-	int kick_fd;            /* -1: polling */
+	int kick_fd; /* -1: polling */
 	int err_fd;
-	bool attached;          /* atomic: the kick handler may clear it */
-	bool kick_dead;         /* atomic: the kick fd hung up; wait for a new one */
+	bool attached;	/* atomic: the kick handler may clear it */
+	bool kick_dead; /* atomic: the kick fd hung up; wait for a new one */
 	bool err_signalled;
 
 	/* statistics, relaxed atomics; st_* mirror the control state for readers */
@@ -91,7 +91,7 @@ struct vn_vhu_server {
 	void *drain_opaque;
 	struct vn_ratelimit rl;
 
-	uint64_t features;          /* offered */
+	uint64_t features; /* offered */
 	uint64_t acked_features;
 	uint64_t acked_protocol;
 	bool owner;
@@ -112,7 +112,7 @@ struct vn_vhu_server {
 #define STAT_SET(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELAXED)
 #define STAT_GET(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
 
-#define peer_log(srv, fmt, ...) \
+#define peer_log(srv, fmt, ...)                                                                    \
 	vn_log_limited(&(srv)->rl, VN_LOG_WARN, "vhu", "%s: " fmt, (srv)->name, ##__VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
@@ -269,8 +269,8 @@ static void ring_detach(struct vhu_queue *q)
 /* Attach or detach the ring's notifier to match its state. */
 static int ring_update(struct vhu_queue *q)
 {
-	bool want = q->started && ring_enabled(q) && !__atomic_load_n(&q->kick_dead,
-								       __ATOMIC_RELAXED);
+	bool want =
+		q->started && ring_enabled(q) && !__atomic_load_n(&q->kick_dead, __ATOMIC_RELAXED);
 
 	if (want)
 		return vn_iothread_run_sync(q->it, attach_fn, q);
@@ -294,8 +294,9 @@ static int ring_drain(struct vhu_queue *q)
 		if (n <= q->orphans)
 			return 0;
 		if (vn_now_ns() > deadline) {
-			vn_log(VN_LOG_ERR, "vhu", "%s: vq %u: %d requests still in flight after %llu ms",
-			       srv->name, q->index, n - q->orphans,
+			vn_log(VN_LOG_ERR, "vhu",
+			       "%s: vq %u: %d requests still in flight after %llu ms", srv->name,
+			       q->index, n - q->orphans,
 			       (unsigned long long)(srv->drain_timeout_ns / 1000000));
 			return -ETIMEDOUT;
 		}
@@ -411,7 +412,7 @@ static int load_fn(void *opaque)
 static int ring_load(struct vhu_queue *q, uint16_t last_avail)
 {
 	struct vn_vhu_server *srv = q->srv;
-	struct load_args a = { .q = q };
+	struct load_args a = {.q = q};
 	const char *field = "rings";
 	int r;
 
@@ -473,7 +474,7 @@ static void close_kick(struct vhu_queue *q)
  */
 static uint16_t ring_stop(struct vhu_queue *q)
 {
-	struct stop_args a = { .q = q };
+	struct stop_args a = {.q = q};
 
 	if (!q->started)
 		return q->base;
@@ -542,7 +543,7 @@ static int set_err_fn(void *opaque)
 /* Queue @q interrupts through @fd from now on (takes ownership either way). */
 static int install_call_fd(struct vhu_queue *q, int fd)
 {
-	struct fd_args a = { .q = q, .fd = fd };
+	struct fd_args a = {.q = q, .fd = fd};
 	int r = vn_iothread_run_sync(q->it, set_call_fn, &a);
 
 	if (r < 0)
@@ -566,7 +567,7 @@ static void release_call_fd(struct vhu_queue *q)
 
 static void set_err_fd(struct vhu_queue *q, int fd)
 {
-	struct fd_args a = { .q = q, .fd = fd };
+	struct fd_args a = {.q = q, .fd = fd};
 
 	(void)vn_iothread_run_sync(q->it, set_err_fn, &a);
 	if (a.fd >= 0)
@@ -707,7 +708,9 @@ static int check_region_fds(struct vn_vhu_server *srv, const struct vn_vhu_msg *
 			return -EINVAL;
 		}
 		if ((uint64_t)st.st_size < r->mmap_offset + r->size) {
-			peer_log(srv, "memory region %u: offset 0x%llx + size 0x%llx past the file (0x%llx)",
+			peer_log(srv,
+				 "memory region %u: offset 0x%llx + size 0x%llx past the file "
+				 "(0x%llx)",
 				 i, (unsigned long long)r->mmap_offset, (unsigned long long)r->size,
 				 (unsigned long long)st.st_size);
 			return -EINVAL;
@@ -730,7 +733,8 @@ static int map_table(struct vn_vhu_server *srv, struct vn_vhu_msg *msg)
 			peer_log(srv, "memory region %u: cannot map: %s", i, vn_strerror(ret));
 			return ret;
 		}
-		srv->regions[i] = (struct vhu_region){ .gpa = r->gpa, .size = r->size, .uva = r->uva };
+		srv->regions[i] =
+			(struct vhu_region){.gpa = r->gpa, .size = r->size, .uva = r->uva};
 		srv->nregions = i + 1;
 		bytes += r->size;
 	}
@@ -744,7 +748,7 @@ static int map_table(struct vn_vhu_server *srv, struct vn_vhu_msg *msg)
 /* A ring that no longer fits the memory map: stop it and tell the frontend. */
 static void ring_kill(struct vhu_queue *q)
 {
-	struct stop_args a = { .q = q };
+	struct stop_args a = {.q = q};
 
 	(void)vn_iothread_run_sync(q->it, stop_fn, &a);
 	close_kick(q);
@@ -1004,9 +1008,14 @@ static int h_set_config(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *re
 	return r < 0 ? r : VN_VHU_OK;
 }
 
-#define ROW(req, fn, fmin, fmax, smin, smax, ...)                                             \
-	[VN_VHU_##req] = { .name = #req, .handler = fn, .min_fds = fmin, .max_fds = fmax,     \
-			   .min_size = smin, .max_size = smax, __VA_ARGS__ }
+#define ROW(req, fn, fmin, fmax, smin, smax, ...)                                                  \
+	[VN_VHU_##req] = {.name = #req,                                                            \
+			  .handler = fn,                                                           \
+			  .min_fds = fmin,                                                         \
+			  .max_fds = fmax,                                                         \
+			  .min_size = smin,                                                        \
+			  .max_size = smax,                                                        \
+			  __VA_ARGS__}
 
 #define U64 sizeof(uint64_t)
 #define STATE sizeof(struct vn_vhu_vring_state)
@@ -1083,8 +1092,8 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 	if (err < 0) {
 		STAT_INC(srv->refused);
 		peer_log(srv, "%s (request %u, size %u, flags 0x%x) refused: %s",
-			 vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request,
-			 msg->hdr.size, msg->hdr.flags, vn_strerror(err));
+			 vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request, msg->hdr.size,
+			 msg->hdr.flags, vn_strerror(err));
 	}
 	if (r < 0)
 		STAT_INC(srv->protocol_errors);
@@ -1159,8 +1168,8 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 	srv->mem = cfg->vdev->mem;
 	srv->nr_queues = nq;
 	srv->poll_ns = cfg->poll_ns ? cfg->poll_ns : DEFAULT_POLL_NS;
-	srv->drain_timeout_ns = cfg->drain_timeout_ns ? cfg->drain_timeout_ns
-						      : DEFAULT_DRAIN_TIMEOUT_NS;
+	srv->drain_timeout_ns =
+		cfg->drain_timeout_ns ? cfg->drain_timeout_ns : DEFAULT_DRAIN_TIMEOUT_NS;
 	srv->drain = cfg->drain;
 	srv->drain_opaque = cfg->drain_opaque;
 	srv->features = (vn_vdev_device_features(cfg->vdev) & ~MASKED_FEATURES) |
@@ -1168,7 +1177,7 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 	vn_ratelimit_init(&srv->rl, 10);
 	for (unsigned int i = 0; i < nq; i++) {
 		struct vhu_queue *q = &srv->queues[i];
-		struct timer_args a = { .q = q, .create = true };
+		struct timer_args a = {.q = q, .create = true};
 
 		q->srv = srv;
 		q->index = i;
@@ -1195,7 +1204,7 @@ void vn_vhu_server_free(struct vn_vhu_server *srv)
 	vn_vhu_server_disconnect(srv);
 	for (unsigned int i = 0; i < srv->nr_queues; i++) {
 		struct vhu_queue *q = &srv->queues[i];
-		struct timer_args a = { .q = q, .create = false };
+		struct timer_args a = {.q = q, .create = false};
 
 		if (q->timer)
 			(void)vn_iothread_run_sync(q->it, timer_fn, &a);

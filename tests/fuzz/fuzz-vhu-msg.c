@@ -91,7 +91,7 @@ static int count_fds(void)
 static void handler(struct vn_vdev *vdev, struct vn_vq *vq)
 {
 	struct iovec iov[16];
-	struct vn_vq_elem e = { .iov = iov, .iov_cap = 16 };
+	struct vn_vq_elem e = {.iov = iov, .iov_cap = 16};
 	int r;
 
 	do {
@@ -113,7 +113,7 @@ static void sink(void *opaque, enum vn_log_level level, const char *tag, const c
 {
 }
 
-static const struct vn_vdev_ops ops = { 0 };
+static const struct vn_vdev_ops ops = {0};
 
 static struct {
 	struct vn_gmem mem;
@@ -134,13 +134,19 @@ static void teardown(void)
 static void setup(void)
 {
 	struct vn_vdev_cfg vcfg = {
-		.name = "fuzz", .device_id = 2, .ops = &ops, .mem = &fx.mem,
+		.name = "fuzz",
+		.device_id = 2,
+		.ops = &ops,
+		.mem = &fx.mem,
 		.features = (1ull << 28) | (1ull << 29), /* INDIRECT_DESC, EVENT_IDX */
-		.nr_queues = 2, .queue_size_max = 256, .config_len = 60, .nr_vectors = 3,
+		.nr_queues = 2,
+		.queue_size_max = 256,
+		.config_len = 60,
+		.nr_vectors = 3,
 		.msix = true,
 	};
-	struct vn_iothread_cfg icfg = { .name = "fuzz-vhu" };
-	struct vn_vhu_server_cfg scfg = { 0 };
+	struct vn_iothread_cfg icfg = {.name = "fuzz-vhu"};
+	struct vn_vhu_server_cfg scfg = {0};
 
 	vn_log_set_sink(sink, NULL);
 	if (vn_gmem_init(&fx.mem) < 0 || vn_vdev_new(&vcfg, &fx.vdev) < 0 ||
@@ -239,7 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct vn_vhu_msg m, reply;
 	static unsigned int runs;
-	struct in in = { .p = data, .left = size };
+	struct in in = {.p = data, .left = size};
 	int before;
 
 	/*

@@ -17,7 +17,7 @@
 struct ctx {
 	int calls;
 	int result;
-	int claimed;       /* an fd the handler claimed, or -1 */
+	int claimed; /* an fd the handler claimed, or -1 */
 	bool claim;
 };
 
@@ -43,20 +43,35 @@ static int h_get(void *opaque, struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)
 
 #define U64 sizeof(uint64_t)
 static const struct vn_vhu_req rows[] = {
-	[VN_VHU_GET_FEATURES] = { .name = "GET_FEATURES", .handler = h_get, .replies = true },
-	[VN_VHU_SET_FEATURES] = { .name = "SET_FEATURES", .handler = h_plain, .min_size = U64,
-				  .max_size = U64 },
-	[VN_VHU_SET_MEM_TABLE] = { .name = "SET_MEM_TABLE", .handler = h_plain, .min_fds = 1,
-				   .max_fds = 8, .min_size = 8 + 32,
-				   .max_size = sizeof(struct vn_vhu_mem),
-				   .check = vn_vhu_msg_check_mem_table },
-	[VN_VHU_SET_VRING_NUM] = { .name = "SET_VRING_NUM", .handler = h_plain, .min_size = 8,
-				   .max_size = 8, .idx = VN_VHU_IDX_U32 },
-	[VN_VHU_GET_VRING_BASE] = { .name = "GET_VRING_BASE", .handler = h_get, .min_size = 8,
-				    .max_size = 8, .idx = VN_VHU_IDX_U32, .replies = true },
-	[VN_VHU_SET_VRING_KICK] = { .name = "SET_VRING_KICK", .handler = h_plain, .max_fds = 1,
-				    .min_size = U64, .max_size = U64,
-				    .idx = VN_VHU_IDX_VRING_FD },
+	[VN_VHU_GET_FEATURES] = {.name = "GET_FEATURES", .handler = h_get, .replies = true},
+	[VN_VHU_SET_FEATURES] = {.name = "SET_FEATURES",
+				 .handler = h_plain,
+				 .min_size = U64,
+				 .max_size = U64},
+	[VN_VHU_SET_MEM_TABLE] = {.name = "SET_MEM_TABLE",
+				  .handler = h_plain,
+				  .min_fds = 1,
+				  .max_fds = 8,
+				  .min_size = 8 + 32,
+				  .max_size = sizeof(struct vn_vhu_mem),
+				  .check = vn_vhu_msg_check_mem_table},
+	[VN_VHU_SET_VRING_NUM] = {.name = "SET_VRING_NUM",
+				  .handler = h_plain,
+				  .min_size = 8,
+				  .max_size = 8,
+				  .idx = VN_VHU_IDX_U32},
+	[VN_VHU_GET_VRING_BASE] = {.name = "GET_VRING_BASE",
+				   .handler = h_get,
+				   .min_size = 8,
+				   .max_size = 8,
+				   .idx = VN_VHU_IDX_U32,
+				   .replies = true},
+	[VN_VHU_SET_VRING_KICK] = {.name = "SET_VRING_KICK",
+				   .handler = h_plain,
+				   .max_fds = 1,
+				   .min_size = U64,
+				   .max_size = U64,
+				   .idx = VN_VHU_IDX_VRING_FD},
 };
 
 static void msg_init(struct vn_vhu_msg *m, uint32_t req, uint32_t flags, uint32_t size)
@@ -82,8 +97,11 @@ static bool fd_open(int fd)
 
 static struct vn_vhu_dispatch disp(struct ctx *c, bool ack)
 {
-	return (struct vn_vhu_dispatch){ .table = rows, .nr_rows = VN_ARRAY_SIZE(rows),
-					 .nr_queues = 2, .reply_ack = ack, .ctx = c };
+	return (struct vn_vhu_dispatch){.table = rows,
+					.nr_rows = VN_ARRAY_SIZE(rows),
+					.nr_queues = 2,
+					.reply_ack = ack,
+					.ctx = c};
 }
 
 /* Run one message; check the outcome, the ack and that no fd leaked. */
@@ -107,7 +125,7 @@ static int run(struct vn_t *t, struct ctx *c, bool ack, struct vn_vhu_msg *m,
 
 static void test_hdr(struct vn_t *t)
 {
-	struct vn_vhu_hdr h = { .request = 1, .flags = VN_VHU_VERSION, .size = 0 };
+	struct vn_vhu_hdr h = {.request = 1, .flags = VN_VHU_VERSION, .size = 0};
 
 	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_hdr(&h), 0);
 	h.flags = VN_VHU_VERSION | VN_VHU_FLAG_NEED_REPLY;
@@ -127,7 +145,7 @@ static void test_hdr(struct vn_t *t)
 
 static void test_ack_rules(struct vn_t *t)
 {
-	struct ctx c = { .claimed = -1 };
+	struct ctx c = {.claimed = -1};
 	struct vn_vhu_msg m, reply;
 	size_t len;
 
@@ -167,7 +185,7 @@ static void test_ack_rules(struct vn_t *t)
 
 static void test_row_checks(struct vn_t *t)
 {
-	struct ctx c = { .claimed = -1 };
+	struct ctx c = {.claimed = -1};
 	struct vn_vhu_msg m, reply;
 	size_t len;
 
@@ -229,7 +247,7 @@ static void test_row_checks(struct vn_t *t)
 
 static void test_unknown(struct vn_t *t)
 {
-	struct ctx c = { .claimed = -1 };
+	struct ctx c = {.claimed = -1};
 	struct vn_vhu_msg m, reply;
 	size_t len;
 
@@ -253,10 +271,11 @@ static void mem_msg(struct vn_vhu_msg *m, unsigned int n)
 	msg_init(m, VN_VHU_SET_MEM_TABLE, VN_VHU_FLAG_NEED_REPLY, 8 + 32 * n);
 	m->p.mem.nregions = n;
 	for (unsigned int i = 0; i < n; i++)
-		m->p.mem.r[i] = (struct vn_vhu_mem_region){ .gpa = 0x100000ull * i,
-							    .size = 0x100000,
-							    .uva = 0x7f0000000000ull + 0x200000ull * i,
-							    .mmap_offset = 0 };
+		m->p.mem.r[i] =
+			(struct vn_vhu_mem_region){.gpa = 0x100000ull * i,
+						   .size = 0x100000,
+						   .uva = 0x7f0000000000ull + 0x200000ull * i,
+						   .mmap_offset = 0};
 	m->nfds = n; /* no real fds: the check does not touch them */
 }
 
@@ -318,7 +337,7 @@ static void test_mem_table_checks(struct vn_t *t)
 
 static void test_mem_table_dispatch_closes(struct vn_t *t)
 {
-	struct ctx c = { .claimed = -1 };
+	struct ctx c = {.claimed = -1};
 	struct vn_vhu_msg m, reply;
 	size_t len;
 

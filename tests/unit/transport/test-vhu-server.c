@@ -51,16 +51,16 @@
 #define BUF(q, slot) (0x80000ull + QOFF(q) + 16ull * (slot))
 #define CONFIG_LEN 16
 #define F(b) (1ull << (b))
-#define ALL_PROTO                                                                       \
-	(F(VN_VHU_PROTOCOL_F_MQ) | F(VN_VHU_PROTOCOL_F_REPLY_ACK) |                     \
-	 F(VN_VHU_PROTOCOL_F_CONFIG) | F(VN_VHU_PROTOCOL_F_RESET_DEVICE))
+#define ALL_PROTO                                                                                  \
+	(F(VN_VHU_PROTOCOL_F_MQ) | F(VN_VHU_PROTOCOL_F_REPLY_ACK) | F(VN_VHU_PROTOCOL_F_CONFIG) |  \
+	 F(VN_VHU_PROTOCOL_F_RESET_DEVICE))
 
 /* ------------------------------------------------------------------ */
 /* The test device                                                     */
 
 struct fx;
 
-static const struct vn_vdev_ops dev_ops = { 0 };
+static const struct vn_vdev_ops dev_ops = {0};
 
 struct dev {
 	struct vn_gmem mem;
@@ -72,7 +72,7 @@ static void dev_handler(struct vn_vdev *vdev, struct vn_vq *vq)
 {
 	struct dev *d = vn_vdev_opaque(vdev);
 	struct iovec iov[8];
-	struct vn_vq_elem e = { .iov = iov, .iov_cap = 8 };
+	struct vn_vq_elem e = {.iov = iov, .iov_cap = 8};
 	int r;
 
 	do {
@@ -99,11 +99,18 @@ static void dev_handler(struct vn_vdev *vdev, struct vn_vq *vq)
 static int dev_init(struct dev *d)
 {
 	struct vn_vdev_cfg cfg = {
-		.name = "tdev", .device_id = 42, .ops = &dev_ops, .opaque = d, .mem = &d->mem,
+		.name = "tdev",
+		.device_id = 42,
+		.ops = &dev_ops,
+		.opaque = d,
+		.mem = &d->mem,
 		.features = F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |
 			    F(VIRTIO_F_ACCESS_PLATFORM),
-		.nr_queues = NQ, .queue_size_max = QMAX, .config_len = CONFIG_LEN,
-		.nr_vectors = NQ + 1, .msix = true,
+		.nr_queues = NQ,
+		.queue_size_max = QMAX,
+		.config_len = CONFIG_LEN,
+		.nr_vectors = NQ + 1,
+		.msix = true,
 	};
 	uint8_t pattern[CONFIG_LEN];
 	int r;
@@ -139,15 +146,15 @@ static uint64_t processed(struct dev *d, unsigned int q)
 
 struct fe {
 	int memfd;
-	struct vn_gmem view;      /* our own mapping of the guest memory */
+	struct vn_gmem view; /* our own mapping of the guest memory */
 	int kick[NQ], call[NQ], err[NQ];
 	uint16_t avail_idx[NQ];
-	bool ack;                 /* REPLY_ACK negotiated */
+	bool ack; /* REPLY_ACK negotiated */
 	/* the transport: the core directly, or a socket */
 	struct vn_vhu_server *srv;
-	struct vn_loop *loop;     /* core mode: the queues' loop, run by hand */
+	struct vn_loop *loop; /* core mode: the queues' loop, run by hand */
 	int sock;
-	bool dropped;             /* core mode: the core said -EPROTO */
+	bool dropped; /* core mode: the core said -EPROTO */
 };
 
 static int fe_init(struct fe *fe)
@@ -200,7 +207,7 @@ static void fe_reset_rings(struct fe *fe)
 
 static int sock_recv_reply(int sock, struct vn_vhu_msg *reply)
 {
-	struct pollfd p = { .fd = sock, .events = POLLIN };
+	struct pollfd p = {.fd = sock, .events = POLLIN};
 	ssize_t n;
 
 	if (poll(&p, 1, 5000) != 1)
@@ -223,10 +230,10 @@ static int sock_send(int sock, const struct vn_vhu_msg *m, const int *fds, unsig
 		struct cmsghdr align;
 	} ctl;
 	struct iovec iov[2] = {
-		{ .iov_base = (void *)&m->hdr, .iov_len = VN_VHU_HDR_SIZE },
-		{ .iov_base = (void *)m->p.raw, .iov_len = m->hdr.size },
+		{.iov_base = (void *)&m->hdr, .iov_len = VN_VHU_HDR_SIZE},
+		{.iov_base = (void *)m->p.raw, .iov_len = m->hdr.size},
 	};
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
 
 	if (nfds) {
 		struct cmsghdr *cm;
@@ -258,7 +265,7 @@ static int fe_xfer(struct fe *fe, uint32_t req, uint32_t flags, const void *payl
 	int r;
 
 	memset(&m, 0, sizeof(m));
-	m.hdr = (struct vn_vhu_hdr){ .request = req, .flags = flags, .size = size };
+	m.hdr = (struct vn_vhu_hdr){.request = req, .flags = flags, .size = size};
 	if (size)
 		memcpy(m.p.raw, payload, size);
 	for (unsigned int i = 0; i < VN_VHU_MAX_FDS; i++)
@@ -294,8 +301,7 @@ static int fe_set(struct fe *fe, uint32_t req, const void *payload, uint32_t siz
 		  unsigned int nfds)
 {
 	struct vn_vhu_msg reply;
-	int r = fe_xfer(fe, req, V | (fe->ack ? NR : 0), payload, size, fds, nfds, fe->ack,
-			&reply);
+	int r = fe_xfer(fe, req, V | (fe->ack ? NR : 0), payload, size, fds, nfds, fe->ack, &reply);
 
 	if (r < 0)
 		return r;
@@ -326,14 +332,14 @@ static int fe_set_u64(struct fe *fe, uint32_t req, uint64_t v, const int *fds, u
 
 static int fe_set_state(struct fe *fe, uint32_t req, uint32_t index, uint32_t num)
 {
-	struct vn_vhu_vring_state s = { .index = index, .num = num };
+	struct vn_vhu_vring_state s = {.index = index, .num = num};
 
 	return fe_set(fe, req, &s, sizeof(s), NULL, 0);
 }
 
 static int fe_get_vring_base(struct fe *fe, uint32_t index, uint32_t *base)
 {
-	struct vn_vhu_vring_state s = { .index = index };
+	struct vn_vhu_vring_state s = {.index = index};
 	struct vn_vhu_msg reply;
 	int r = fe_xfer(fe, VN_VHU_GET_VRING_BASE, V, &s, sizeof(s), NULL, 0, true, &reply);
 
@@ -347,27 +353,27 @@ static int fe_get_vring_base(struct fe *fe, uint32_t index, uint32_t *base)
 
 static int fe_mem_table(struct fe *fe, uint64_t uva)
 {
-	struct vn_vhu_mem mem = { .nregions = 1 };
+	struct vn_vhu_mem mem = {.nregions = 1};
 
-	mem.r[0] = (struct vn_vhu_mem_region){ .gpa = GPA, .size = MEMSZ, .uva = uva };
+	mem.r[0] = (struct vn_vhu_mem_region){.gpa = GPA, .size = MEMSZ, .uva = uva};
 	return fe_set(fe, VN_VHU_SET_MEM_TABLE, &mem, VN_VHU_MEM_HDR_SIZE + 32, &fe->memfd, 1);
 }
 
 static int fe_vring_addr(struct fe *fe, unsigned int q, uint64_t uva)
 {
-	struct vn_vhu_vring_addr a = { .index = q, .desc = uva + DESC(q), .avail = uva + AVAIL(q),
-				       .used = uva + USED(q) };
+	struct vn_vhu_vring_addr a = {
+		.index = q, .desc = uva + DESC(q), .avail = uva + AVAIL(q), .used = uva + USED(q)};
 
 	return fe_set(fe, VN_VHU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
 }
 
-#define STEP(expr)                                                                             \
-	do {                                                                                   \
-		int r_ = (expr);                                                               \
-		if (r_ != 0) {                                                                 \
-			vn_t_diag("handshake step %s: %d", #expr, r_);                         \
-			return r_ < 0 ? r_ : -EINVAL;                                          \
-		}                                                                              \
+#define STEP(expr)                                                                                 \
+	do {                                                                                       \
+		int r_ = (expr);                                                                   \
+		if (r_ != 0) {                                                                     \
+			vn_t_diag("handshake step %s: %d", #expr, r_);                             \
+			return r_ < 0 ? r_ : -EINVAL;                                              \
+		}                                                                                  \
 	} while (0)
 
 /*
@@ -379,7 +385,7 @@ static int fe_vring_addr(struct fe *fe, unsigned int q, uint64_t uva)
 static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 {
 	uint64_t f, pf, nq;
-	struct vn_vhu_config cfg = { .offset = 0, .size = CONFIG_LEN };
+	struct vn_vhu_config cfg = {.offset = 0, .size = CONFIG_LEN};
 	struct vn_vhu_msg reply;
 
 	fe->ack = false;
@@ -401,7 +407,9 @@ static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 	}
 	STEP(fe_set(fe, VN_VHU_SET_OWNER, NULL, 0, NULL, 0));
 	STEP(fe_xfer(fe, VN_VHU_GET_CONFIG, V, &cfg, VN_VHU_CONFIG_HDR_SIZE + CONFIG_LEN, NULL, 0,
-		     true, &reply) == 1 ? 0 : -EPROTO);
+		     true, &reply) == 1
+		     ? 0
+		     : -EPROTO);
 	if (reply.hdr.size != VN_VHU_CONFIG_HDR_SIZE + CONFIG_LEN ||
 	    reply.p.config.payload[0] != 0xa0 || reply.p.config.payload[CONFIG_LEN - 1] != 0xaf)
 		return -EINVAL;
@@ -433,9 +441,11 @@ static void fe_add(struct fe *fe, unsigned int q, uint32_t value)
 	uint16_t slot = fe->avail_idx[q] % NUM;
 	uint16_t head = (uint16_t)(slot * 2);
 	struct vring_desc d[2] = {
-		{ .addr = GPA + BUF(q, slot), .len = 4, .flags = VRING_DESC_F_NEXT,
-		  .next = (uint16_t)(head + 1) },
-		{ .addr = GPA + BUF(q, slot) + 8, .len = 4, .flags = VRING_DESC_F_WRITE },
+		{.addr = GPA + BUF(q, slot),
+		 .len = 4,
+		 .flags = VRING_DESC_F_NEXT,
+		 .next = (uint16_t)(head + 1)},
+		{.addr = GPA + BUF(q, slot) + 8, .len = 4, .flags = VRING_DESC_F_WRITE},
 	};
 	uint64_t avail = GPA + AVAIL(q);
 
@@ -443,8 +453,8 @@ static void fe_add(struct fe *fe, unsigned int q, uint32_t value)
 	VN_BUG_ON(vn_gmem_write(&fe->view, GPA + DESC(q) + 16ull * head, d, sizeof(d)) < 0);
 	VN_BUG_ON(vn_gmem_write(&fe->view, avail + 4 + 2ull * slot, &head, 2) < 0);
 	/* EVENT_IDX: interrupt me once you pass what I have seen (all of it) */
-	VN_BUG_ON(vn_gmem_store_le16_release(&fe->view, avail + 4 + 2ull * NUM,
-					     fe->avail_idx[q]) < 0);
+	VN_BUG_ON(vn_gmem_store_le16_release(&fe->view, avail + 4 + 2ull * NUM, fe->avail_idx[q]) <
+		  0);
 	fe->avail_idx[q]++;
 	/* Release: the chain is visible before the index that publishes it. */
 	VN_BUG_ON(vn_gmem_store_le16_release(&fe->view, avail + 2, fe->avail_idx[q]) < 0);
@@ -493,8 +503,8 @@ struct fx {
 
 static int fx_init(struct fx *x)
 {
-	struct vn_iothread_cfg icfg = { .name = "vhu-test" };
-	struct vn_vhu_server_cfg scfg = { 0 };
+	struct vn_iothread_cfg icfg = {.name = "vhu-test"};
+	struct vn_vhu_server_cfg scfg = {0};
 	int r;
 
 	memset(x, 0, sizeof(*x));
@@ -526,13 +536,13 @@ static void fx_destroy(struct fx *x)
 }
 
 /* Run the queues' loop by hand until @cond (evaluated once per round) or 2 s. */
-#define RUN_UNTIL(x, cond)                                                                    \
-	({                                                                                    \
-		uint64_t end_ = vn_now_ns() + 2000000000ull;                                 \
-		bool ok_;                                                                     \
-		while (!(ok_ = (cond)) && vn_now_ns() < end_)                                 \
-			(void)vn_loop_run_once((x)->fe.loop, 1000000);                        \
-		ok_;                                                                          \
+#define RUN_UNTIL(x, cond)                                                                         \
+	({                                                                                         \
+		uint64_t end_ = vn_now_ns() + 2000000000ull;                                       \
+		bool ok_;                                                                          \
+		while (!(ok_ = (cond)) && vn_now_ns() < end_)                                      \
+			(void)vn_loop_run_once((x)->fe.loop, 1000000);                             \
+		ok_;                                                                               \
 	})
 
 static void check_request(struct vn_t *t, struct fx *x, unsigned int q, uint32_t value)
@@ -653,36 +663,37 @@ static void test_reply_ack(struct vn_t *t)
 {
 	struct fx x;
 	struct vn_vhu_msg reply;
-	struct vn_vhu_vring_state s = { .index = 0, .num = NUM };
+	struct vn_vhu_vring_state s = {.index = 0, .num = NUM};
 	uint64_t pf = ALL_PROTO;
 
 	VN_REQUIRE_OK(t, fx_init(&x));
 	/* Before REPLY_ACK is negotiated, NEED_REPLY gets nothing. */
-	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V | NR, &s, 8, NULL, 0, false,
-				   &reply), 0);
-	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_SET_PROTOCOL_FEATURES, V, &pf, 8, NULL, 0, false,
-				   &reply), 0);
+	VN_CHECK_EQ_INT(
+		t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V | NR, &s, 8, NULL, 0, false, &reply), 0);
+	VN_CHECK_EQ_INT(
+		t, fe_xfer(&x.fe, VN_VHU_SET_PROTOCOL_FEATURES, V, &pf, 8, NULL, 0, false, &reply),
+		0);
 	/* Now: u64 0 for success ... */
-	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V | NR, &s, 8, NULL, 0, true,
-				   &reply), 1);
+	VN_CHECK_EQ_INT(
+		t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V | NR, &s, 8, NULL, 0, true, &reply), 1);
 	VN_CHECK_EQ_U(t, reply.hdr.size, 8);
 	VN_CHECK_EQ_U(t, reply.p.u64, 0);
 	/* ... non-zero for failure (not a power of 2) ... */
 	s.num = 3;
-	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V | NR, &s, 8, NULL, 0, true,
-				   &reply), 1);
+	VN_CHECK_EQ_INT(
+		t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V | NR, &s, 8, NULL, 0, true, &reply), 1);
 	VN_CHECK_EQ_U(t, reply.p.u64, 1);
 	/* ... nothing without NEED_REPLY on success ... */
 	s.num = NUM;
 	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_SET_VRING_NUM, V, &s, 8, NULL, 0, false, &reply),
 			0);
 	/* ... and a request that replies anyway replies once, with its own body. */
-	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_GET_QUEUE_NUM, V | NR, NULL, 0, NULL, 0, true,
-				   &reply), 1);
+	VN_CHECK_EQ_INT(
+		t, fe_xfer(&x.fe, VN_VHU_GET_QUEUE_NUM, V | NR, NULL, 0, NULL, 0, true, &reply), 1);
 	VN_CHECK_EQ_U(t, reply.p.u64, NQ);
 	s.index = 1;
-	VN_CHECK_EQ_INT(t, fe_xfer(&x.fe, VN_VHU_GET_VRING_BASE, V | NR, &s, 8, NULL, 0, true,
-				   &reply), 1);
+	VN_CHECK_EQ_INT(
+		t, fe_xfer(&x.fe, VN_VHU_GET_VRING_BASE, V | NR, &s, 8, NULL, 0, true, &reply), 1);
 	VN_CHECK_EQ_U(t, reply.hdr.size, 8);
 	VN_CHECK_EQ_U(t, reply.p.state.index, 1);
 	vn_vhu_server_disconnect(x.fe.srv);
@@ -698,10 +709,10 @@ struct bad_case {
 	const char *name;
 	uint32_t req;
 	uint32_t flags;
-	struct vn_vhu_msg payload;   /* only p is used */
+	struct vn_vhu_msg payload; /* only p is used */
 	uint32_t size;
-	unsigned int eventfds;       /* fresh eventfds attached */
-	unsigned int memfds;         /* fresh memfds attached (of 4 KiB) */
+	unsigned int eventfds; /* fresh eventfds attached */
+	unsigned int memfds;   /* fresh memfds attached (of 4 KiB) */
 	enum outcome want;
 };
 
@@ -737,8 +748,7 @@ static int run_bad(struct vn_t *t, struct fx *x, const struct bad_case *c)
 static struct bad_case mk(const char *name, uint32_t req, uint32_t flags, uint32_t size,
 			  enum outcome want)
 {
-	struct bad_case c = { .name = name, .req = req, .flags = flags, .size = size,
-			      .want = want };
+	struct bad_case c = {.name = name, .req = req, .flags = flags, .size = size, .want = want};
 
 	return c;
 }
@@ -764,13 +774,12 @@ static void test_malformed_acked(struct vn_t *t)
 	run_bad(t, &x, &c);
 	c = mk("two regions, one fd", VN_VHU_SET_MEM_TABLE, V | NR, 8 + 64, ACK_FAIL);
 	c.payload.p.mem.nregions = 2;
-	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){ .gpa = 0, .size = 4096, .uva = 0 };
-	c.payload.p.mem.r[1] = (struct vn_vhu_mem_region){ .gpa = 4096, .size = 4096,
-							   .uva = 4096 };
+	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){.gpa = 0, .size = 4096, .uva = 0};
+	c.payload.p.mem.r[1] = (struct vn_vhu_mem_region){.gpa = 4096, .size = 4096, .uva = 4096};
 	c.memfds = 1;
 	run_bad(t, &x, &c);
 	c = mk("queue index out of range", VN_VHU_SET_VRING_NUM, V | NR, 8, ACK_FAIL);
-	c.payload.p.state = (struct vn_vhu_vring_state){ .index = NQ, .num = 16 };
+	c.payload.p.state = (struct vn_vhu_vring_state){.index = NQ, .num = 16};
 	run_bad(t, &x, &c);
 	c = mk("kick index out of range", VN_VHU_SET_VRING_KICK, V | NR, 8, ACK_FAIL);
 	c.payload.p.u64 = 9;
@@ -778,44 +787,45 @@ static void test_malformed_acked(struct vn_t *t)
 	run_bad(t, &x, &c);
 	c = mk("overlapping regions", VN_VHU_SET_MEM_TABLE, V | NR, 8 + 64, ACK_FAIL);
 	c.payload.p.mem.nregions = 2;
-	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){ .gpa = 0, .size = 4096, .uva = 0 };
-	c.payload.p.mem.r[1] = (struct vn_vhu_mem_region){ .gpa = 2048, .size = 4096,
-							   .uva = 0x10000 };
+	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){.gpa = 0, .size = 4096, .uva = 0};
+	c.payload.p.mem.r[1] =
+		(struct vn_vhu_mem_region){.gpa = 2048, .size = 4096, .uva = 0x10000};
 	c.memfds = 2;
 	run_bad(t, &x, &c);
 	c = mk("mmap offset past the file", VN_VHU_SET_MEM_TABLE, V | NR, 8 + 32, ACK_FAIL);
 	c.payload.p.mem.nregions = 1;
-	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){ .gpa = 0, .size = 4096, .uva = 0,
-							   .mmap_offset = 4096 };
+	c.payload.p.mem.r[0] =
+		(struct vn_vhu_mem_region){.gpa = 0, .size = 4096, .uva = 0, .mmap_offset = 4096};
 	c.memfds = 1;
 	run_bad(t, &x, &c);
 	c = mk("region fd not a file", VN_VHU_SET_MEM_TABLE, V | NR, 8 + 32, ACK_FAIL);
 	c.payload.p.mem.nregions = 1;
-	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){ .gpa = 0, .size = 4096, .uva = 0 };
+	c.payload.p.mem.r[0] = (struct vn_vhu_mem_region){.gpa = 0, .size = 4096, .uva = 0};
 	c.eventfds = 1;
 	run_bad(t, &x, &c);
 	c = mk("ring address outside memory", VN_VHU_SET_VRING_ADDR, V | NR, 40, ACK_FAIL);
-	c.payload.p.addr = (struct vn_vhu_vring_addr){ .index = 0, .desc = UVA + MEMSZ - 16,
-						       .avail = UVA + AVAIL(0),
-						       .used = UVA + USED(0) };
+	c.payload.p.addr = (struct vn_vhu_vring_addr){.index = 0,
+						      .desc = UVA + MEMSZ - 16,
+						      .avail = UVA + AVAIL(0),
+						      .used = UVA + USED(0)};
 	run_bad(t, &x, &c);
 	c = mk("ring given by guest address", VN_VHU_SET_VRING_ADDR, V | NR, 40, ACK_FAIL);
-	c.payload.p.addr = (struct vn_vhu_vring_addr){ .index = 1, .desc = GPA + DESC(1),
-						       .avail = GPA + AVAIL(1),
-						       .used = GPA + USED(1) };
+	c.payload.p.addr = (struct vn_vhu_vring_addr){
+		.index = 1, .desc = GPA + DESC(1), .avail = GPA + AVAIL(1), .used = GPA + USED(1)};
 	run_bad(t, &x, &c);
 	c = mk("unknown vring addr flags", VN_VHU_SET_VRING_ADDR, V | NR, 40, ACK_FAIL);
-	c.payload.p.addr = (struct vn_vhu_vring_addr){ .index = 0, .flags = 2,
-						       .desc = UVA + DESC(0),
-						       .avail = UVA + AVAIL(0),
-						       .used = UVA + USED(0) };
+	c.payload.p.addr = (struct vn_vhu_vring_addr){.index = 0,
+						      .flags = 2,
+						      .desc = UVA + DESC(0),
+						      .avail = UVA + AVAIL(0),
+						      .used = UVA + USED(0)};
 	run_bad(t, &x, &c);
 	c = mk("memfd as kick fd", VN_VHU_SET_VRING_KICK, V | NR, 8, ACK_FAIL);
 	c.payload.p.u64 = 1;
 	c.memfds = 1;
 	run_bad(t, &x, &c);
 	c = mk("num of a running ring", VN_VHU_SET_VRING_NUM, V | NR, 8, ACK_FAIL);
-	c.payload.p.state = (struct vn_vhu_vring_state){ .index = 0, .num = 16 };
+	c.payload.p.state = (struct vn_vhu_vring_state){.index = 0, .num = 16};
 	run_bad(t, &x, &c);
 	c = mk("features not offered", VN_VHU_SET_FEATURES, V | NR, 8, ACK_FAIL);
 	c.payload.p.u64 = F(VIRTIO_F_ACCESS_PLATFORM);
@@ -856,12 +866,12 @@ static void test_malformed_unacked(struct vn_t *t)
 
 	cases[n++] = mk("bad size", VN_VHU_SET_FEATURES, V, 16, DROP);
 	cases[n++] = mk("bad version", VN_VHU_GET_FEATURES, 2, 0, DROP);
-	cases[n++] = mk("reply flag in a request", VN_VHU_SET_OWNER, V | VN_VHU_FLAG_REPLY, 0,
-			DROP);
+	cases[n++] =
+		mk("reply flag in a request", VN_VHU_SET_OWNER, V | VN_VHU_FLAG_REPLY, 0, DROP);
 	cases[n++] = mk("unknown request", 1234, V, 0, DROP);
 	cases[n] = mk("eventfd as memory", VN_VHU_SET_MEM_TABLE, V, 8 + 32, DROP);
 	cases[n].payload.p.mem.nregions = 1;
-	cases[n].payload.p.mem.r[0] = (struct vn_vhu_mem_region){ .gpa = 0, .size = 4096 };
+	cases[n].payload.p.mem.r[0] = (struct vn_vhu_mem_region){.gpa = 0, .size = 4096};
 	cases[n++].eventfds = 1;
 
 	VN_REQUIRE_OK(t, fx_init(&x));
@@ -916,9 +926,10 @@ static void test_reset_device(struct vn_t *t)
 	/* the memory table stays: the frontend sets the rings up again */
 	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&x.dev.mem), 1);
 	fe_reset_rings(&x.fe);
-	VN_CHECK_EQ_INT(t, fe_set_u64(&x.fe, VN_VHU_SET_FEATURES,
-				      F(VIRTIO_F_VERSION_1) | F(VN_VHU_F_PROTOCOL_FEATURES), NULL,
-				      0), 0);
+	VN_CHECK_EQ_INT(t,
+			fe_set_u64(&x.fe, VN_VHU_SET_FEATURES,
+				   F(VIRTIO_F_VERSION_1) | F(VN_VHU_F_PROTOCOL_FEATURES), NULL, 0),
+			0);
 	VN_CHECK_EQ_INT(t, fe_set_state(&x.fe, VN_VHU_SET_VRING_NUM, 0, NUM), 0);
 	VN_CHECK_EQ_INT(t, fe_vring_addr(&x.fe, 0, UVA), 0);
 	VN_CHECK_EQ_INT(t, fe_set_u64(&x.fe, VN_VHU_SET_VRING_KICK, 0, &x.fe.kick[0], 1), 0);
@@ -965,7 +976,7 @@ static void test_mem_table_change_running(struct vn_t *t)
 static void test_guest_error_signals_err_fd(struct vn_t *t)
 {
 	struct fx x;
-	struct vring_desc d = { .addr = 0x1, .len = 4, .flags = 0 }; /* outside memory */
+	struct vring_desc d = {.addr = 0x1, .len = 4, .flags = 0}; /* outside memory */
 	uint16_t head = 0, idx = 1;
 
 	VN_REQUIRE_OK(t, fx_init(&x));
@@ -1000,7 +1011,7 @@ struct sx {
 
 static int sx_connect(struct sx *s)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", s->path);
 	s->fe.sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1042,8 +1053,8 @@ static void sx_request(struct vn_t *t, struct sx *s, unsigned int q, uint32_t va
 static void test_socket(struct vn_t *t)
 {
 	struct sx s;
-	struct vn_iothread_cfg icfg = { .name = "vhu-sock" }, qcfg = { .name = "vhu-q" };
-	struct vn_vhu_conn_cfg cfg = { 0 };
+	struct vn_iothread_cfg icfg = {.name = "vhu-sock"}, qcfg = {.name = "vhu-q"};
+	struct vn_vhu_conn_cfg cfg = {0};
 	struct vn_vhu_stats st;
 	struct vn_iothread *qits[1];
 	uint64_t before;
@@ -1088,12 +1099,11 @@ static void test_socket(struct vn_t *t)
 	sx_request(t, &s, 1, 7);
 	/* a hostile message without REPLY_ACK: we are dropped, and reset */
 	{
-		struct vn_vhu_msg m = { 0 };
+		struct vn_vhu_msg m = {0};
 		char b;
 
-		m.hdr = (struct vn_vhu_hdr){ .request = VN_VHU_SET_VRING_NUM, .flags = V,
-					     .size = 8 };
-		m.p.state = (struct vn_vhu_vring_state){ .index = 200, .num = 8 };
+		m.hdr = (struct vn_vhu_hdr){.request = VN_VHU_SET_VRING_NUM, .flags = V, .size = 8};
+		m.p.state = (struct vn_vhu_vring_state){.index = 200, .num = 8};
 		VN_CHECK_OK(t, sock_send(s.fe.sock, &m, NULL, 0));
 		VN_CHECK_EQ_INT(t, recv(s.fe.sock, &b, 1, 0), 0); /* EOF: dropped */
 	}
@@ -1104,8 +1114,8 @@ static void test_socket(struct vn_t *t)
 	/* 3: a header that lies about its size loses the framing: dropped */
 	VN_REQUIRE_OK(t, sx_connect(&s));
 	{
-		struct vn_vhu_hdr h = { .request = VN_VHU_GET_FEATURES, .flags = V,
-					.size = 1u << 20 };
+		struct vn_vhu_hdr h = {
+			.request = VN_VHU_GET_FEATURES, .flags = V, .size = 1u << 20};
 		char b;
 
 		VN_CHECK_EQ_INT(t, send(s.fe.sock, &h, sizeof(h), MSG_NOSIGNAL), sizeof(h));
@@ -1142,8 +1152,8 @@ static void test_conn_cfg(struct vn_t *t)
 {
 	struct dev d;
 	struct vn_iothread *it;
-	struct vn_iothread_cfg icfg = { .name = "vhu-cfg" };
-	struct vn_vhu_conn_cfg cfg = { 0 };
+	struct vn_iothread_cfg icfg = {.name = "vhu-cfg"};
+	struct vn_vhu_conn_cfg cfg = {0};
 	struct vn_vhu_conn *c = NULL;
 	char longpath[200];
 
