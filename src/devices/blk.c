@@ -498,6 +498,7 @@ int vn_blk_inject_fault(struct vn_blk *blk, const struct vn_blk_fault *fault)
 		return -EINVAL;
 	pthread_mutex_lock(&blk->fault_lock);
 	blk->fault = *fault;
+	__atomic_store_n(&blk->fault_active, fault->count || fault->delay_ns, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&blk->fault_lock);
 	return 0;
 }

@@ -103,6 +103,7 @@ struct vn_blk {
 	int draining;	    /* atomic: fault delays are skipped */
 	bool no_zero_range; /* atomic: fallocate ZERO_RANGE is refused here */
 
+	bool fault_active; /* atomic: fault.count or fault.delay_ns is set */
 	pthread_mutex_t fault_lock;
 	struct vn_blk_fault fault;
 
