@@ -9,7 +9,7 @@
  */
 #include "devices/blk-backend.h"
 
-#if __has_include(<liburing.h>)
+#ifdef VN_HAVE_URING
 
 #include <errno.h>
 #include <stdlib.h>
