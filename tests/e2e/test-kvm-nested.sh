@@ -3,20 +3,36 @@
 # (scripts/kvm/run-l1.sh: QEMU TCG, -cpu max, Debian's kvm_amd) and runs
 # each given test binary inside it, printing its TAP. Fails if one fails;
 # exits 77 (skip) only when QEMU or nested SVM is unavailable.
-#   tests/e2e/test-kvm-nested.sh OUTDIR TEST-BINARY...
+# With --vm VNOTIFY-VM, it then boots the level-2 Linux with vnotify-vm on
+# a fresh image (scripts/kvm/vm-check.sh), with ioeventfd on and off: level
+# 2 writes a pattern to /dev/vda, reads it back and verifies it, and level
+# 1 checks the image.
+#   tests/e2e/test-kvm-nested.sh OUTDIR [--vm VNOTIFY-VM] TEST-BINARY...
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+kvm=$here/../../scripts/kvm
 out=$1
 shift
+vm=""
+if [ "${1:-}" = --vm ]; then
+	vm=$2
+	shift 2
+fi
 adds=()
 cmds=()
 for bin in "$@"; do
 	adds+=(--add "$bin")
 	cmds+=("./$(basename "$bin")")
 done
+if [ -n "$vm" ]; then
+	l2=$("$kvm/build-l2.sh" "$out") || exit $?
+	"$kvm/build-l1.sh" "$out" >/dev/null || exit $?
+	adds+=(--add "$vm" --add "$l2/initramfs-l2.gz" --add "$l2/bzImage" --add "$kvm/vm-check.sh")
+	cmds+=("./vm-check.sh ioeventfd=on 1" "./vm-check.sh ioeventfd=off 1" "./vm-check.sh ioeventfd=on 2")
+fi
 start=$(date +%s)
 set +e
-"$here/../../scripts/kvm/run-l1.sh" --timeout 840 --out "$out" "${adds[@]}" -- "${cmds[@]}"
+"$kvm/run-l1.sh" --timeout 840 --out "$out" "${adds[@]}" -- "${cmds[@]}"
 rc=$?
 set -e
 echo "# test-kvm-nested: $(( $(date +%s) - start ))s wall, status $rc"

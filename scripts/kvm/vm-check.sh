@@ -1,0 +1,40 @@
+#!/bin/sh
+# Runs inside level 1 (busybox sh): vnotify-vm boots the level-2 Linux on a
+# fresh image, which writes a pattern to /dev/vda, reads it back and
+# verifies it; then the host side (here) checks the image too.
+#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB]
+# Prints TAP-ish lines; exits 0 when both checks pass.
+ioev=${1:-ioeventfd=on}
+cpus=${2:-1}
+bench=${3:-}
+dir=$(cd "$(dirname "$0")" && pwd)
+img=/tmp/disk-$$.img
+log=/tmp/vm-$$.log
+dd if=/dev/zero of=$img bs=1M count=32 2>/dev/null
+append="quiet"
+[ -n "$bench" ] && append="$append vn.bench=$bench"
+t0=$(cut -d' ' -f1 /proc/uptime)
+timeout 400 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
+	--memory 256M --cpus "$cpus" --console --append "$append" \
+	--blk "path=$img,$ioev" >$log 2>&1
+rc=$?
+t1=$(cut -d' ' -f1 /proc/uptime)
+grep -E '^(VN-L2|vnotify-vm)' $log | sed 's/^/# /'
+echo "# $ioev cpus=$cpus: vnotify-vm status $rc after $(awk "BEGIN { print $t1 - $t0 }")s"
+status=0
+if [ $rc -eq 0 ] && grep -q '^VN-L2-RESULT ok' $log; then
+	echo "ok - level 2 wrote, read back and verified /dev/vda ($ioev, $cpus vCPU)"
+else
+	echo "not ok - level 2 did not verify /dev/vda ($ioev, $cpus vCPU)"
+	tail -n 30 $log | sed 's/^/# /'
+	status=1
+fi
+awk 'BEGIN { for (i = 0; i < 40330; i++) printf "vnotify %09d pattern\n", i }' | head -c 1048576 >/tmp/pattern-$$
+if dd if=$img bs=64k count=16 2>/dev/null | cmp - /tmp/pattern-$$ >/dev/null; then
+	echo "ok - the host sees the pattern in the image ($ioev, $cpus vCPU)"
+else
+	echo "not ok - the image does not hold the pattern ($ioev, $cpus vCPU)"
+	status=1
+fi
+rm -f $img /tmp/pattern-$$ $log
+exit $status

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]
+ *            [--memory 512M] [--cpus N] [--iothreads K] [--console]
+ *            [--blk path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...
+ *
+ * Boots Linux on KVM with vnotify's virtio-blk on virtio-pci (MSI-X through
+ * irqfds, kicks through KVM ioeventfds). Ends on guest reboot/poweroff
+ * (a triple fault: reboot=t, the default command line; or reboot=k), Ctrl-C or SIGTERM, and prints
+ * the exit counts per type and per block request on stderr.
+ */
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+#include <vnotify/blk.h>
+#include <vnotify/bus.h>
+#include <vnotify/iothread.h>
+#include <vnotify/kvm.h>
+#include <vnotify/log.h>
+#include <vnotify/machine.h>
+#include <vnotify/pci.h>
+
+#include "transport/machine.h"
+#include "virtio/gmem.h"
+
+#define DEFAULT_CMDLINE                                                                            \
+	"console=ttyS0 pci=conf1 acpi=off reboot=t panic=-1 no_timer_check io_delay=none "         \
+	"i8042.noaux=1 i8042.nokbd=1 i8042.nopnp=1 i8042.dumbkbd=1"
+
+struct blk_opt {
+	const char *path;
+	bool ioeventfd;
+	unsigned int iothread;
+	unsigned int queues;
+	struct vn_blk *blk;
+	struct vn_virtio_pci *vp;
+};
+
+struct opts {
+	const char *kernel, *initrd, *append;
+	uint64_t memory;
+	unsigned int cpus, iothreads;
+	bool console;
+	struct blk_opt blk[VM_MAX_BLK];
+	unsigned int nblk;
+};
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
+			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
+			"                  [--blk "
+			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 0);
+
+	if (*end == 'k' || *end == 'K')
+		v <<= 10;
+	else if (*end == 'g' || *end == 'G')
+		v <<= 30;
+	else if (*end == 'm' || *end == 'M' || *end == '\0')
+		v <<= 20; /* no suffix: MiB */
+	else
+		return -EINVAL;
+	if (*end)
+		end++;
+	if (*end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned int max, unsigned int *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 0);
+
+	if (!*s || *end || v > max)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int parse_blk(char *arg, struct blk_opt *b)
+{
+	char *save = NULL;
+
+	*b = (struct blk_opt){ .ioeventfd = true, .queues = 1 };
+	for (char *kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(kv, '=');
+
+		if (!v)
+			return -EINVAL;
+		*v++ = '\0';
+		if (!strcmp(kv, "path"))
+			b->path = v;
+		else if (!strcmp(kv, "ioeventfd") && (!strcmp(v, "on") || !strcmp(v, "off")))
+			b->ioeventfd = !strcmp(v, "on");
+		else if (!strcmp(kv, "iothread")) {
+			if (parse_uint(v, VM_MAX_IOTHREADS - 1, &b->iothread))
+				return -EINVAL;
+		} else if (!strcmp(kv, "queues")) {
+			if (parse_uint(v, 64, &b->queues) || !b->queues)
+				return -EINVAL;
+		} else
+			return -EINVAL;
+	}
+	return b->path ? 0 : -EINVAL;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "append", required_argument, NULL, 'a' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'c' },
+		{ "blk", required_argument, NULL, 'b' },
+		{ "iothreads", required_argument, NULL, 't' },
+		{ "console", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*o = (struct opts){ .memory = 512ull << 20, .cpus = 1, .iothreads = 1, .append = "" };
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			o->kernel = optarg;
+			break;
+		case 'i':
+			o->initrd = optarg;
+			break;
+		case 'a':
+			o->append = optarg;
+			break;
+		case 'C':
+			o->console = true;
+			break;
+		case 'm':
+			if (parse_size(optarg, &o->memory) || o->memory < (64ull << 20) ||
+			    o->memory > (3ull << 30) || (o->memory & 0xfff)) {
+				fprintf(stderr, "vnotify-vm: --memory: 64M..3G, in pages\n");
+				return -EINVAL;
+			}
+			break;
+		case 'c':
+			if (parse_uint(optarg, VM_MAX_CPUS, &o->cpus) || !o->cpus) {
+				fprintf(stderr, "vnotify-vm: --cpus: 1..%d\n", VM_MAX_CPUS);
+				return -EINVAL;
+			}
+			break;
+		case 't':
+			if (parse_uint(optarg, VM_MAX_IOTHREADS, &o->iothreads)) {
+				fprintf(stderr, "vnotify-vm: --iothreads: 0..%d\n",
+					VM_MAX_IOTHREADS);
+				return -EINVAL;
+			}
+			break;
+		case 'b':
+			if (o->nblk == VM_MAX_BLK || parse_blk(optarg, &o->blk[o->nblk])) {
+				fprintf(stderr, "vnotify-vm: bad --blk (at most %d)\n", VM_MAX_BLK);
+				return -EINVAL;
+			}
+			o->nblk++;
+			break;
+		default:
+			usage();
+			return -EINVAL;
+		}
+	}
+	if (!o->kernel || optind != argc) {
+		usage();
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < o->nblk; i++) {
+		if (o->iothreads && o->blk[i].iothread >= o->iothreads) {
+			fprintf(stderr, "vnotify-vm: --blk iothread=%u: only %u iothreads\n",
+				o->blk[i].iothread, o->iothreads);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* struct vn_msi_ops for KVM: MSI-X vectors become irqfds on GSI routes */
+static int kvm_msi_route(void *opaque, uint64_t addr, uint32_t data, struct vn_msi_route *out)
+{
+	struct vm *vm = opaque;
+	uint32_t gsi;
+	int fd, r;
+
+	/* x86: an MSI goes to the local APICs' window; anything else nowhere */
+	if ((addr & 0xfff00000ull) != 0xfee00000ull)
+		return -EINVAL;
+	r = vn_kvm_irq_msi_route(vm->irq, addr, data, &fd, &gsi);
+	if (r)
+		return r;
+	out->fd = fd;
+	out->cookie = gsi;
+	return 0;
+}
+
+static void kvm_msi_unroute(void *opaque, const struct vn_msi_route *route)
+{
+	struct vm *vm = opaque;
+
+	vn_kvm_irq_msi_unroute(vm->irq, (uint32_t)route->cookie);
+}
+
+static const struct vn_msi_ops kvm_msi_ops = {
+	.route = kvm_msi_route,
+	.unroute = kvm_msi_unroute,
+};
+
+static int kvm_vm_create(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+	int r;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		fprintf(stderr, "vnotify-vm: /dev/kvm: %s\n", strerror(errno));
+		return -errno;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0)
+		return -errno;
+	r = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (r < 0)
+		return -errno;
+	vm->run_size = (size_t)r;
+	/* Intel needs a TSS and an identity map page below 4 GiB; AMD ignores them */
+	(void)ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		fprintf(stderr, "vnotify-vm: in-kernel irqchip/PIT: %s\n", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int add_ram(struct vm *vm)
+{
+	struct kvm_userspace_memory_region slot = {
+		.slot = 0,
+		.guest_phys_addr = 0,
+		.memory_size = vm->ram_size,
+	};
+
+	vm->ram = vn_gmem_ptr(vn_machine_gmem(vm->m), 0, vm->ram_size);
+	if (!vm->ram)
+		return -EFAULT;
+	slot.userspace_addr = (uint64_t)(uintptr_t)vm->ram;
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+		return -errno;
+	return 0;
+}
+
+static void report(struct vm *vm, struct opts *o, double secs)
+{
+	uint64_t total = 0, dev_exits, reqs = 0;
+
+	for (int e = 0; e < VM_EXIT_COUNT; e++)
+		total += vm->exits[e];
+	fprintf(stderr, "vnotify-vm: %.2f s, %u vCPU(s), exits to userspace: %llu\n", secs,
+		vm->ncpus, (unsigned long long)total);
+	for (int e = 0; e < VM_EXIT_COUNT; e++)
+		if (vm->exits[e])
+			fprintf(stderr, "vnotify-vm:   %-16s %llu\n", vm_exit_name((enum vm_exit)e),
+				(unsigned long long)vm->exits[e]);
+	for (int k = 0; k < 4; k++) {
+		unsigned int best = 0, port = 0;
+
+		for (unsigned int p = 0; p < 0x10000; p++) {
+			if (vm->unassigned_port[p] > best) {
+				best = vm->unassigned_port[p];
+				port = p;
+			}
+		}
+		if (!best)
+			break;
+		fprintf(stderr, "vnotify-vm:   unassigned port 0x%x: %u\n", port, best);
+		vm->unassigned_port[port] = 0;
+	}
+	for (unsigned int i = 0; i < o->nblk; i++) {
+		struct vn_virtio_pci_stats ps;
+
+		vn_virtio_pci_get_stats(o->blk[i].vp, &ps);
+		for (unsigned int q = 0; q < o->blk[i].queues; q++) {
+			struct vn_blk_stats st;
+
+			if (vn_blk_get_stats(o->blk[i].blk, q, &st))
+				continue;
+			reqs += st.requests;
+			fprintf(stderr,
+				"vnotify-vm: blk%u q%u: %llu requests, %llu bytes read, %llu "
+				"written, "
+				"%llu errors\n",
+				i, q, (unsigned long long)st.requests,
+				(unsigned long long)st.bytes_read,
+				(unsigned long long)st.bytes_written,
+				(unsigned long long)st.errors);
+		}
+		fprintf(stderr, "vnotify-vm: blk%u: ioeventfd=%s, doorbells that exited: %llu\n", i,
+			o->blk[i].ioeventfd ? "on" : "off", (unsigned long long)ps.doorbells);
+	}
+	dev_exits = vm->exits[VM_EXIT_PIO_BUS] + vm->exits[VM_EXIT_MMIO_BUS];
+	if (reqs)
+		fprintf(stderr, "vnotify-vm: device exits (pio-bus + mmio-bus) per request: %.2f\n",
+			(double)dev_exits / (double)reqs);
+}
+
+static void on_sigusr1(int sig)
+{
+}
+
+int main(int argc, char **argv)
+{
+	static struct vm vm;
+	struct opts o;
+	struct vn_machine_cfg mcfg;
+	struct vn_iothread *io[VM_MAX_IOTHREADS] = { NULL };
+	struct sigaction sa;
+	sigset_t set;
+	char *cmdline;
+	uint64_t entry = 0, bp = 0;
+	struct timespec t0, t1;
+	int r, sig, rc = 1;
+
+	if (parse_opts(argc, argv, &o))
+		return 2;
+	vm.kvm_fd = vm.vm_fd = -1;
+	vm.ncpus = o.cpus;
+	vm.ram_size = o.memory;
+	vm.main_thread = pthread_self();
+
+	/* Before any thread: SIGINT/TERM/USR2 are waited for by main only. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigusr1; /* no SA_RESTART: KVM_RUN returns EINTR */
+	sigaction(SIGUSR1, &sa, NULL);
+
+	if (kvm_vm_create(&vm))
+		goto out;
+	r = vn_kvm_irq_new(&(struct vn_kvm_irq_cfg){ .vm_fd = vm.vm_fd, .irqchip = true }, &vm.irq);
+	if (r) {
+		fprintf(stderr, "vnotify-vm: irq routing: %s\n", strerror(-r));
+		goto out;
+	}
+	vn_machine_cfg_init(&mcfg);
+	mcfg.ram_size = vm.ram_size;
+	mcfg.kvm_vm_fd = vm.vm_fd;
+	mcfg.msi_ops = &kvm_msi_ops;
+	mcfg.msi_opaque = &vm;
+	r = vn_machine_new(&mcfg, &vm.m);
+	if (r) {
+		fprintf(stderr, "vnotify-vm: machine: %s\n", strerror(-r));
+		goto out;
+	}
+	r = add_ram(&vm);
+	if (r) {
+		fprintf(stderr, "vnotify-vm: guest RAM: %s\n", strerror(-r));
+		goto out;
+	}
+	for (unsigned int i = 0; i < o.iothreads; i++) {
+		char name[16];
+		struct vn_iothread_cfg ic = { .name = name };
+
+		snprintf(name, sizeof(name), "iothread%u", i);
+		if (vn_iothread_new(&ic, &io[i]) || vn_iothread_start(io[i])) {
+			fprintf(stderr, "vnotify-vm: iothread %u failed\n", i);
+			goto out;
+		}
+	}
+	for (unsigned int i = 0; i < o.nblk; i++) {
+		struct blk_opt *b = &o.blk[i];
+		struct vn_blk_cfg bc;
+		struct vn_virtio_pci_cfg pc;
+		char name[16];
+
+		memset(&bc, 0, sizeof(bc));
+		snprintf(name, sizeof(name), "blk%u", i);
+		bc.name = name;
+		bc.mem = vn_machine_gmem(vm.m);
+		bc.path = b->path;
+		bc.fd = -1;
+		bc.nr_queues = b->queues;
+		bc.serial = name;
+		r = vn_blk_new(&bc, &b->blk);
+		if (r) {
+			fprintf(stderr, "vnotify-vm: %s: %s\n", b->path, strerror(-r));
+			goto out;
+		}
+		vn_virtio_pci_cfg_init(&pc, vn_blk_vdev(b->blk),
+				       o.iothreads ? io[b->iothread] : NULL, 1 + i);
+		pc.ioeventfd = b->ioeventfd;
+		r = vn_machine_add_virtio_pci(vm.m, &pc, &b->vp);
+		if (r) {
+			fprintf(stderr, "vnotify-vm: virtio-pci for %s: %s\n", b->path,
+				strerror(-r));
+			goto out;
+		}
+	}
+	r = vm_assign_bars(&vm);
+	if (r) {
+		fprintf(stderr, "vnotify-vm: PCI BARs do not fit the windows\n");
+		goto out;
+	}
+	if (asprintf(&cmdline, "%s %s", DEFAULT_CMDLINE, o.append) < 0)
+		goto out;
+	r = vm_load_linux(&vm, o.kernel, o.initrd, cmdline, &entry, &bp);
+	free(cmdline);
+	if (r || vm_write_mptable(&vm))
+		goto out;
+	serial_init(&vm.serial, &vm, o.console ? STDOUT_FILENO : -1);
+	for (unsigned int i = 0; i < vm.ncpus; i++) {
+		r = vm_vcpu_init(&vm, i, entry, bp);
+		if (r) {
+			fprintf(stderr, "vnotify-vm: vcpu%u: %s\n", i, strerror(-r));
+			goto out;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned int i = 0; i < vm.ncpus; i++) {
+		if (vm_vcpu_start(&vm.cpu[i])) {
+			vm_request_end(&vm, 3);
+			break;
+		}
+	}
+	while (!atomic_load(&vm.stop)) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig != SIGUSR2)
+			vm_request_end(&vm, 2);
+	}
+	vm_vcpus_stop(&vm);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	report(&vm, &o, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	rc = atomic_load(&vm.end_reason) == 3 ? 1 : 0;
+	fprintf(stderr, "vnotify-vm: the guest %s\n",
+		atomic_load(&vm.end_reason) == 1   ? "reset or powered off"
+		: atomic_load(&vm.end_reason) == 2 ? "was stopped by a signal"
+						   : "failed");
+out:
+	vm_vcpus_stop(&vm);
+	for (unsigned int i = 0; i < o.nblk; i++) {
+		vn_virtio_pci_remove(o.blk[i].vp);
+		vn_blk_free(o.blk[i].blk);
+	}
+	for (unsigned int i = 0; i < VM_MAX_IOTHREADS; i++) {
+		if (io[i]) {
+			vn_iothread_stop(io[i]);
+			vn_iothread_free(io[i]);
+		}
+	}
+	vn_machine_free(vm.m);
+	vn_kvm_irq_free(vm.irq);
+	for (unsigned int i = 0; i < vm.ncpus; i++) {
+		if (vm.cpu[i].run)
+			munmap(vm.cpu[i].run, vm.run_size);
+		if (vm.cpu[i].fd > 0)
+			close(vm.cpu[i].fd);
+	}
+	if (vm.vm_fd >= 0)
+		close(vm.vm_fd);
+	if (vm.kvm_fd >= 0)
+		close(vm.kvm_fd);
+	return rc;
+}

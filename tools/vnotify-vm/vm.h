@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VN_TOOLS_VNOTIFY_VM_H
+#define VN_TOOLS_VNOTIFY_VM_H
+
+/*
+ * vnotify-vm: a small KVM virtual machine monitor on vnotify's machine
+ * (x86-64 only). One KVM VM, in-kernel irqchip and PIT, one thread per
+ * vCPU, an 8250 UART on 0x3f8 (serial.c), Linux's boot protocol and an MP
+ * table (boot.c), and vnotify's virtio-pci devices behind the machine's
+ * PCI host bridge. Every PIO/MMIO exit that is not the UART goes to
+ * vn_bus_read()/vn_bus_write(); ioeventfds are KVM's and never exit.
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define VM_MAX_CPUS 8
+#define VM_MAX_BLK 8
+#define VM_MAX_IOTHREADS 8
+
+struct vn_machine;
+struct vn_kvm_irq;
+struct vm;
+
+/* exit counters, per type: what the guest cost in trips to userspace */
+enum vm_exit {
+	VM_EXIT_PIO_SERIAL,
+	VM_EXIT_PIO_PCI_CONF,
+	VM_EXIT_PIO_BUS,   /* virtio legacy BARs and other bus regions */
+	VM_EXIT_PIO_OTHER, /* nothing there (unassigned), or the CMOS stub */
+	VM_EXIT_MMIO_BUS,
+	VM_EXIT_MMIO_OTHER,
+	VM_EXIT_INTR,
+	VM_EXIT_OTHER,
+	VM_EXIT_COUNT,
+};
+
+struct serial {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	int out_fd; /* -1: output dropped */
+	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr;
+	bool thr_pending; /* a THR-empty interrupt is pending */
+	bool irq_level;
+};
+
+struct vm_vcpu {
+	struct vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	size_t run_size;
+	struct vn_machine *m;
+	struct vn_kvm_irq *irq;
+	uint8_t *ram;
+	uint64_t ram_size;
+	unsigned int ncpus;
+	struct vm_vcpu cpu[VM_MAX_CPUS];
+	struct serial serial;
+	atomic_bool stop;
+	atomic_int end_reason; /* 0 running, 1 reset/poweroff, 2 signal, 3 error */
+	pthread_t main_thread;
+	atomic_ullong exits[VM_EXIT_COUNT];
+	atomic_uint unassigned_port[0x10000]; /* which ports cost exits for nothing */
+	uint8_t cmos_index;
+};
+
+/* boot.c */
+int vm_load_linux(struct vm *vm, const char *kernel, const char *initrd, const char *cmdline,
+		  uint64_t *entry, uint64_t *boot_params);
+int vm_write_mptable(struct vm *vm);
+int vm_assign_bars(struct vm *vm);
+
+/* serial.c */
+void serial_init(struct serial *s, struct vm *vm, int out_fd);
+void serial_io(struct serial *s, uint16_t port, bool write, uint8_t *data, unsigned int size);
+
+/* vcpu.c */
+int vm_vcpu_init(struct vm *vm, unsigned int id, uint64_t entry, uint64_t boot_params);
+int vm_vcpu_start(struct vm_vcpu *c);
+void vm_vcpus_stop(struct vm *vm);
+void vm_request_end(struct vm *vm, int reason);
+const char *vm_exit_name(enum vm_exit e);
+
+#endif
