@@ -15,5 +15,10 @@
 #include <vnotify/bus.h>
 #include <vnotify/vq.h>
 #include <vnotify/vdev.h>
+#include <vnotify/machine.h>
+#include <vnotify/pci.h>
+#include <vnotify/blk.h>
+#include <vnotify/vhost-user.h>
+#include <vnotify/kvm.h>
 
 #endif
