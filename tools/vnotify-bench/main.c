@@ -4,7 +4,10 @@
  * one thing and can print JSON; see vnotify-bench --help.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <vnotify/log.h>
 
 #include "bench.h"
 
@@ -24,11 +27,20 @@ static void usage(FILE *f)
 	fprintf(f, "usage: vnotify-bench COMMAND [OPTIONS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
-	fprintf(f, "\nvnotify-bench COMMAND --help shows the options of a command.\n");
+	fprintf(f, "\nvnotify-bench COMMAND --help shows the options of a command.\n"
+		   "VNOTIFY_TRACE=name,prefix_* turns trace points on (they go to stderr).\n");
 }
 
 int main(int argc, char **argv)
 {
+	const char *trace = getenv("VNOTIFY_TRACE");
+
+	/* Trace points by name (STYLE.md 1.9): VNOTIFY_TRACE=hostnotif_*,ioev_* */
+	if (trace && *trace && vn_trace_enable(trace) < 0) {
+		fprintf(stderr, "vnotify-bench: VNOTIFY_TRACE='%s' names no trace point "
+			"(see src/base/trace-events.h)\n", trace);
+		return 2;
+	}
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
