@@ -299,7 +299,8 @@ int vn_vdev_guest_notifier_fd(const struct vn_vdev *vdev, unsigned int vector);
  * @fd: takes ownership on success; on error the caller still owns it. The
  *      old eventfd of the vector is closed.
  * Return: 0, -EINVAL for a bad vector, -EBADF for a negative fd.
- * Context: device lock held; no interrupt is being raised concurrently.
+ * Context: device lock held. Safe against interrupts raised on other threads
+ * at the same time: the old eventfd is closed only once no raise uses it.
  */
 VN_MUST_CHECK int vn_vdev_set_guest_notifier_fd(struct vn_vdev *vdev, unsigned int vector,
 						int fd);

@@ -25,6 +25,12 @@ static void free_vectors(struct vn_vdev *vdev)
 		vn_notifier_cleanup(&vdev->vectors[i]);
 	free(vdev->vectors);
 	vdev->vectors = NULL;
+	if (vdev->vector_locks) {
+		for (unsigned int i = 0; i < vdev->nr_vectors; i++)
+			pthread_mutex_destroy(&vdev->vector_locks[i]);
+		free(vdev->vector_locks);
+		vdev->vector_locks = NULL;
+	}
 }
 
 static int check_cfg(const struct vn_vdev_cfg *cfg)
@@ -67,8 +73,14 @@ int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out)
 	vdev->config = calloc(1, cfg->config_len ? cfg->config_len : 1);
 	vdev->queues = calloc(cfg->nr_queues, sizeof(vdev->queues[0]));
 	vdev->vectors = calloc(cfg->nr_vectors, sizeof(vdev->vectors[0]));
-	if (!vdev->config || !vdev->queues || !vdev->vectors)
+	vdev->vector_locks = calloc(cfg->nr_vectors, sizeof(vdev->vector_locks[0]));
+	if (!vdev->config || !vdev->queues || !vdev->vectors || !vdev->vector_locks) {
+		free(vdev->vector_locks);
+		vdev->vector_locks = NULL;
 		goto err_free;
+	}
+	for (unsigned int i = 0; i < cfg->nr_vectors; i++)
+		pthread_mutex_init(&vdev->vector_locks[i], NULL);
 	for (unsigned int i = 0; i < cfg->nr_queues; i++)
 		pthread_mutex_init(&vdev->queues[i].run_lock, NULL);
 	vdev->nr_run_locks = cfg->nr_queues;
@@ -307,7 +319,9 @@ static void raise_irq(struct vn_vdev *vdev, uint16_t vector, uint8_t isr)
 	} else {
 		vector = 0;
 	}
+	pthread_mutex_lock(&vdev->vector_locks[vector]);
 	r = vn_notifier_set(&vdev->vectors[vector]);
+	pthread_mutex_unlock(&vdev->vector_locks[vector]);
 	if (r < 0)
 		vn_log_limited(&vdev->rl, VN_LOG_ERR, "vdev", "%s: interrupt vector %u: %s",
 			       vdev->name, vector, vn_strerror(r));
@@ -545,8 +559,10 @@ int vn_vdev_set_guest_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int
 	r = vn_notifier_init_fd(&n, fd);
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&vdev->vector_locks[vector]);
 	vn_notifier_cleanup(&vdev->vectors[vector]);
 	vdev->vectors[vector] = n;
+	pthread_mutex_unlock(&vdev->vector_locks[vector]);
 	return 0;
 }
 

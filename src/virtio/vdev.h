@@ -92,6 +92,12 @@ struct vn_vdev {
 	unsigned int nr_vectors;
 	bool msix;
 	struct vn_notifier *vectors;
+	/*
+	 * One per vector: raising an interrupt and replacing the vector's
+	 * eventfd exclude each other, so an interrupt never writes to an fd
+	 * number that was closed (and maybe reused) under it.
+	 */
+	pthread_mutex_t *vector_locks;
 
 	unsigned int nr_hooks;
 	struct {

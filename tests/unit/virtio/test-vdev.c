@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The device core: features, status rules, config space, interrupts, reset, hooks. */
+#include <pthread.h>
+#include <sys/eventfd.h>
+
 #include "vtest.h"
 
 #define S_ACK VIRTIO_CONFIG_S_ACKNOWLEDGE
@@ -354,6 +357,63 @@ static void test_needs_reset_from_other_thread(struct vn_t *t)
 	vt_fini(&v);
 }
 
+struct irq_storm {
+	struct vn_vdev *vdev;
+	int stop;
+	unsigned long raised;
+};
+
+static void *raise_config_irqs(void *arg)
+{
+	struct irq_storm *s = arg;
+	uint8_t b = 0;
+
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+		if (vn_vdev_config_update(s->vdev, 0, &b, 1) == 0)
+			s->raised++;
+		b++;
+	}
+	return NULL;
+}
+
+/*
+ * A transport rebinds a vector's eventfd (MSI-X reprogramming) while another
+ * thread raises interrupts on it. The old fd must never be written after it
+ * was closed: its number may already belong to something else. TSan reports
+ * the race if the swap is not excluded from the raise.
+ */
+static void test_rebind_vector_while_raising(struct vn_t *t)
+{
+	struct vt v;
+	struct irq_storm s = { 0 };
+	pthread_t th;
+	int fds_before;
+
+	if (vt_init(t, &v, 0) < 0)
+		return;
+	fds_before = vn_t_count_fds();
+	s.vdev = v.vdev;
+	VN_REQUIRE(t, pthread_create(&th, NULL, raise_config_irqs, &s) == 0);
+	for (int i = 0; i < 2000; i++) {
+		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+		VN_REQUIRE(t, fd >= 0);
+		if (!VN_CHECK_OK(t, vn_vdev_set_guest_notifier_fd(v.vdev, 1, fd))) {
+			close(fd);
+			break;
+		}
+	}
+	__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	VN_CHECK(t, s.raised > 0);
+	/* the last bound eventfd is the one interrupts reach now */
+	VN_CHECK_OK(t, vn_vdev_config_update(v.vdev, 0, &s.stop, 1));
+	VN_CHECK(t, vt_fd_fired(vn_vdev_guest_notifier_fd(v.vdev, 1)));
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds_before);
+	vt_fini(&v);
+}
+
 VN_TESTS(VN_TEST(test_bad_cfg), VN_TEST(test_features_negotiation), VN_TEST(test_legacy_driver_ok),
 	 VN_TEST(test_config_space), VN_TEST(test_vectors), VN_TEST(test_hooks),
-	 VN_TEST(test_queue_kick), VN_TEST(test_needs_reset_from_other_thread))
+	 VN_TEST(test_queue_kick), VN_TEST(test_needs_reset_from_other_thread),
+	 VN_TEST(test_rebind_vector_while_raising))
