@@ -596,6 +596,12 @@ static void unmap_all(struct vn_vhu_server *srv)
 	srv->nregions = 0;
 	STAT_SET(srv->mem_regions, 0);
 	STAT_SET(srv->mem_bytes, 0);
+	/*
+	 * Every caller has quiesced the queues (nothing translates now): free
+	 * the old snapshots, or a daemon whose frontends reconnect all day
+	 * keeps every memory table it ever saw.
+	 */
+	(void)vn_gmem_reclaim(srv->mem);
 }
 
 /* Stop every ring, reset the device and forget the rings' setup. */

@@ -68,6 +68,23 @@ void vn_gmem_destroy(struct vn_gmem *m)
 	pthread_mutex_destroy(&m->lock);
 }
 
+unsigned int vn_gmem_reclaim(struct vn_gmem *m)
+{
+	struct vn_gmem_table *t, *next;
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	t = m->retired;
+	m->retired = NULL;
+	pthread_mutex_unlock(&m->lock);
+	for (; t; t = next) {
+		next = t->retired_next;
+		free(t);
+		n++;
+	}
+	return n;
+}
+
 /* Called with m->lock held. @t replaces the current table, which is retired. */
 static void publish(struct vn_gmem *m, struct vn_gmem_table *t)
 {

@@ -56,6 +56,17 @@ struct vn_gmem {
 };
 
 /**
+ * vn_gmem_reclaim() - free the snapshots replaced so far
+ *
+ * A map that changes again and again (a vhost-user frontend reconnecting,
+ * or sending new memory tables) would otherwise grow without bound.
+ * Return: how many snapshots were freed.
+ * Context: no thread is translating through @m: every queue using it is
+ * quiesced (the points where a transport may unmap regions anyway).
+ */
+unsigned int vn_gmem_reclaim(struct vn_gmem *m);
+
+/**
  * vn_gmem_init() - an empty map
  * @m: caller-owned storage
  * Return: 0 or -ENOMEM.

@@ -184,6 +184,28 @@ static void test_concurrent_readers_and_writer(struct vn_t *t)
 	vn_gmem_destroy(&m);
 }
 
+/* Replaced snapshots are freed by reclaim, and the current map still works. */
+static void test_reclaim_retired_snapshots(struct vn_t *t)
+{
+	struct vn_gmem m;
+	uint32_t v = 0x12345678, got = 0;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x10000, 0x1000, NULL));
+	for (int i = 0; i < 50; i++) {
+		VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x100000, 0x1000, NULL));
+		VN_REQUIRE_OK(t, vn_gmem_remove(&m, 0x100000));
+	}
+	/* the empty start, one add, then 50 adds and 50 removes: 101 replaced */
+	VN_CHECK_EQ_U(t, vn_gmem_reclaim(&m), 101);
+	VN_CHECK_EQ_U(t, vn_gmem_reclaim(&m), 0);
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x10000, &v, sizeof(v)));
+	VN_CHECK_OK(t, vn_gmem_read(&m, 0x10000, &got, sizeof(got)));
+	VN_CHECK_EQ_U(t, got, v);
+	vn_gmem_destroy(&m);
+}
+
 VN_TESTS(VN_TEST(test_add_overlap_and_remove), VN_TEST(test_map_splits_and_bounds),
 	 VN_TEST(test_copy_across_regions), VN_TEST(test_le16_accessors),
-	 VN_TEST(test_adopt_fd_second_view), VN_TEST(test_concurrent_readers_and_writer))
+	 VN_TEST(test_adopt_fd_second_view), VN_TEST(test_concurrent_readers_and_writer),
+	 VN_TEST(test_reclaim_retired_snapshots))
