@@ -5,8 +5,10 @@
 # run, then the medians per backend and the vnotifyd/qsd ratio.
 #   bench/vs-qsd.sh [REPEATS] [e2e.sh options, e.g. --mb 64]
 # Workload (scripts/guest/init, vn.test=throughput): sequential 1 MiB
-# O_DIRECT write and read (MB/s), then 16 parallel 4 KiB O_DIRECT streams
-# writing and reading (IOPS at queue depth 16). QEMU runs under TCG: the
+# O_DIRECT write and read (MB/s), then 16 parallel 4 KiB O_DIRECT dd streams
+# writing and reading (qd*: IOPS at queue depth 16), then vn-aio keeping 16
+# random 4 KiB requests in flight from one process (aio*: IOPS, the pattern
+# of fio's libaio engine). QEMU runs under TCG: the
 # guest's own CPU cost dominates, so ratios near 1 are expected unless a
 # backend adds latency. Until tools/vnotifyd is built, QSD runs alone.
 # A stalled or failed run is printed and counted, and left out of the
@@ -16,8 +18,11 @@ cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
 reps=${1:-5}
 [ $# -gt 0 ] && shift
+# VN_BUILD: the meson build directory (default build) holding vnotifyd; the
+# guest is built into its guest/ subdirectory.
 build=${VN_BUILD:-build}
-vnd=$top/$build/tools/vnotifyd/vnotifyd
+case "$build" in /*) ;; *) build=$top/$build ;; esac
+vnd=$build/tools/vnotifyd/vnotifyd
 backends="qsd vnotifyd"
 if ! [ -x "$vnd" ]; then
 	echo "vs-qsd: vnotifyd not built ($vnd): running QSD only"
@@ -31,15 +36,15 @@ for i in $(seq "$reps"); do
 	[ $((i % 2)) = 0 ] && order=$(echo "$backends" | tr ' ' '\n' | tac | tr '\n' ' ')
 	for b in $order; do
 		log=$(mktemp)
-		scripts/guest/e2e.sh "$b" --guest "$top/$build/guest" --vnotifyd "$vnd" --test throughput "$@" >"$log" 2>&1
+		scripts/guest/e2e.sh "$b" --guest "$build/guest" --vnotifyd "$vnd" --test throughput "$@" >"$log" 2>&1
 		rc=$?
 		[ $rc = 77 ] && { cat "$log"; exit 77; }
 		line="rep=$i backend=$b rc=$rc"
-		for t in seqwrite seqread qdwrite qdread; do
-			v=$(grep "^VN-RESULT test=$t " "$log" | sed -n 's/.* mbps=\([0-9.]*\) iops=\([0-9]*\).*/\1 \2/p')
+		for t in seqwrite seqread qdwrite qdread aiowrite aioread; do
+			r=$(grep "^VN-RESULT test=$t " "$log")
 			case $t in
-			seq*) line="$line $t=${v% *}" ;;
-			qd*) line="$line $t=${v#* }" ;;
+			seq*) line="$line $t=$(echo "$r" | sed -n 's/.* mbps=\([0-9.]*\).*/\1/p')" ;;
+			*) line="$line $t=$(echo "$r" | sed -n 's/.* iops=\([0-9]*\).*/\1/p')" ;;
 			esac
 		done
 		line="$line wall_ms=$(sed -n 's/^VN-VERDICT .*wall_ms=\([0-9]*\).*/\1/p' "$log")"
@@ -54,7 +59,8 @@ rows = []
 for l in open(sys.argv[1]):
     kv = dict(f.split("=", 1) for f in l.split())
     rows.append(kv)
-keys = [("seqwrite", "MB/s"), ("seqread", "MB/s"), ("qdwrite", "IOPS"), ("qdread", "IOPS"), ("wall_ms", "ms")]
+keys = [("seqwrite", "MB/s"), ("seqread", "MB/s"), ("qdwrite", "IOPS"), ("qdread", "IOPS"),
+        ("aiowrite", "IOPS"), ("aioread", "IOPS"), ("wall_ms", "ms")]
 med = {}
 print()
 print(f"{'backend':9} {'runs':>4} {'bad':>3} " + " ".join(f"{k + ' ' + u:>14}" for k, u in keys))

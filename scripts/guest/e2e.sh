@@ -75,22 +75,27 @@ qsd)
 		>"$blog" 2>&1 &
 	;;
 vnotifyd)
-	"$bin" --blk "path=$img,socket=$sock,queues=2" >"$blog" 2>&1 &
+	# stdout carries the ready line (one per device, once listening).
+	"$bin" --blk "path=$img,socket=$sock,queues=2" >"$blog.ready" 2>"$blog" &
 	;;
 esac
 bpid=$!
+ready() {
+	[ -S "$sock" ] || return 1
+	[ "$backend" = qsd ] || [ -s "$blog.ready" ]
+}
 for _ in $(seq 100); do
-	[ -S "$sock" ] && break
+	ready && break
 	kill -0 "$bpid" 2>/dev/null || break
 	sleep 0.1
 done
-if ! [ -S "$sock" ]; then
-	echo "VN-E2E backend=$backend verdict=fail: no socket $sock after 10 s"
-	cat "$blog"
+if ! ready; then
+	echo "VN-E2E backend=$backend verdict=fail: not listening on $sock after 10 s (or no ready line)"
+	cat "$blog" "$blog.ready" 2>/dev/null
 	exit 1
 fi
 if [ "$backend" = vnotifyd ]; then
-	echo "VN-HOST vnotifyd-ready $(head -n 1 "$blog")"
+	echo "VN-HOST vnotifyd-ready $(head -n 1 "$blog.ready")"
 fi
 
 runlog=$work/console.log
@@ -117,8 +122,8 @@ fi
 wait "$bpid" || brc=$?
 bpid=""
 echo "VN-HOST backend=$backend exit=$brc socket_left=$([ -e "$sock" ] && echo yes || echo no)"
-if [ "$backend" = vnotifyd ] && [ -s "$blog" ]; then
-	sed 's/^/VN-HOST vnotifyd: /' "$blog" | tail -n 40
+if [ "$backend" = vnotifyd ]; then
+	cat "$blog.ready" "$blog" 2>/dev/null | sed 's/^/VN-HOST vnotifyd: /' | tail -n 40
 fi
 
 host=skip

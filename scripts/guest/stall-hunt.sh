@@ -5,6 +5,7 @@
 #   scripts/guest/stall-hunt.sh BACKEND RUNS OUT [e2e.sh options] [-- run-qemu.sh options]
 # e.g. scripts/guest/stall-hunt.sh qsd 12 build/hunt-msix \
 #        --guest-args "vn.rounds=4 vn.iodepth=16 vn.watchdog=60" -- --timeout 120
+# While it runs, do not edit scripts/guest/*.sh: bash reads them as it goes.
 # Prints one line per run and "VN-HUNT backend=B runs=N ok=N stall=N fail=N".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,9 +23,9 @@ for k in $(seq "$runs"); do
 	77) echo "VN-HUNT skipped: $(tail -n 1 "$d.out")"; exit 77 ;;
 	*) fail=$((fail + 1)); v=FAIL ;;
 	esac
-	rounds=$(grep -c '^VN-RESULT test=qd' "$d.out")
-	iops=$(grep '^VN-RESULT test=qdread' "$d.out" | sed -n 's/.*iops=\([0-9]*\).*/\1/p' | tr '\n' ' ')
-	echo "run $k: $v (qd tests finished: $rounds, read iops: ${iops:-none}) $(date +%T)"
+	tests=$(grep -cE '^VN-RESULT test=(qd|aio)' "$d.out")
+	iops=$(grep -E '^VN-RESULT test=(qd|aio)read' "$d.out" | sed -n 's/.*iops=\([0-9]*\).*/\1/p' | tr '\n' ' ')
+	echo "run $k: $v (depth tests finished: $tests, read iops: ${iops:-none}) $(date +%T)"
 	[ $v = ok ] || grep -E '^VN-(STALL|EVIDENCE (inflight|irq)|RING|VERDICT)' "$d.out" | head -n 20
 	# The image is not needed after the run; the console and evidence are.
 	rm -f "$d/disk.img"
