@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-scripts/bootstrap.sh test e2e || { echo "0 passed, 1 failed"; exit 1; }
+scripts/bootstrap.sh test e2e kvm || { echo "0 passed, 1 failed"; exit 1; }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
