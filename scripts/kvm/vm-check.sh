@@ -2,11 +2,15 @@
 # Runs inside level 1 (busybox sh): vnotify-vm boots the level-2 Linux on a
 # fresh image, which writes a pattern to /dev/vda, reads it back and
 # verifies it; then the host side (here) checks the image too.
-#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB]
-# Prints TAP-ish lines; exits 0 when both checks pass.
+#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause]
+# With "pause", the VM is paused (SIGTSTP) and resumed (SIGCONT) every
+# couple of seconds for its whole run: boot and I/O must survive the host
+# notifiers being stopped, drained and restarted under them.
+# Prints TAP-ish lines; exits 0 when every check passes.
 ioev=${1:-ioeventfd=on}
 cpus=${2:-1}
 bench=${3:-}
+pause=${4:-}
 dir=$(cd "$(dirname "$0")" && pwd)
 img=/tmp/disk-$$.img
 log=/tmp/vm-$$.log
@@ -14,10 +18,26 @@ dd if=/dev/zero of=$img bs=1M count=32 2>/dev/null
 append="quiet"
 [ -n "$bench" ] && append="$append vn.bench=$bench"
 t0=$(cut -d' ' -f1 /proc/uptime)
-timeout 400 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
+"$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
 	--memory 256M --cpus "$cpus" --console --append "$append" \
-	--blk "path=$img,$ioev" >$log 2>&1
+	--blk "path=$img,$ioev" >$log 2>&1 &
+pid=$!
+# our own timeout: the pause test signals vnotify-vm itself, not a wrapper
+(sleep 400 && kill -TERM $pid 2>/dev/null) &
+watchdog=$!
+cycles=0
+if [ "$pause" = pause ]; then
+	while kill -0 $pid 2>/dev/null; do
+		sleep 2
+		kill -TSTP $pid 2>/dev/null || break
+		sleep 1
+		kill -CONT $pid 2>/dev/null || break
+		cycles=$((cycles + 1))
+	done
+fi
+wait $pid
 rc=$?
+kill $watchdog 2>/dev/null
 t1=$(cut -d' ' -f1 /proc/uptime)
 grep -E '^(VN-L2|vnotify-vm)' $log | sed 's/^/# /'
 echo "# $ioev cpus=$cpus: vnotify-vm status $rc after $(awk "BEGIN { print $t1 - $t0 }")s"
@@ -35,6 +55,16 @@ if dd if=$img bs=64k count=16 2>/dev/null | cmp - /tmp/pattern-$$ >/dev/null; th
 else
 	echo "not ok - the image does not hold the pattern ($ioev, $cpus vCPU)"
 	status=1
+fi
+if [ "$pause" = pause ]; then
+	paused=$(grep -c '^vnotify-vm: paused' $log)
+	resumed=$(grep -c '^vnotify-vm: resumed' $log)
+	if [ "$paused" -ge 1 ] && [ "$paused" = "$resumed" ]; then
+		echo "ok - paused and resumed $paused times during the run ($ioev, $cpus vCPU)"
+	else
+		echo "not ok - pause/resume: $cycles cycles sent, $paused paused, $resumed resumed"
+		status=1
+	fi
 fi
 rm -f $img /tmp/pattern-$$ $log
 exit $status

@@ -28,7 +28,8 @@ if [ -n "$vm" ]; then
 	l2=$("$kvm/build-l2.sh" "$out") || exit $?
 	"$kvm/build-l1.sh" "$out" >/dev/null || exit $?
 	adds+=(--add "$vm" --add "$l2/initramfs-l2.gz" --add "$l2/bzImage" --add "$kvm/vm-check.sh")
-	cmds+=("./vm-check.sh ioeventfd=on 1" "./vm-check.sh ioeventfd=off 1" "./vm-check.sh ioeventfd=on 2")
+	cmds+=("./vm-check.sh ioeventfd=on 1" "./vm-check.sh ioeventfd=off 1" "./vm-check.sh ioeventfd=on 2"
+		"./vm-check.sh ioeventfd=on 1 '' pause")
 fi
 start=$(date +%s)
 set +e

@@ -62,7 +62,11 @@ static void usage(void)
 	fprintf(stderr, "usage: vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
 			"                  [--blk "
-			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n");
+			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
+			"\n"
+			"signals: SIGINT/SIGTERM end the VM; SIGTSTP pauses it (vCPUs parked, host\n"
+			"notifiers stopped and drained); SIGCONT resumes it (notifiers restarted, each\n"
+			"queue self-kicked).\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -358,7 +362,11 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGTSTP);
+	sigaddset(&set, SIGCONT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_mutex_init(&vm.pause_lock, NULL);
+	pthread_cond_init(&vm.pause_cond, NULL);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigusr1; /* no SA_RESTART: KVM_RUN returns EINTR */
 	sigaction(SIGUSR1, &sa, NULL);
@@ -453,8 +461,18 @@ int main(int argc, char **argv)
 	while (!atomic_load(&vm.stop)) {
 		if (sigwait(&set, &sig))
 			continue;
-		if (sig != SIGUSR2)
+		if (sig == SIGTSTP && !atomic_load(&vm.paused)) {
+			/* vCPUs first: then no doorbell races the notifiers' stop */
+			vm_vcpus_pause(&vm);
+			vn_machine_pause(vm.m);
+			fprintf(stderr, "vnotify-vm: paused\n");
+		} else if (sig == SIGCONT && atomic_load(&vm.paused)) {
+			vn_machine_resume(vm.m);
+			vm_vcpus_resume(&vm);
+			fprintf(stderr, "vnotify-vm: resumed\n");
+		} else if (sig != SIGUSR2 && sig != SIGTSTP && sig != SIGCONT) {
 			vm_request_end(&vm, 2);
+		}
 	}
 	vm_vcpus_stop(&vm);
 	clock_gettime(CLOCK_MONOTONIC, &t1);

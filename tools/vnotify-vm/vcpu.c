@@ -223,6 +223,17 @@ static void *vcpu_thread(void *opaque)
 	snprintf(name, sizeof(name), "vcpu%u", c->id);
 	pthread_setname_np(pthread_self(), name);
 	while (!atomic_load(&vm->stop)) {
+		if (atomic_load(&vm->paused)) {
+			/* parked: the devices may be stopped, do not enter the guest */
+			pthread_mutex_lock(&vm->pause_lock);
+			vm->nparked++;
+			pthread_cond_broadcast(&vm->pause_cond);
+			while (atomic_load(&vm->paused) && !atomic_load(&vm->stop))
+				pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+			vm->nparked--;
+			pthread_mutex_unlock(&vm->pause_lock);
+			continue;
+		}
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				count(vm, VM_EXIT_INTR);
@@ -272,10 +283,52 @@ int vm_vcpu_start(struct vm_vcpu *c)
 	return 0;
 }
 
+/*
+ * Park every vCPU outside KVM_RUN. A signal kicks each one out (KVM_RUN
+ * returns EINTR); it is repeated because one that arrives just before a
+ * vCPU enters KVM_RUN is lost until the guest's next exit.
+ */
+void vm_vcpus_pause(struct vm *vm)
+{
+	unsigned int running = 0;
+
+	for (unsigned int i = 0; i < vm->ncpus; i++)
+		running += vm->cpu[i].started;
+	atomic_store(&vm->paused, true);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->nparked < running && !atomic_load(&vm->stop)) {
+		struct timespec ts;
+
+		for (unsigned int i = 0; i < vm->ncpus; i++)
+			if (vm->cpu[i].started)
+				pthread_kill(vm->cpu[i].thread, SIGUSR1);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &ts);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_vcpus_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->paused, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 /* stop every vCPU: a signal kicks each out of KVM_RUN until it has seen stop */
 void vm_vcpus_stop(struct vm *vm)
 {
 	atomic_store(&vm->stop, true);
+	/* parked vCPUs wake up and see stop */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
 		struct vm_vcpu *c = &vm->cpu[i];
 

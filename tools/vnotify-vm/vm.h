@@ -66,6 +66,15 @@ struct vm {
 	struct vm_vcpu cpu[VM_MAX_CPUS];
 	struct serial serial;
 	atomic_bool stop;
+	/*
+	 * Pause: vCPUs park outside KVM_RUN while @paused is set; @nparked
+	 * counts them (under pause_lock) so the pauser knows when no vCPU can
+	 * touch the devices any more.
+	 */
+	atomic_bool paused;
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	unsigned int nparked;
 	atomic_int end_reason; /* 0 running, 1 reset/poweroff, 2 signal, 3 error */
 	pthread_t main_thread;
 	atomic_ullong exits[VM_EXIT_COUNT];
@@ -87,6 +96,8 @@ void serial_io(struct serial *s, uint16_t port, bool write, uint8_t *data, unsig
 int vm_vcpu_init(struct vm *vm, unsigned int id, uint64_t entry, uint64_t boot_params);
 int vm_vcpu_start(struct vm_vcpu *c);
 void vm_vcpus_stop(struct vm *vm);
+void vm_vcpus_pause(struct vm *vm);
+void vm_vcpus_resume(struct vm *vm);
 void vm_request_end(struct vm *vm, int reason);
 const char *vm_exit_name(enum vm_exit e);
 
