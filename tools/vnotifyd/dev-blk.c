@@ -43,63 +43,63 @@ struct blk_dev {
 	struct vn_vhu_conn *conn;
 };
 
-static const char *const backends[] = {"auto", "uring", "pool", NULL};
+static const char *const backends[] = { "auto", "uring", "pool", NULL };
 
 static const struct vnd_key blk_keys[] = {
-	{.name = "path",
-	 .kind = VND_KEY_STR,
-	 .metavar = "IMG",
-	 .required = true,
-	 .help = "the disk image: a regular file or block device"},
-	{.name = "socket",
-	 .kind = VND_KEY_STR,
-	 .metavar = "SOCK",
-	 .required = true,
-	 .unique = true,
-	 .max = 107,
-	 .help = "the vhost-user unix socket to listen on"},
-	{.name = "queues",
-	 .kind = VND_KEY_UINT,
-	 .metavar = "N",
-	 .min = 1,
-	 .max = 64,
-	 .def = "1",
-	 .help = "request queues; QEMU's num-queues may not be more"},
-	{.name = "iothreads",
-	 .kind = VND_KEY_UINT,
-	 .metavar = "K",
-	 .min = 1,
-	 .max = BLK_MAX_IOTHREADS,
-	 .def = "1",
-	 .help = "queue iothreads, K <= N; queue q runs on q mod K"},
-	{.name = "readonly",
-	 .kind = VND_KEY_BOOL,
-	 .metavar = "on|off",
-	 .def = "off",
-	 .help = "serve the disk read-only (VIRTIO_BLK_F_RO)"},
-	{.name = "direct",
-	 .kind = VND_KEY_BOOL,
-	 .metavar = "on|off",
-	 .def = "off",
-	 .help = "O_DIRECT: bypass the host page cache"},
-	{.name = "serial",
-	 .kind = VND_KEY_STR,
-	 .metavar = "ID",
-	 .max = VN_BLK_SERIAL_LEN,
-	 .help = "the disk's serial number (GET_ID), at most 20 bytes"},
-	{.name = "backend",
-	 .kind = VND_KEY_ENUM,
-	 .metavar = "B",
-	 .choices = backends,
-	 .def = "auto",
-	 .help = "uring, pool (worker threads) or auto (uring, else pool)"},
-	{.name = "queue-size",
-	 .kind = VND_KEY_UINT,
-	 .metavar = "S",
-	 .min = 4,
-	 .max = 1024,
-	 .def = "256",
-	 .help = "largest ring a frontend may use, a power of 2"},
+	{ .name = "path",
+	  .kind = VND_KEY_STR,
+	  .metavar = "IMG",
+	  .required = true,
+	  .help = "the disk image: a regular file or block device" },
+	{ .name = "socket",
+	  .kind = VND_KEY_STR,
+	  .metavar = "SOCK",
+	  .required = true,
+	  .unique = true,
+	  .max = 107,
+	  .help = "the vhost-user unix socket to listen on" },
+	{ .name = "queues",
+	  .kind = VND_KEY_UINT,
+	  .metavar = "N",
+	  .min = 1,
+	  .max = 64,
+	  .def = "1",
+	  .help = "request queues; QEMU's num-queues may not be more" },
+	{ .name = "iothreads",
+	  .kind = VND_KEY_UINT,
+	  .metavar = "K",
+	  .min = 1,
+	  .max = BLK_MAX_IOTHREADS,
+	  .def = "1",
+	  .help = "queue iothreads, K <= N; queue q runs on q mod K" },
+	{ .name = "readonly",
+	  .kind = VND_KEY_BOOL,
+	  .metavar = "on|off",
+	  .def = "off",
+	  .help = "serve the disk read-only (VIRTIO_BLK_F_RO)" },
+	{ .name = "direct",
+	  .kind = VND_KEY_BOOL,
+	  .metavar = "on|off",
+	  .def = "off",
+	  .help = "O_DIRECT: bypass the host page cache" },
+	{ .name = "serial",
+	  .kind = VND_KEY_STR,
+	  .metavar = "ID",
+	  .max = VN_BLK_SERIAL_LEN,
+	  .help = "the disk's serial number (GET_ID), at most 20 bytes" },
+	{ .name = "backend",
+	  .kind = VND_KEY_ENUM,
+	  .metavar = "B",
+	  .choices = backends,
+	  .def = "auto",
+	  .help = "uring, pool (worker threads) or auto (uring, else pool)" },
+	{ .name = "queue-size",
+	  .kind = VND_KEY_UINT,
+	  .metavar = "S",
+	  .min = 4,
+	  .max = 1024,
+	  .def = "256",
+	  .help = "largest ring a frontend may use, a power of 2" },
 };
 
 static int blk_check(const struct vnd_dev_opts *o)
@@ -109,14 +109,16 @@ static int blk_check(const struct vnd_dev_opts *o)
 
 	if (k > q) {
 		fprintf(stderr,
-			"vnotifyd: %s: iothreads=%lu is more than queues=%lu; an iothread without a "
+			"vnotifyd: %s: iothreads=%lu is more than queues=%lu; an iothread without "
+			"a "
 			"queue would idle: use iothreads=%lu at most\n",
 			o->id, k, q, q);
 		return -EINVAL;
 	}
 	if (qs & (qs - 1)) {
-		fprintf(stderr, "vnotifyd: %s: queue-size=%lu is not a power of 2 (e.g. 128, 256)\n",
-			o->id, qs);
+		fprintf(stderr,
+			"vnotifyd: %s: queue-size=%lu is not a power of 2 (e.g. 128, 256)\n", o->id,
+			qs);
 		return -EINVAL;
 	}
 	return 0;
@@ -131,7 +133,7 @@ static struct blk_dev *to_blk(struct vnd_dev *d)
 static int open_image(struct blk_dev *b, bool direct)
 {
 	int fl = (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? O_DIRECT : 0);
-	struct flock lk = {.l_type = b->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+	struct flock lk = { .l_type = b->readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET };
 	const char *id = b->dev.id;
 	struct stat st;
 	int r;
@@ -143,7 +145,8 @@ static int open_image(struct blk_dev *b, bool direct)
 		if (r == -ENOENT)
 			fprintf(stderr, "; create it first (e.g. truncate -s 1G %s)\n", b->path);
 		else if ((r == -EACCES || r == -EROFS || r == -EPERM) && !b->readonly)
-			fprintf(stderr, "; give vnotifyd write access, or serve it with readonly=on\n");
+			fprintf(stderr,
+				"; give vnotifyd write access, or serve it with readonly=on\n");
 		else if (r == -EACCES || r == -EPERM)
 			fprintf(stderr, "; give vnotifyd read access to it\n");
 		else if (r == -EISDIR)
@@ -193,12 +196,12 @@ static int start_threads(struct blk_dev *b)
 	int r;
 
 	snprintf(name, sizeof(name), "%s-vhu", b->dev.id);
-	r = vn_iothread_new(&(struct vn_iothread_cfg){.name = name}, &b->sock_it);
+	r = vn_iothread_new(&(struct vn_iothread_cfg){ .name = name }, &b->sock_it);
 	if (r == 0)
 		r = vn_iothread_start(b->sock_it);
 	for (unsigned int i = 0; r == 0 && i < b->nr_iothreads; i++) {
-		struct vn_iothread_cfg cfg = {.name = name,
-					      .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT};
+		struct vn_iothread_cfg cfg = { .name = name,
+					       .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT };
 
 		snprintf(name, sizeof(name), "%s-io%u", b->dev.id, i);
 		r = vn_iothread_new(&cfg, &b->q_its[i]);
@@ -320,9 +323,10 @@ static int blk_create(const struct vnd_dev_opts *o, struct vnd_dev **out)
 		goto err;
 	}
 	if (fstat(b->fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size != b->size)
-		vn_log(VN_LOG_WARN, "vnotifyd", "%s: %s: the last %llu bytes (less than a sector) "
-		       "are not part of the disk", b->dev.id, b->path,
-		       (unsigned long long)((uint64_t)st.st_size - b->size));
+		vn_log(VN_LOG_WARN, "vnotifyd",
+		       "%s: %s: the last %llu bytes (less than a sector) "
+		       "are not part of the disk",
+		       b->dev.id, b->path, (unsigned long long)((uint64_t)st.st_size - b->size));
 	r = start_threads(b);
 	if (r == 0)
 		r = listen_socket(b);
@@ -343,8 +347,8 @@ static void blk_ready(struct vnd_dev *d, FILE *f)
 	fprintf(f,
 		"vnotifyd: %s ready: socket=%s image=%s size=%llu queues=%u iothreads=%u "
 		"backend=%s%s\n",
-		d->id, b->sock, b->path, (unsigned long long)b->size, b->nr_queues,
-		b->nr_iothreads, vn_blk_backend_name(b->blk), b->readonly ? " readonly" : "");
+		d->id, b->sock, b->path, (unsigned long long)b->size, b->nr_queues, b->nr_iothreads,
+		vn_blk_backend_name(b->blk), b->readonly ? " readonly" : "");
 }
 
 static void blk_stats(struct vnd_dev *d, FILE *f)
@@ -356,8 +360,8 @@ static void blk_stats(struct vnd_dev *d, FILE *f)
 		b->readonly ? " readonly" : "");
 	vnd_stats_vhu(f, d->id, b->conn);
 	for (unsigned int q = 0; q < b->nr_queues; q++) {
-		struct vn_vhu_queue_stats qs = {0};
-		struct vn_blk_stats bs = {0};
+		struct vn_vhu_queue_stats qs = { 0 };
+		struct vn_blk_stats bs = { 0 };
 
 		if (vn_vhu_conn_get_queue_stats(b->conn, q, &qs) < 0 ||
 		    vn_blk_get_stats(b->blk, q, &bs) < 0)
@@ -367,8 +371,7 @@ static void blk_stats(struct vnd_dev *d, FILE *f)
 			"runs=%llu polls=%llu requests=%llu bytes_read=%llu bytes_written=%llu "
 			"flushes=%llu errors=%llu in_flight=%llu\n",
 			d->id, q, vnd_stats_notifier(b->conn, q), qs.enabled ? "yes" : "no",
-			qs.call_fd ? "yes" : "no",
-			vn_iothread_name(b->q_its[q % b->nr_iothreads]),
+			qs.call_fd ? "yes" : "no", vn_iothread_name(b->q_its[q % b->nr_iothreads]),
 			(unsigned long long)qs.kicks, (unsigned long long)qs.runs,
 			(unsigned long long)qs.polls, (unsigned long long)bs.requests,
 			(unsigned long long)bs.bytes_read, (unsigned long long)bs.bytes_written,
@@ -394,8 +397,10 @@ static int blk_destroy(struct vnd_dev *d)
 	b->conn = NULL;
 	if (b->blk && !b->readonly && fdatasync(b->fd) < 0) {
 		r = -errno;
-		vn_log(VN_LOG_ERR, "vnotifyd", "%s: flushing %s failed: %s; the image may miss "
-		       "the last writes", d->id, b->path, VND_STRERROR(r));
+		vn_log(VN_LOG_ERR, "vnotifyd",
+		       "%s: flushing %s failed: %s; the image may miss "
+		       "the last writes",
+		       d->id, b->path, VND_STRERROR(r));
 	}
 	vn_blk_free(b->blk);
 	for (unsigned int i = 0; i < BLK_MAX_IOTHREADS; i++)

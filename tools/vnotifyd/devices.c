@@ -34,7 +34,7 @@ const struct vn_device_type *vnd_device_type(unsigned int i)
 
 int vnd_socket_check(const char *id, const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd, r;
 

@@ -64,7 +64,7 @@ extern const struct vn_device_type vn_blk_type;
  * Return: @buf
  */
 const char *vnd_strerror(int err, char *buf, size_t len);
-#define VND_STRERROR(err) vnd_strerror((err), (char[64]){0}, 64)
+#define VND_STRERROR(err) vnd_strerror((err), (char[64]){ 0 }, 64)
 
 /** vnd_device_type() - the @i-th type of the table, NULL past the end */
 const struct vn_device_type *vnd_device_type(unsigned int i);

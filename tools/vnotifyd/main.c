@@ -128,7 +128,7 @@ static int devices_stop(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	struct daemon d = {.sfd = -1};
+	struct daemon d = { .sfd = -1 };
 	int r, status = 1;
 
 	r = vnd_options_parse(argc, argv, &d.opts);

@@ -25,10 +25,10 @@ enum {
 };
 
 static const struct option base_options[] = {
-	{"help", no_argument, NULL, OPT_HELP},
-	{"version", no_argument, NULL, OPT_VERSION},
-	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	{"trace", required_argument, NULL, OPT_TRACE},
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "trace", required_argument, NULL, OPT_TRACE },
 };
 #define NR_BASE (sizeof(base_options) / sizeof(base_options[0]))
 #define MAX_TYPES 8
@@ -89,7 +89,8 @@ void vnd_usage(FILE *f)
 		"(vhost-user needs the guest's memory shared: memfd with share=on):\n"
 		"  vnotifyd --blk path=disk.img,socket=/tmp/vblk0.sock,queues=2\n"
 		"  qemu-system-x86_64 -m 1G \\\n"
-		"    -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \\\n"
+		"    -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem "
+		"\\\n"
 		"    -chardev socket,id=c0,path=/tmp/vblk0.sock \\\n"
 		"    -device vhost-user-blk-pci,chardev=c0,num-queues=2 ...\n"
 		"\n"
@@ -133,8 +134,8 @@ static int parse_uint(const char *s, unsigned long *v)
 
 static int parse_bool(const char *s, bool *v)
 {
-	static const char *const yes[] = {"on", "yes", "true", "1"};
-	static const char *const no[] = {"off", "no", "false", "0"};
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
 
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (strcmp(s, yes[i]) == 0) {
@@ -351,7 +352,8 @@ int vnd_options_parse(int argc, char **argv, struct vnd_opts *o)
 	o->log_level = VN_LOG_INFO;
 	memcpy(longopts, base_options, sizeof(base_options));
 	for (unsigned int i = 0; (t = vnd_device_type(i)) && n < NR_BASE + MAX_TYPES; i++)
-		longopts[n++] = (struct option){t->name, required_argument, NULL, OPT_DEVICE + (int)i};
+		longopts[n++] =
+			(struct option){ t->name, required_argument, NULL, OPT_DEVICE + (int)i };
 	memset(&longopts[n], 0, sizeof(longopts[n]));
 
 	opterr = 0;
@@ -379,7 +381,8 @@ int vnd_options_parse(int argc, char **argv, struct vnd_opts *o)
 			if (optopt)
 				ERR("unknown option -%c; see vnotifyd --help\n", optopt);
 			else
-				ERR("unknown option %s; see vnotifyd --help\n", bad_arg(argc, argv));
+				ERR("unknown option %s; see vnotifyd --help\n",
+				    bad_arg(argc, argv));
 			return -EINVAL;
 		default:
 			t = vnd_device_type((unsigned int)(c - OPT_DEVICE));
@@ -413,8 +416,7 @@ void vnd_options_free(struct vnd_opts *o)
 }
 
 /* Lookups of values the parser has already checked. */
-static const char *lookup(const struct vnd_dev_opts *d, const char *key,
-			  const struct vnd_key **k)
+static const char *lookup(const struct vnd_dev_opts *d, const char *key, const struct vnd_key **k)
 {
 	unsigned int idx;
 
