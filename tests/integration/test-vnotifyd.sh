@@ -109,6 +109,9 @@ refused "option without value" "--blk needs a value" --blk
 refused "stray argument" "unexpected argument 'disk.img'" --blk "$B" disk.img
 refused "bad log level" "--log-level loud: use err, warn, info or debug" --log-level loud --blk "$B"
 refused "unknown trace point" "--trace 'no_such_point' names no trace point" --trace no_such_point --blk "$B"
+as=(env VNOTIFY_TRACE=no_such_point)
+refused "unknown trace point in the environment" "VNOTIFY_TRACE 'no_such_point' names no trace point" --blk "$B"
+as=()
 refused "missing image" "cannot open $dir/none.img: no such file or directory; create it" \
 	--blk "path=$dir/none.img,socket=$sock"
 : >"$dir/empty.img"
@@ -234,20 +237,37 @@ else
 	bad "vnotifyd still running 5 s after SIGTERM" "$dir/main.err"
 fi
 
-# Read-only, backend=pool, SIGINT.
-start ro --blk "path=$img,socket=$sock,readonly=on,backend=pool"
-if wait_for "$dir/ro.out" "ready" &&
-	grep -Eq "backend=pool readonly$" "$dir/ro.out" &&
-	timeout 20 "$probe" io "$sock" "$img" 1 ro </dev/null >"$dir/p4.out" 2>&1; then
+# Read-only, backend=pool; --trace (it replaces VNOTIFY_TRACE, which would
+# be refused here); SIGINT while a frontend is connected with a ring up.
+VNOTIFY_TRACE=no_such_point start ro --trace vhu_connect,blk_backend \
+	--blk "path=$img,socket=$sock,readonly=on,backend=pool"
+ro=$vpid
+wait_for "$dir/ro.out" "ready"
+rm -f "$dir/hold"
+mkfifo "$dir/hold"
+"$probe" io "$sock" "$img" 1 ro <"$dir/hold" >"$dir/p4.out" 2>&1 &
+ppid=$!
+exec 3>"$dir/hold"
+if grep -Eq "backend=pool readonly$" "$dir/ro.out" &&
+	wait_for "$dir/p4.out" "ring up|vhu-probe:" 100 && grep -q "ring up" "$dir/p4.out"; then
 	ok "readonly=on: F_RO offered, writes fail, reads work (pool backend)"
+	grep -q "trace: vhu_connect" "$dir/ro.err" && grep -q "trace: blk_backend" "$dir/ro.err" &&
+		ok "--trace turns trace points on" || bad "--trace: no trace lines" "$dir/ro.err"
 else
 	bad "readonly=on" "$dir/ro.out" "$dir/p4.out" "$dir/ro.err"
 fi
-kill -INT "$vpid"
-if exited "$vpid" && [ $rc = 0 ] && [ ! -e "$sock" ]; then
-	ok "SIGINT: exit 0, socket removed"
+kill -INT "$ro"
+if exited "$ro" && [ $rc = 0 ] && [ ! -e "$sock" ]; then
+	ok "SIGINT with a frontend connected: exit 0, socket removed"
 else
-	bad "SIGINT: exit ${rc:-hung}" "$dir/ro.err"
+	bad "SIGINT with a frontend connected: exit ${rc:-hung}" "$dir/ro.err"
+fi
+echo go >&3
+exec 3>&-
+if exited "$ppid" 100 && [ $rc != 0 ] && grep -Eq "closed the connection|Broken pipe|reset by peer" "$dir/p4.out"; then
+	ok "the frontend saw the connection close"
+else
+	bad "the frontend after the stop: exit ${rc:-hung}" "$dir/p4.out"
 fi
 
 echo "1..$n"
