@@ -8,6 +8,7 @@
 #     --test NAME     guest workload: all|pattern|throughput|qd|boot (all)
 #     --guest-args A  more vn.* arguments for the guest (see scripts/guest/init)
 #     --vnotifyd BIN  the daemon (default build/tools/vnotifyd/vnotifyd)
+#     --blk-args KV   more vnotifyd --blk keys, e.g. iothreads=2,direct=on
 #     --keep DIR      keep image, logs and the console there
 # qsd: qemu-storage-daemon --blockdev file + --export vhost-user-blk,
 #      num-queues=2, writable=on (QEMU's own backend: the peer).
@@ -25,7 +26,7 @@ case "$backend" in
 qsd | vnotifyd) shift ;;
 *) echo "usage: $0 qsd|vnotifyd [options] [-- run-qemu.sh options]" >&2; exit 2 ;;
 esac
-guest=$top/build/guest mb=32 seed=$(($(date +%s) % 100000)) test=all keep="" gargs=""
+guest=$top/build/guest mb=32 seed=$(($(date +%s) % 100000)) test=all keep="" gargs="" blkargs=""
 vnotifyd=$top/build/tools/vnotifyd/vnotifyd
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--test) test=$2; shift 2 ;;
 	--guest-args) gargs=$2; shift 2 ;;
 	--vnotifyd) vnotifyd=$2; shift 2 ;;
+	--blk-args) blkargs=,$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
 	--) shift; break ;;
 	*) echo "e2e: unknown option $1" >&2; exit 2 ;;
@@ -76,7 +78,7 @@ qsd)
 	;;
 vnotifyd)
 	# stdout carries the ready line (one per device, once listening).
-	"$bin" --blk "path=$img,socket=$sock,queues=2" >"$blog.ready" 2>"$blog" &
+	"$bin" --blk "path=$img,socket=$sock,queues=2$blkargs" >"$blog.ready" 2>"$blog" &
 	;;
 esac
 bpid=$!
