@@ -58,6 +58,7 @@ struct opts {
 };
 
 struct result {
+	const char *backend; /* what the device chose: io_uring or the pool */
 	bool ioeventfd;
 	unsigned int vcpus, iodepth;
 	double iops, mibps, p50_us, p99_us, p999_us;
@@ -374,6 +375,7 @@ static int run_once(const struct opts *o, struct result *res)
 
 	/* aggregate */
 	memset(res, 0, sizeof(*res));
+	res->backend = vn_blk_backend_name(g.blk);
 	res->ioeventfd = o->ioeventfd;
 	res->vcpus = o->vcpus;
 	res->iodepth = o->iodepth;
@@ -497,12 +499,13 @@ static void print_json(FILE *f, const struct opts *o, const struct summary *s, b
 	       "\"p50_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, "
 	       "\"kicks_per_req\": %.3f, \"exits_per_req\": %.3f, \"irqs_per_req\": %.3f, "
 	       "\"notify_ns_per_kick\": %.0f, \"guest_work_per_s\": %.0f, "
-	       "\"guest_work_frac\": %.3f, \"errors\": %" PRIu64 ", \"repeat\": %u}%s\n",
+	       "\"guest_work_frac\": %.3f, \"errors\": %" PRIu64 ", \"repeat\": %u, "
+	       "\"backend\": \"%s\"}%s\n",
 	       r->ioeventfd ? "ioeventfd" : "sync", r->vcpus, o->queues, r->iodepth, o->bs,
 	       rw_names[o->rw], o->guest_work_ns, r->iops, s->iops_min, s->iops_max, r->mibps,
 	       r->p50_us, r->p99_us, r->p999_us, r->kicks_per_req, r->exits_per_req,
 	       r->irqs_per_req, r->notify_ns_per_kick, r->guest_work_per_s, r->guest_work_frac,
-	       r->errors, o->repeat, comma ? "," : "");
+	       r->errors, o->repeat, r->backend ? r->backend : "?", comma ? "," : "");
 }
 
 static void print_text(const struct opts *o, const struct summary *s)
@@ -514,9 +517,9 @@ static void print_text(const struct opts *o, const struct summary *s)
 	       r->ioeventfd ? "ioeventfd" : "sync", r->vcpus, r->iops, s->iops_min, s->iops_max,
 	       r->mibps, r->p50_us, r->p99_us, r->p999_us);
 	printf("          kicks/req %.3f  exits/req %.3f  irqs/req %.3f  notify %.0f ns/kick  "
-	       "guest work %.0f units/s per vCPU (%.1f%% of its time)%s\n",
+	       "guest work %.0f units/s per vCPU (%.1f%% of its time)  backend %s%s\n",
 	       r->kicks_per_req, r->exits_per_req, r->irqs_per_req, r->notify_ns_per_kick,
-	       r->guest_work_per_s, 100.0 * r->guest_work_frac,
+	       r->guest_work_per_s, 100.0 * r->guest_work_frac, r->backend ? r->backend : "?",
 	       r->errors ? "  ERRORS" : "");
 }
 
