@@ -16,7 +16,7 @@
 
 #include "base/log.h"
 #include "base/notifier.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 #include "virtio/vq.h"
 
 #define VN_VDEV_MAX_HOOKS 4

@@ -23,7 +23,7 @@
 #include <vnotify/vq.h>
 
 #include "base/log.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 
 struct vn_vq;
 

@@ -45,7 +45,7 @@
 #include <vnotify/vdev.h>
 
 #include "base/log.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

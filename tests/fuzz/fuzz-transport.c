@@ -27,8 +27,8 @@
 #include <vnotify/machine.h>
 #include <vnotify/pci.h>
 
-#include "transport/machine.h"
-#include "virtio/gmem.h"
+#include "hw/machine.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -35,9 +35,9 @@
 #include <vnotify/loop.h>
 
 #include "base/log.h"
-#include "transport/vhu-msg.h"
-#include "transport/vhu-server.h"
-#include "virtio/gmem.h"
+#include "vhost/vhu-msg.h"
+#include "vhost/vhu-server.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 #include "virtio/vq.h"
 

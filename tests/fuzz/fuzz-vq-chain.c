@@ -28,7 +28,7 @@
 #include <linux/virtio_ring.h>
 
 #include "base/log.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 #include "virtio/vq.h"
 

@@ -49,11 +49,11 @@
 
 #include "harness.h"
 #include "base/log.h"
-#include "driver/vdrv-blk.h"
-#include "driver/vdrv-pci.h"
-#include "driver/vdrv-vcpu.h"
-#include "transport/machine.h"
-#include "virtio/gmem.h"
+#include "guest/vdrv-blk.h"
+#include "guest/vdrv-pci.h"
+#include "guest/vdrv-vcpu.h"
+#include "hw/machine.h"
+#include "mem/gmem.h"
 #include "virtio/hostnotif.h"
 
 #define F(b) (1ull << (b))

@@ -26,8 +26,8 @@
 #include "harness.h"
 #include "base/log.h"
 #include "base/notifier.h"
-#include "driver/vdrv-ring.h"
-#include "virtio/gmem.h"
+#include "guest/vdrv-ring.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 #include "virtio/vq.h"
 

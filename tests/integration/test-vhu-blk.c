@@ -28,8 +28,8 @@
 
 #include "base/log.h"
 #include "harness.h"
-#include "transport/vhu-msg.h"
-#include "virtio/gmem.h"
+#include "vhost/vhu-msg.h"
+#include "mem/gmem.h"
 
 #define NUM 32
 #define GPA 0x100000ull

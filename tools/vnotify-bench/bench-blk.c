@@ -30,9 +30,9 @@
 
 #include "base/log.h"
 #include "bench.h"
-#include "driver/vdrv-blk.h"
-#include "driver/vdrv-pci.h"
-#include "transport/machine.h"
+#include "guest/vdrv-blk.h"
+#include "guest/vdrv-pci.h"
+#include "hw/machine.h"
 
 #define MAX_VCPUS 16
 #define MAX_DEPTH 128

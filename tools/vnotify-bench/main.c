@@ -16,10 +16,8 @@ static const struct bench_cmd cmds[] = {
 	  .main = bench_kick_main },
 	{ .name = "blk", .summary = "virtio-blk IOPS and guest work: sync notify vs ioeventfd",
 	  .main = bench_blk_main },
-#ifdef VN_BENCH_HAVE_DISPATCH
 	{ .name = "dispatch", .summary = "ns per guest write through the bus dispatcher",
 	  .main = bench_dispatch_main },
-#endif
 };
 
 static void usage(FILE *f)

@@ -32,8 +32,8 @@
 #include <vnotify/machine.h>
 #include <vnotify/pci.h>
 
-#include "transport/machine.h"
-#include "virtio/gmem.h"
+#include "hw/machine.h"
+#include "mem/gmem.h"
 
 #define DEFAULT_CMDLINE                                                                            \
 	"console=ttyS0 pci=conf1 acpi=off reboot=t panic=-1 no_timer_check io_delay=none "         \

@@ -22,7 +22,7 @@
 #include <vnotify/vhost-user.h>
 
 #include "devices.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 
 #define BLK_MAX_IOTHREADS 64
 

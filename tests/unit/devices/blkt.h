@@ -28,7 +28,7 @@
 
 #include "harness.h"
 #include "base/log.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 
 #define BT_NQ 4

@@ -24,7 +24,7 @@
 #include "base/log.h"
 #include "base/trace.h"
 #include "harness.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 #include "virtio/state.h"
 #include "virtio/vdev.h"
 #include "virtio/vq.h"

@@ -17,7 +17,7 @@
 
 #include "harness.h"
 #include "base/log.h"
-#include "virtio/gmem.h"
+#include "mem/gmem.h"
 #include "virtio/vdev.h"
 #include "virtio/vq.h"
 

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: MIT */
+#include "mem/gmem.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct vn_gmem_table *table_alloc(unsigned int nr)
+{
+	struct vn_gmem_table *t;
+	size_t sz;
+
+	if (vn_mul_overflow((size_t)nr, sizeof(t->r[0]), &sz) ||
+	    vn_add_overflow(sz, sizeof(*t), &sz))
+		return NULL;
+	t = calloc(1, sz);
+	if (t)
+		t->nr = nr;
+	return t;
+}
+
+/* Pairs with the release store in publish(): the table's contents are visible. */
+static const struct vn_gmem_table *snapshot(const struct vn_gmem *m)
+{
+	return __atomic_load_n(&m->table, __ATOMIC_ACQUIRE);
+}
+
+int vn_gmem_init(struct vn_gmem *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->table = table_alloc(0);
+	if (!m->table)
+		return -ENOMEM;
+	pthread_mutex_init(&m->lock, NULL);
+	return 0;
+}
+
+static void region_release(struct vn_gmem_region *r)
+{
+	if (r->map_base)
+		munmap(r->map_base, r->map_len);
+	r->map_base = NULL;
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+}
+
+void vn_gmem_destroy(struct vn_gmem *m)
+{
+	struct vn_gmem_table *t = m->table, *next;
+
+	if (!t)
+		return;
+	for (unsigned int i = 0; i < t->nr; i++)
+		region_release(&t->r[i]);
+	free(t);
+	for (t = m->retired; t; t = next) {
+		next = t->retired_next;
+		free(t);
+	}
+	m->table = NULL;
+	m->retired = NULL;
+	pthread_mutex_destroy(&m->lock);
+}
+
+unsigned int vn_gmem_reclaim(struct vn_gmem *m)
+{
+	struct vn_gmem_table *t, *next;
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	t = m->retired;
+	m->retired = NULL;
+	pthread_mutex_unlock(&m->lock);
+	for (; t; t = next) {
+		next = t->retired_next;
+		free(t);
+		n++;
+	}
+	return n;
+}
+
+/* Called with m->lock held. @t replaces the current table, which is retired. */
+static void publish(struct vn_gmem *m, struct vn_gmem_table *t)
+{
+	struct vn_gmem_table *old = m->table;
+
+	t->generation = old->generation + 1;
+	/* Pairs with the acquire load in snapshot(). */
+	__atomic_store_n(&m->table, t, __ATOMIC_RELEASE);
+	old->retired_next = m->retired;
+	m->retired = old;
+}
+
+static int insert_region(struct vn_gmem *m, const struct vn_gmem_region *nr)
+{
+	struct vn_gmem_table *old, *t;
+	unsigned int pos = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	old = m->table;
+	if (old->nr >= VN_GMEM_MAX_REGIONS) {
+		r = -ENOSPC;
+		goto out;
+	}
+	for (unsigned int i = 0; i < old->nr; i++) {
+		const struct vn_gmem_region *o = &old->r[i];
+
+		/* both ranges are known not to wrap */
+		if (nr->gpa < o->gpa + o->size && o->gpa < nr->gpa + nr->size) {
+			r = -EEXIST;
+			goto out;
+		}
+		if (o->gpa < nr->gpa)
+			pos = i + 1;
+	}
+	t = table_alloc(old->nr + 1);
+	if (!t) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(t->r, old->r, pos * sizeof(t->r[0]));
+	t->r[pos] = *nr;
+	memcpy(&t->r[pos + 1], &old->r[pos], (old->nr - pos) * sizeof(t->r[0]));
+	publish(m, t);
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static int map_region(int fd, uint64_t offset, uint64_t size, struct vn_gmem_region *out)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t delta = offset % (uint64_t)pg, len;
+	void *p;
+
+	if (vn_add_overflow(size, delta, &len) || len > SIZE_MAX || offset - delta > INT64_MAX)
+		return -EINVAL;
+	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)(offset - delta));
+	if (p == MAP_FAILED)
+		return -errno;
+	out->map_base = p;
+	out->map_len = (size_t)len;
+	out->hva = (uint8_t *)p + delta;
+	return 0;
+}
+
+static int check_range(uint64_t gpa, uint64_t size)
+{
+	uint64_t end;
+
+	if (size == 0 || vn_add_overflow(gpa, size - 1, &end))
+		return -EINVAL;
+	return 0;
+}
+
+int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd, uint64_t offset)
+{
+	struct vn_gmem_region reg = { .gpa = gpa, .size = size, .fd = -1, .fd_offset = offset };
+	struct stat st;
+	uint64_t end;
+	int r;
+
+	if (fd < 0)
+		return -EBADF;
+	r = check_range(gpa, size);
+	if (r < 0)
+		return r;
+	if (vn_add_overflow(offset, size, &end))
+		return -EINVAL;
+	/* Pages past the end of a file would SIGBUS on the first guest access. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < end)
+		return -EINVAL;
+	r = map_region(fd, offset, size, &reg);
+	if (r < 0)
+		return r;
+	reg.fd = fd;
+	r = insert_region(m, &reg);
+	if (r < 0) {
+		reg.fd = -1; /* the caller keeps it on error */
+		region_release(&reg);
+	}
+	return r;
+}
+
+int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int *fd_out)
+{
+	int fd, dupfd = -1, r;
+
+	r = check_range(gpa, size);
+	if (r < 0)
+		return r;
+	if (size > INT64_MAX)
+		return -EINVAL;
+	fd = memfd_create("vnotify-guest", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		goto err_close;
+	}
+	if (fd_out) {
+		dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (dupfd < 0) {
+			r = -errno;
+			goto err_close;
+		}
+	}
+	r = vn_gmem_add_fd(m, gpa, size, fd, 0);
+	if (r < 0)
+		goto err_close_dup;
+	if (fd_out)
+		*fd_out = dupfd;
+	return 0;
+
+err_close_dup:
+	if (dupfd >= 0)
+		close(dupfd);
+err_close:
+	close(fd);
+	return r;
+}
+
+int vn_gmem_remove(struct vn_gmem *m, uint64_t gpa)
+{
+	struct vn_gmem_table *old, *t;
+	struct vn_gmem_region victim;
+	unsigned int i;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&m->lock);
+	old = m->table;
+	for (i = 0; i < old->nr; i++)
+		if (old->r[i].gpa == gpa)
+			break;
+	if (i == old->nr)
+		goto out;
+	t = table_alloc(old->nr - 1);
+	if (!t) {
+		r = -ENOMEM;
+		goto out;
+	}
+	victim = old->r[i];
+	memcpy(t->r, old->r, i * sizeof(t->r[0]));
+	memcpy(&t->r[i], &old->r[i + 1], (old->nr - i - 1) * sizeof(t->r[0]));
+	publish(m, t);
+	region_release(&victim);
+	r = 0;
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+uint64_t vn_gmem_generation(const struct vn_gmem *m)
+{
+	return snapshot(m)->generation;
+}
+
+unsigned int vn_gmem_nr_regions(const struct vn_gmem *m)
+{
+	return snapshot(m)->nr;
+}
+
+/* The region holding @gpa, or NULL. Binary search: regions are sorted. */
+static const struct vn_gmem_region *lookup(const struct vn_gmem_table *t, uint64_t gpa)
+{
+	unsigned int lo = 0, hi = t->nr;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+		const struct vn_gmem_region *r = &t->r[mid];
+
+		if (gpa < r->gpa)
+			hi = mid;
+		else if (gpa - r->gpa >= r->size)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+int vn_gmem_map(const struct vn_gmem *m, uint64_t gpa, uint64_t len, struct iovec *iov,
+		unsigned int max_iov)
+{
+	const struct vn_gmem_table *t = snapshot(m);
+	unsigned int n = 0;
+	uint64_t end;
+
+	if (len == 0)
+		return 0;
+	if (vn_add_overflow(gpa, len - 1, &end))
+		return -EFAULT;
+	while (len > 0) {
+		const struct vn_gmem_region *r = lookup(t, gpa);
+		uint64_t off, chunk;
+
+		if (!r)
+			return -EFAULT;
+		if (n == max_iov)
+			return -E2BIG;
+		off = gpa - r->gpa;
+		chunk = r->size - off;
+		if (chunk > len)
+			chunk = len;
+		iov[n].iov_base = r->hva + off;
+		iov[n].iov_len = (size_t)chunk;
+		n++;
+		gpa += chunk; /* cannot wrap: gpa + len - 1 did not */
+		len -= chunk;
+	}
+	return (int)n;
+}
+
+/* Walks region by region; a range may span any number of adjacent regions. */
+static int check(const struct vn_gmem_table *t, uint64_t gpa, uint64_t len)
+{
+	uint64_t end;
+
+	if (len == 0)
+		return 0;
+	if (vn_add_overflow(gpa, len - 1, &end))
+		return -EFAULT;
+	for (;;) {
+		const struct vn_gmem_region *r = lookup(t, gpa);
+		uint64_t chunk;
+
+		if (!r)
+			return -EFAULT;
+		chunk = r->size - (gpa - r->gpa);
+		if (chunk >= len)
+			return 0;
+		gpa += chunk;
+		len -= chunk;
+	}
+}
+
+int vn_gmem_check(const struct vn_gmem *m, uint64_t gpa, uint64_t len)
+{
+	return check(snapshot(m), gpa, len);
+}
+
+void *vn_gmem_ptr(const struct vn_gmem *m, uint64_t gpa, uint64_t len)
+{
+	const struct vn_gmem_region *r = lookup(snapshot(m), gpa);
+	uint64_t off;
+
+	if (!r)
+		return NULL;
+	off = gpa - r->gpa;
+	if (len > r->size - off)
+		return NULL;
+	return r->hva + off;
+}
+
+/*
+ * Checks the whole range first, then copies region by region, so a failed
+ * write leaves guest memory untouched.
+ */
+static int copy(const struct vn_gmem *m, uint64_t gpa, void *buf, size_t len, bool to_guest)
+{
+	const struct vn_gmem_table *t = snapshot(m);
+	uint64_t a, left;
+	uint8_t *b = buf;
+	int r;
+
+	/* Fast path: the whole range in one region (descriptors, used elems). */
+	const struct vn_gmem_region *one = lookup(t, gpa);
+
+	if (one && len <= one->size - (gpa - one->gpa)) {
+		uint8_t *h = one->hva + (gpa - one->gpa);
+
+		if (to_guest)
+			memcpy(h, b, len);
+		else
+			memcpy(b, h, len);
+		return 0;
+	}
+	r = check(t, gpa, len);
+	if (r < 0)
+		return r;
+	for (a = gpa, left = len; left > 0;) {
+		const struct vn_gmem_region *g = lookup(t, a);
+		uint64_t off = a - g->gpa, chunk = g->size - off;
+
+		if (chunk > left)
+			chunk = left;
+		if (to_guest)
+			memcpy(g->hva + off, b, (size_t)chunk);
+		else
+			memcpy(b, g->hva + off, (size_t)chunk);
+		b += chunk;
+		a += chunk;
+		left -= chunk;
+	}
+	return 0;
+}
+
+int vn_gmem_read(const struct vn_gmem *m, uint64_t gpa, void *buf, size_t len)
+{
+	return copy(m, gpa, buf, len, false);
+}
+
+int vn_gmem_write(const struct vn_gmem *m, uint64_t gpa, const void *buf, size_t len)
+{
+	return copy(m, gpa, (void *)buf, len, true);
+}
+
+static uint16_t *le16_ptr(const struct vn_gmem *m, uint64_t gpa)
+{
+	if (gpa & 1)
+		return NULL;
+	return vn_gmem_ptr(m, gpa, 2);
+}
+
+#define LE16_LOAD(name, order)                                                  \
+	int name(const struct vn_gmem *m, uint64_t gpa, uint16_t *v)            \
+	{                                                                       \
+		uint16_t *p = le16_ptr(m, gpa);                                 \
+                                                                                \
+		if (!p)                                                         \
+			return -EFAULT;                                         \
+		*v = le16toh(__atomic_load_n(p, order));                        \
+		return 0;                                                       \
+	}
+
+#define LE16_STORE(name, order)                                                 \
+	int name(const struct vn_gmem *m, uint64_t gpa, uint16_t v)             \
+	{                                                                       \
+		uint16_t *p = le16_ptr(m, gpa);                                 \
+                                                                                \
+		if (!p)                                                         \
+			return -EFAULT;                                         \
+		__atomic_store_n(p, htole16(v), order);                         \
+		return 0;                                                       \
+	}
+
+LE16_LOAD(vn_gmem_load_le16_acquire, __ATOMIC_ACQUIRE)
+LE16_LOAD(vn_gmem_load_le16_seqcst, __ATOMIC_SEQ_CST)
+LE16_LOAD(vn_gmem_load_le16_relaxed, __ATOMIC_RELAXED)
+LE16_STORE(vn_gmem_store_le16_release, __ATOMIC_RELEASE)
+LE16_STORE(vn_gmem_store_le16_seqcst, __ATOMIC_SEQ_CST)
+LE16_STORE(vn_gmem_store_le16_relaxed, __ATOMIC_RELAXED)

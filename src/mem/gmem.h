@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef VN_MEM_GMEM_H
+#define VN_MEM_GMEM_H
+
+/*
+ * Guest memory (DESIGN.md "Guest memory", STYLE.md 1.6 rule 2).
+ *
+ * A map of guest-physical ranges onto host mappings of memfd (or adopted
+ * external fd) regions. Every access a device makes to guest memory goes
+ * through here: translation is bounds-checked per access, a range that
+ * crosses region boundaries is split into several iovecs, and address +
+ * length overflow is rejected.
+ *
+ * Concurrency: the region table is an immutable snapshot published with a
+ * release store; readers take it with one acquire load, so translation and
+ * copies are safe from any number of threads at once (a driver thread and a
+ * device thread over the same map, say). Adding or removing a region
+ * publishes a new snapshot and bumps the generation. Removing a region
+ * unmaps it at once, so users of that region must be quiesced first (STYLE.md
+ * 1.7: SET_MEM_TABLE quiesces queues before unmapping); old snapshots stay
+ * allocated until vn_gmem_destroy() so a reader never sees a freed table.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/uio.h>
+
+#include "base/compiler.h"
+
+/* Upper bound on regions in one map; vhost-user allows 8 (or 509 with ADD_MEM_REG). */
+#define VN_GMEM_MAX_REGIONS 1024
+
+struct vn_gmem_region {
+	uint64_t gpa;         /* guest-physical start */
+	uint64_t size;        /* bytes, > 0 */
+	uint8_t *hva;         /* host address of gpa */
+	void *map_base;       /* what to munmap (hva minus the page offset) */
+	size_t map_len;
+	int fd;               /* backing fd, owned by the map; -1 for none */
+	uint64_t fd_offset;   /* offset of gpa inside fd */
+};
+
+struct vn_gmem_table {
+	struct vn_gmem_table *retired_next; /* old snapshots, freed at destroy */
+	uint64_t generation;
+	unsigned int nr;
+	struct vn_gmem_region r[]; /* sorted by gpa, non-overlapping */
+};
+
+struct vn_gmem {
+	struct vn_gmem_table *table; /* current snapshot; acquire-load to read */
+	pthread_mutex_t lock;        /* serialises writers (add/remove) */
+	struct vn_gmem_table *retired;
+};
+
+/**
+ * vn_gmem_reclaim() - free the snapshots replaced so far
+ *
+ * A map that changes again and again (a vhost-user frontend reconnecting,
+ * or sending new memory tables) would otherwise grow without bound.
+ * Return: how many snapshots were freed.
+ * Context: no thread is translating through @m: every queue using it is
+ * quiesced (the points where a transport may unmap regions anyway).
+ */
+unsigned int vn_gmem_reclaim(struct vn_gmem *m);
+
+/**
+ * vn_gmem_init() - an empty map
+ * @m: caller-owned storage
+ * Return: 0 or -ENOMEM.
+ */
+VN_MUST_CHECK int vn_gmem_init(struct vn_gmem *m);
+
+/**
+ * vn_gmem_destroy() - unmap and close every region; safe on a destroyed map
+ * Context: no other thread may use @m any more.
+ */
+void vn_gmem_destroy(struct vn_gmem *m);
+
+/**
+ * vn_gmem_add_memfd() - create a memfd of @size bytes and map it at @gpa
+ * @m: the map
+ * @gpa: guest-physical address of the region
+ * @size: bytes (> 0); gpa + size must not wrap
+ * @fd_out: if not NULL, receives a dup of the memfd (the caller owns it), so
+ *          the same pages can be mapped elsewhere (vhost-user, tests)
+ *
+ * Return: 0; -EINVAL for a zero size or wrap; -EEXIST for an overlap;
+ * -ENOSPC past VN_GMEM_MAX_REGIONS; -errno from memfd_create/ftruncate/mmap.
+ * Context: writers are serialised internally; see the header comment about
+ * concurrent readers.
+ */
+VN_MUST_CHECK int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int *fd_out);
+
+/**
+ * vn_gmem_add_fd() - map @size bytes of an external @fd from @offset at @gpa
+ * @fd: takes ownership of @fd on success; on error the caller still owns it
+ *
+ * Used for regions a peer hands us (vhost-user SET_MEM_TABLE) and for a
+ * second view of the same memfd at another host address.
+ *
+ * Return: as vn_gmem_add_memfd(); -EINVAL also for offset + size overflow.
+ */
+VN_MUST_CHECK int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd,
+				 uint64_t offset);
+
+/**
+ * vn_gmem_remove() - unmap the region starting exactly at @gpa
+ * Return: 0 or -ENOENT.
+ * Context: nobody may be using addresses inside that region.
+ */
+VN_MUST_CHECK int vn_gmem_remove(struct vn_gmem *m, uint64_t gpa);
+
+/** vn_gmem_generation() - bumped by every add/remove; 0 for an empty new map */
+uint64_t vn_gmem_generation(const struct vn_gmem *m);
+
+/** vn_gmem_nr_regions() - number of regions in the current snapshot */
+unsigned int vn_gmem_nr_regions(const struct vn_gmem *m);
+
+/**
+ * vn_gmem_map() - translate [gpa, gpa + len) into host iovecs
+ * @iov: filled with up to @max_iov entries, one per region crossed
+ *
+ * A zero @len maps to zero iovecs (and is never -EFAULT).
+ *
+ * Return: the number of iovecs used; -EFAULT if any byte is outside guest
+ * memory or gpa + len wraps; -E2BIG if more than @max_iov are needed.
+ */
+VN_MUST_CHECK int vn_gmem_map(const struct vn_gmem *m, uint64_t gpa, uint64_t len,
+			      struct iovec *iov, unsigned int max_iov);
+
+/**
+ * vn_gmem_check() - is all of [gpa, gpa + len) guest memory?
+ * Return: 0, or -EFAULT if a byte is unmapped or gpa + len wraps. A zero
+ * @len is always 0.
+ */
+VN_MUST_CHECK int vn_gmem_check(const struct vn_gmem *m, uint64_t gpa, uint64_t len);
+
+/**
+ * vn_gmem_ptr() - host pointer for a range inside one region
+ * Return: the pointer, or NULL if any byte is unmapped, the range crosses a
+ * region boundary, or gpa + len wraps.
+ */
+void *vn_gmem_ptr(const struct vn_gmem *m, uint64_t gpa, uint64_t len);
+
+/**
+ * vn_gmem_read() - copy @len bytes of guest memory at @gpa to @buf
+ * Return: 0, or -EFAULT (nothing is guaranteed about @buf then).
+ */
+VN_MUST_CHECK int vn_gmem_read(const struct vn_gmem *m, uint64_t gpa, void *buf, size_t len);
+
+/**
+ * vn_gmem_write() - copy @len bytes from @buf to guest memory at @gpa
+ * Return: 0, or -EFAULT (then nothing was written: the range is checked
+ * before the first byte is copied).
+ */
+VN_MUST_CHECK int vn_gmem_write(const struct vn_gmem *m, uint64_t gpa, const void *buf,
+				size_t len);
+
+/*
+ * Little-endian 16-bit ring index accessors (STYLE.md 1.8). The field must be
+ * 2-byte aligned and inside one region, else -EFAULT. The caller picks the
+ * ordering and says in a comment what it pairs with:
+ *  - acquire load / release store: publish data, then an index;
+ *  - seq_cst load / store: the two store->load (Dekker) pairs of the split
+ *    ring, "publish used idx, then read used_event" and "publish avail
+ *    idx, then read avail_event" (and their mirrors on the other side).
+ */
+VN_MUST_CHECK int vn_gmem_load_le16_acquire(const struct vn_gmem *m, uint64_t gpa, uint16_t *v);
+VN_MUST_CHECK int vn_gmem_load_le16_seqcst(const struct vn_gmem *m, uint64_t gpa, uint16_t *v);
+VN_MUST_CHECK int vn_gmem_store_le16_release(const struct vn_gmem *m, uint64_t gpa, uint16_t v);
+VN_MUST_CHECK int vn_gmem_store_le16_seqcst(const struct vn_gmem *m, uint64_t gpa, uint16_t v);
+/* Relaxed: for a flag whose ordering another access already provides. */
+VN_MUST_CHECK int vn_gmem_load_le16_relaxed(const struct vn_gmem *m, uint64_t gpa, uint16_t *v);
+VN_MUST_CHECK int vn_gmem_store_le16_relaxed(const struct vn_gmem *m, uint64_t gpa, uint16_t v);
+
+#endif

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/* Guest memory: translation, bounds, splitting, copies, index accessors, threads. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "mem/gmem.h"
+
+static void test_add_overlap_and_remove(struct vn_t *t)
+{
+	struct vn_gmem m;
+	int fds = vn_t_count_fds();
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_CHECK_EQ_U(t, vn_gmem_generation(&m), 0);
+	VN_CHECK_OK(t, vn_gmem_add_memfd(&m, 0x10000, 0x10000, NULL));
+	VN_CHECK_OK(t, vn_gmem_add_memfd(&m, 0x0, 0x1000, NULL));
+	VN_CHECK_EQ_INT(t, vn_gmem_add_memfd(&m, 0x1f000, 0x2000, NULL), -EEXIST);
+	VN_CHECK_EQ_INT(t, vn_gmem_add_memfd(&m, 0x8000, 0x8001, NULL), -EEXIST);
+	VN_CHECK_EQ_INT(t, vn_gmem_add_memfd(&m, 0x30000, 0, NULL), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_gmem_add_memfd(&m, UINT64_MAX - 0xfff, 0x2000, NULL), -EINVAL);
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&m), 2);
+	VN_CHECK_EQ_U(t, vn_gmem_generation(&m), 2);
+	VN_CHECK(t, vn_gmem_ptr(&m, 0x10000, 0x10000) != NULL);
+	VN_CHECK_EQ_INT(t, vn_gmem_remove(&m, 0x10001), -ENOENT);
+	VN_CHECK_OK(t, vn_gmem_remove(&m, 0x10000));
+	VN_CHECK(t, vn_gmem_ptr(&m, 0x10000, 1) == NULL);
+	VN_CHECK_EQ_U(t, vn_gmem_generation(&m), 3);
+	vn_gmem_destroy(&m);
+	vn_gmem_destroy(&m); /* twice is fine */
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds);
+}
+
+static void test_map_splits_and_bounds(struct vn_t *t)
+{
+	struct vn_gmem m;
+	struct iovec iov[4];
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	/* three adjacent regions and a hole after them */
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x1000, 0x1000, NULL));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x2000, 0x10, NULL));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x2010, 0x1000, NULL));
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, 0x1ff0, 0x30, iov, 4), 3);
+	VN_CHECK_EQ_U(t, iov[0].iov_len, 0x10);
+	VN_CHECK_EQ_U(t, iov[1].iov_len, 0x10);
+	VN_CHECK_EQ_U(t, iov[2].iov_len, 0x10);
+	VN_CHECK(t, iov[1].iov_base == vn_gmem_ptr(&m, 0x2000, 0x10));
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, 0x1ff0, 0x30, iov, 2), -E2BIG);
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, 0x1000, 0x2011, iov, 4), -EFAULT);  /* 1 byte into the hole */
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, 0xfff, 2, iov, 4), -EFAULT);        /* starts before */
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, UINT64_MAX, 2, iov, 4), -EFAULT);   /* wraps */
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, 0x1000, UINT64_MAX, iov, 4), -EFAULT);
+	VN_CHECK_EQ_INT(t, vn_gmem_map(&m, 0xdead0000, 0, iov, 4), 0);         /* empty */
+	VN_CHECK(t, vn_gmem_ptr(&m, 0x1ff0, 0x20) == NULL);                    /* crosses */
+	VN_CHECK_EQ_INT(t, vn_gmem_check(&m, 0x1000, 0x2010), 0);
+	VN_CHECK_EQ_INT(t, vn_gmem_check(&m, 0x1000, 0x2011), -EFAULT);
+	vn_gmem_destroy(&m);
+}
+
+static void test_copy_across_regions(struct vn_t *t)
+{
+	struct vn_gmem m;
+	uint8_t in[64], out[64], guard[8];
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	for (unsigned int i = 0; i < 8; i++)
+		VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x1000 + 8 * i, 8, NULL));
+	for (unsigned int i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i * 7 + 1);
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x1000, in, sizeof(in)));
+	memset(out, 0, sizeof(out));
+	VN_CHECK_OK(t, vn_gmem_read(&m, 0x1000, out, sizeof(out)));
+	VN_CHECK(t, memcmp(in, out, sizeof(in)) == 0);
+	/* a write that runs off the end fails without writing anything */
+	memset(guard, 0xee, sizeof(guard));
+	VN_CHECK_EQ_INT(t, vn_gmem_write(&m, 0x1038, guard, 9), -EFAULT);
+	VN_CHECK_OK(t, vn_gmem_read(&m, 0x1038, out, 8));
+	VN_CHECK(t, memcmp(out, in + 56, 8) == 0);
+	VN_CHECK_EQ_INT(t, vn_gmem_read(&m, 0xfff, out, 2), -EFAULT);
+	VN_CHECK_EQ_INT(t, vn_gmem_read(&m, UINT64_MAX - 1, out, 4), -EFAULT);
+	vn_gmem_destroy(&m);
+}
+
+static void test_le16_accessors(struct vn_t *t)
+{
+	struct vn_gmem m;
+	uint16_t v = 0;
+	uint8_t raw[2];
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x1000, 0x11, NULL));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x1011, 0x10, NULL));
+	VN_CHECK_OK(t, vn_gmem_store_le16_release(&m, 0x1002, 0x1234));
+	VN_CHECK_OK(t, vn_gmem_read(&m, 0x1002, raw, 2));
+	VN_CHECK_EQ_U(t, raw[0], 0x34); /* little-endian in guest memory */
+	VN_CHECK_EQ_U(t, raw[1], 0x12);
+	VN_CHECK_OK(t, vn_gmem_load_le16_acquire(&m, 0x1002, &v));
+	VN_CHECK_EQ_U(t, v, 0x1234);
+	VN_CHECK_OK(t, vn_gmem_store_le16_seqcst(&m, 0x1004, 7));
+	VN_CHECK_OK(t, vn_gmem_load_le16_seqcst(&m, 0x1004, &v));
+	VN_CHECK_EQ_U(t, v, 7);
+	VN_CHECK_EQ_INT(t, vn_gmem_load_le16_acquire(&m, 0x1003, &v), -EFAULT); /* unaligned */
+	VN_CHECK_EQ_INT(t, vn_gmem_load_le16_acquire(&m, 0x1010, &v), -EFAULT); /* crosses */
+	VN_CHECK_EQ_INT(t, vn_gmem_store_le16_release(&m, 0x2000, 1), -EFAULT); /* unmapped */
+	vn_gmem_destroy(&m);
+}
+
+/* Two views of one memfd at different host addresses see the same bytes. */
+static void test_adopt_fd_second_view(struct vn_t *t)
+{
+	struct vn_gmem a, b;
+	int fd = -1, fds = vn_t_count_fds();
+	uint32_t x = 0xabcdef01, y = 0;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&a));
+	VN_REQUIRE_OK(t, vn_gmem_init(&b));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&a, 0x100000, 0x20000, &fd));
+	/* the second half of the memfd, at another guest address as well */
+	VN_CHECK_EQ_INT(t, vn_gmem_add_fd(&b, 0x5000000, 0x20000, fd, 0x10000), -EINVAL);
+	VN_REQUIRE_OK(t, vn_gmem_add_fd(&b, 0x5000000, 0x10000, fd, 0x10000));
+	VN_CHECK(t, vn_gmem_ptr(&a, 0x110000, 4) != vn_gmem_ptr(&b, 0x5000000, 4));
+	VN_CHECK_OK(t, vn_gmem_write(&a, 0x110010, &x, 4));
+	VN_CHECK_OK(t, vn_gmem_read(&b, 0x5000010, &y, 4));
+	VN_CHECK_EQ_U(t, y, x);
+	VN_CHECK_EQ_INT(t, vn_gmem_add_fd(&b, 0, 0x1000, -1, 0), -EBADF);
+	vn_gmem_destroy(&b); /* closes fd: it took ownership */
+	vn_gmem_destroy(&a);
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds);
+}
+
+struct reader {
+	struct vn_gmem *m;
+	int stop;
+	unsigned long hits;
+	int bad;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint32_t v;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		/* region 0 never goes away; the others come and go */
+		if (vn_gmem_read(r->m, 0x1000, &v, 4) != 0 || v != 0x5a5a5a5a)
+			r->bad++;
+		for (uint64_t g = 0x100000; g < 0x100000 + 16 * 0x1000; g += 0x1000)
+			if (vn_gmem_check(r->m, g, 4) == 0)
+				__atomic_fetch_add(&r->hits, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/*
+ * Readers translate while a writer adds regions: snapshots keep the table
+ * they read intact (TSan checks the publication).
+ */
+static void test_concurrent_readers_and_writer(struct vn_t *t)
+{
+	struct vn_gmem m;
+	struct reader rd[2];
+	pthread_t th[2];
+	uint32_t v = 0x5a5a5a5a;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x1000, 0x1000, NULL));
+	VN_REQUIRE_OK(t, vn_gmem_write(&m, 0x1000, &v, 4));
+	for (int i = 0; i < 2; i++) {
+		rd[i] = (struct reader){ .m = &m };
+		pthread_create(&th[i], NULL, reader_main, &rd[i]);
+	}
+	for (int i = 0; i < 16; i++)
+		VN_CHECK_OK(t, vn_gmem_add_memfd(&m, 0x100000 + 0x1000ull * i, 0x1000, NULL));
+	VN_CHECK(t, VN_WAIT_FOR(__atomic_load_n(&rd[0].hits, __ATOMIC_RELAXED) > 0, 10000));
+	for (int i = 0; i < 2; i++) {
+		__atomic_store_n(&rd[i].stop, 1, __ATOMIC_RELEASE);
+		pthread_join(th[i], NULL);
+		VN_CHECK_EQ_INT(t, rd[i].bad, 0);
+	}
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&m), 17);
+	vn_gmem_destroy(&m);
+}
+
+/* Replaced snapshots are freed by reclaim, and the current map still works. */
+static void test_reclaim_retired_snapshots(struct vn_t *t)
+{
+	struct vn_gmem m;
+	uint32_t v = 0x12345678, got = 0;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x10000, 0x1000, NULL));
+	for (int i = 0; i < 50; i++) {
+		VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x100000, 0x1000, NULL));
+		VN_REQUIRE_OK(t, vn_gmem_remove(&m, 0x100000));
+	}
+	/* the empty start, one add, then 50 adds and 50 removes: 101 replaced */
+	VN_CHECK_EQ_U(t, vn_gmem_reclaim(&m), 101);
+	VN_CHECK_EQ_U(t, vn_gmem_reclaim(&m), 0);
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x10000, &v, sizeof(v)));
+	VN_CHECK_OK(t, vn_gmem_read(&m, 0x10000, &got, sizeof(got)));
+	VN_CHECK_EQ_U(t, got, v);
+	vn_gmem_destroy(&m);
+}
+
+VN_TESTS(VN_TEST(test_add_overlap_and_remove), VN_TEST(test_map_splits_and_bounds),
+	 VN_TEST(test_copy_across_regions), VN_TEST(test_le16_accessors),
+	 VN_TEST(test_adopt_fd_second_view), VN_TEST(test_concurrent_readers_and_writer),
+	 VN_TEST(test_reclaim_retired_snapshots))

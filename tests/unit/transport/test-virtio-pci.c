@@ -1,0 +1,1095 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-pci on the soft machine, driven the way a guest does: PCI config
+ * cycles on 0xcf8/0xcfc, register accesses and doorbells through the bus
+ * (so they hit an ioeventfd or the synchronous exit), raw split rings in
+ * guest RAM. The device is a small echo device with two queues.
+ */
+#include "transport/virtio-pci.h"
+
+#include <linux/pci_regs.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_pci.h>
+#include <linux/virtio_ring.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <vnotify/bus.h>
+#include <vnotify/iothread.h>
+#include <vnotify/machine.h>
+#include <vnotify/pci.h>
+
+#include "harness.h"
+#include "hw/machine.h"
+#include "mem/gmem.h"
+#include "virtio/hostnotif.h"
+#include "virtio/vdev.h"
+
+#define NQ 2
+#define NUM 64
+#define DEV_ID 2
+#define SLOT 3
+#define BAR0 0xc000u
+#define BAR1 0xe0000000u
+#define BAR4 0xe0100000ull
+#define BAR4_SIZE 0x4000ull
+#define RING_BASE 0x100000ull
+#define BUF 0x200000ull
+#define COMMON(off) (BAR4 + VN_VIRTIO_PCI_COMMON_OFF + (off))
+#define PIO VN_SPACE_PIO
+#define MMIO VN_SPACE_MMIO
+#define DEV_FEATURES ((1ull << VIRTIO_F_RING_RESET) | (1ull << 3))
+
+struct fx {
+	struct vn_machine *m;
+	struct vn_bus *bus;
+	struct vn_gmem *mem;
+	struct vn_iothread *it;
+	struct vn_vdev *vdev;
+	struct vn_virtio_pci *vp;
+	unsigned int mult;
+	bool legacy;
+	uint64_t desc[NQ], avail[NQ], used[NQ];
+	uint16_t avail_idx[NQ];
+	uint64_t processed[NQ];
+	int on_iothread[NQ];
+	int notify_errors;
+	uint8_t config[8];
+};
+
+/* The echo device: completes every request, then interrupts. */
+static void fx_handler(struct vn_vdev *vdev, struct vn_vq *vq)
+{
+	struct fx *f = vn_vdev_opaque(vdev);
+	unsigned int q = vn_vq_index(vq);
+	struct iovec iov[4];
+	struct vn_vq_elem e = { .iov = iov, .iov_cap = 4 };
+	unsigned int n = 0;
+
+	while (vn_vq_pop(vq, &e) > 0) {
+		if (vn_vq_push(vq, e.head, 0) < 0)
+			break;
+		__atomic_fetch_add(&f->processed[q], 1, __ATOMIC_RELAXED);
+		n++;
+	}
+	/* Where the last real work ran (self-kicks of an idle queue don't count). */
+	if (n)
+		__atomic_store_n(&f->on_iothread[q], vn_loop_in_thread(vn_iothread_loop(f->it)),
+				 __ATOMIC_RELAXED);
+	if (n && vn_vdev_notify_queue(vdev, vq) < 0)
+		__atomic_fetch_add(&f->notify_errors, 1, __ATOMIC_RELAXED);
+}
+
+/* Config space is writable: the device takes what the driver wrote. */
+static int fx_config_write(struct vn_vdev *vdev, uint32_t off, const void *buf, uint32_t len)
+{
+	return vn_vdev_config_update(vdev, off, buf, len);
+}
+
+static const struct vn_vdev_ops fx_ops = { .config_write = fx_config_write };
+
+struct fx_opts {
+	bool modern_only;
+	bool ioeventfd_off;
+	bool no_iothread;
+	unsigned int mult;
+	unsigned int max_ioeventfds;
+};
+
+static uint32_t conf_addr(unsigned int reg)
+{
+	return 0x80000000u | (SLOT << 11) | (reg & 0xfc);
+}
+
+static uint32_t cfg_read(struct fx *f, unsigned int reg, unsigned int size)
+{
+	uint64_t v = 0;
+
+	VN_BUG_ON(vn_bus_write(f->bus, PIO, 0xcf8, 4, conf_addr(reg)) < 0);
+	VN_BUG_ON(vn_bus_read(f->bus, PIO, 0xcfc + (reg & 3), size, &v) < 0);
+	return (uint32_t)v;
+}
+
+static void cfg_write(struct fx *f, unsigned int reg, unsigned int size, uint32_t val)
+{
+	VN_BUG_ON(vn_bus_write(f->bus, PIO, 0xcf8, 4, conf_addr(reg)) < 0);
+	VN_BUG_ON(vn_bus_write(f->bus, PIO, 0xcfc + (reg & 3), size, val) < 0);
+}
+
+static uint64_t rd(struct fx *f, enum vn_space sp, uint64_t a, unsigned int size)
+{
+	uint64_t v = 0;
+
+	VN_BUG_ON(vn_bus_read(f->bus, sp, a, size, &v) < 0);
+	return v;
+}
+
+static int wr(struct fx *f, enum vn_space sp, uint64_t a, unsigned int size, uint64_t v)
+{
+	return vn_bus_write(f->bus, sp, a, size, v);
+}
+
+static uint64_t bad_count(struct fx *f)
+{
+	struct vn_virtio_pci_stats s;
+
+	vn_virtio_pci_get_stats(f->vp, &s);
+	return s.bad_accesses;
+}
+
+/* Find a capability: returns its config offset or 0. */
+static unsigned int find_vcap(struct fx *f, uint8_t id, uint8_t cfg_type)
+{
+	unsigned int off = cfg_read(f, PCI_CAPABILITY_LIST, 1);
+
+	for (int i = 0; off && i < 48; i++) {
+		if (cfg_read(f, off, 1) == id &&
+		    (id != PCI_CAP_ID_VNDR || cfg_read(f, off + VIRTIO_PCI_CAP_CFG_TYPE, 1) == cfg_type))
+			return off;
+		off = cfg_read(f, off + 1, 1);
+	}
+	return 0;
+}
+
+/* The firmware: place the BARs, enable decode and bus master. */
+static void fx_firmware(struct fx *f)
+{
+	cfg_write(f, PCI_BASE_ADDRESS_0, 4, BAR0);
+	cfg_write(f, PCI_BASE_ADDRESS_1, 4, BAR1);
+	cfg_write(f, PCI_BASE_ADDRESS_4, 4, (uint32_t)BAR4);
+	cfg_write(f, PCI_BASE_ADDRESS_5, 4, 0);
+	cfg_write(f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+}
+
+static int fx_init(struct vn_t *t, struct fx *f, const struct fx_opts *o)
+{
+	struct vn_machine_cfg mcfg;
+	struct vn_iothread_cfg icfg = { .name = "pci-io" };
+	struct vn_virtio_pci_cfg pcfg;
+	struct vn_vdev_cfg dcfg = {
+		.name = "echo", .device_id = DEV_ID, .ops = &fx_ops, .opaque = f,
+		.features = DEV_FEATURES, .nr_queues = NQ, .queue_size_max = NUM, .config_len = 8,
+		.nr_vectors = NQ + 1, .msix = true,
+	};
+
+	memset(f, 0, sizeof(*f));
+	vn_machine_cfg_init(&mcfg);
+	mcfg.max_ioeventfds = o->max_ioeventfds;
+	if (!VN_CHECK_OK(t, vn_machine_new(&mcfg, &f->m)))
+		return -1;
+	f->bus = vn_machine_bus(f->m);
+	f->mem = vn_machine_gmem(f->m);
+	dcfg.mem = f->mem;
+	if (!VN_CHECK_OK(t, vn_iothread_new(&icfg, &f->it)) ||
+	    !VN_CHECK_OK(t, vn_iothread_start(f->it)) ||
+	    !VN_CHECK_OK(t, vn_vdev_new(&dcfg, &f->vdev)))
+		return -1;
+	for (unsigned int q = 0; q < NQ; q++)
+		if (!VN_CHECK_OK(t, vn_vdev_set_queue_handler(f->vdev, q, fx_handler)))
+			return -1;
+	vn_virtio_pci_cfg_init(&pcfg, f->vdev, o->no_iothread ? NULL : f->it, SLOT);
+	pcfg.modern_only = o->modern_only;
+	pcfg.ioeventfd = !o->ioeventfd_off;
+	pcfg.notify_off_multiplier = o->mult ? o->mult : 4;
+	if (o->mult == 1)
+		pcfg.notify_off_multiplier = 0; /* 1 asks for 0 here */
+	f->mult = pcfg.notify_off_multiplier;
+	if (!VN_CHECK_OK(t, vn_machine_add_virtio_pci(f->m, &pcfg, &f->vp)))
+		return -1;
+	fx_firmware(f);
+	return 0;
+}
+
+static void fx_fini(struct fx *f)
+{
+	vn_virtio_pci_remove(f->vp);
+	vn_iothread_free(f->it);
+	vn_vdev_free(f->vdev);
+	vn_machine_free(f->m);
+}
+
+static void zero_rings(struct fx *f)
+{
+	static const uint8_t zero[0x4000];
+
+	for (unsigned int q = 0; q < NQ; q++)
+		VN_BUG_ON(vn_gmem_write(f->mem, RING_BASE + 0x10000ull * q, zero, sizeof(zero)));
+}
+
+static void set_status_modern(struct fx *f, uint8_t s)
+{
+	VN_BUG_ON(wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_STATUS), 1, s) < 0);
+}
+
+/* A modern driver up to DRIVER_OK (if @ok); queue q's vector is q + 1. */
+static void modern_driver(struct fx *f, bool ok)
+{
+	uint64_t feat = DEV_FEATURES | (1ull << VIRTIO_F_VERSION_1);
+
+	f->legacy = false;
+	zero_rings(f);
+	set_status_modern(f, 0);
+	set_status_modern(f, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4, 0);
+	wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_GF), 4, (uint32_t)feat);
+	wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4, 1);
+	wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_GF), 4, feat >> 32);
+	set_status_modern(f, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+				     VIRTIO_CONFIG_S_FEATURES_OK);
+	for (unsigned int q = 0; q < NQ; q++) {
+		uint64_t base = RING_BASE + 0x10000ull * q;
+
+		f->desc[q] = base;
+		f->avail[q] = base + 0x2000;
+		f->used[q] = base + 0x3000;
+		f->avail_idx[q] = 0;
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2, q);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2, NUM);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4, (uint32_t)f->desc[q]);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCHI), 4, 0);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_AVAILLO), 8, f->avail[q]);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDLO), 4, (uint32_t)f->used[q]);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDHI), 4, 0);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2, q + 1);
+		wr(f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2, 1);
+	}
+	if (ok)
+		set_status_modern(f, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+/* A legacy driver: features, QUEUE_PFN per queue, DRIVER_OK. */
+static void legacy_driver(struct fx *f)
+{
+	f->legacy = true;
+	zero_rings(f);
+	wr(f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1, 0);
+	wr(f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1,
+	   VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(f, PIO, BAR0 + VIRTIO_PCI_GUEST_FEATURES, 4,
+	   rd(f, PIO, BAR0 + VIRTIO_PCI_HOST_FEATURES, 4));
+	for (unsigned int q = 0; q < NQ; q++) {
+		uint64_t base = RING_BASE + 0x10000ull * q;
+
+		f->desc[q] = base;
+		f->avail[q] = base + 16 * NUM;
+		f->used[q] = base + 0x1000;
+		f->avail_idx[q] = 0;
+		wr(f, PIO, BAR0 + VIRTIO_PCI_QUEUE_SEL, 2, q);
+		wr(f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4, base >> 12);
+	}
+	wr(f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1,
+	   VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+static uint16_t used_idx(struct fx *f, unsigned int q)
+{
+	uint16_t v = 0;
+
+	VN_BUG_ON(vn_gmem_load_le16_acquire(f->mem, f->used[q] + 2, &v) != 0);
+	return v;
+}
+
+/* One request on queue @q, no kick. */
+static void add_req(struct fx *f, unsigned int q)
+{
+	uint16_t slot = f->avail_idx[q] % NUM;
+	struct vring_desc d = { .addr = htole64(BUF + 16ull * slot), .len = htole32(16) };
+	uint16_t head = htole16(slot);
+
+	VN_BUG_ON(vn_gmem_write(f->mem, f->desc[q] + 16ull * slot, &d, sizeof(d)) != 0);
+	VN_BUG_ON(vn_gmem_write(f->mem, f->avail[q] + 4 + 2ull * slot, &head, 2) != 0);
+	f->avail_idx[q]++;
+	/* Release: the descriptor and ring entry before the index. */
+	VN_BUG_ON(vn_gmem_store_le16_release(f->mem, f->avail[q] + 2, f->avail_idx[q]) != 0);
+}
+
+static uint64_t notify_addr(struct fx *f, unsigned int q)
+{
+	return BAR4 + VN_VIRTIO_PCI_NOTIFY_OFF + (uint64_t)q * f->mult;
+}
+
+/* The doorbell, as the guest's driver for its mode writes it. */
+static int kick(struct fx *f, unsigned int q)
+{
+	if (f->legacy)
+		return wr(f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NOTIFY, 2, q);
+	return wr(f, MMIO, notify_addr(f, q), 2, q);
+}
+
+static bool done(struct fx *f, unsigned int q)
+{
+	return used_idx(f, q) == f->avail_idx[q];
+}
+
+static enum vn_hostnotif_state st(struct fx *f, unsigned int q)
+{
+	return vn_hostnotif_state(vn_virtio_pci_hostnotif(f->vp), q);
+}
+
+static void sync_hn(struct fx *f)
+{
+	vn_hostnotif_sync(vn_virtio_pci_hostnotif(f->vp));
+}
+
+/* Request + kick on @q; returns 1 if served on the iothread, 0 on the caller, -1 lost. */
+static int request(struct fx *f, unsigned int q)
+{
+	add_req(f, q);
+	if (kick(f, q) < 0 || !VN_WAIT_FOR(done(f, q), 5000))
+		return -1;
+	return __atomic_load_n(&f->on_iothread[q], __ATOMIC_RELAXED);
+}
+
+static bool fd_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+static bool irq_wait_clear(struct fx *f, unsigned int irq, int ms)
+{
+	struct pollfd p = { .fd = vn_machine_irq_fd(f->m, irq), .events = POLLIN };
+	uint64_t v;
+
+	if (poll(&p, 1, ms) != 1)
+		return false;
+	return read(p.fd, &v, sizeof(v)) == sizeof(v);
+}
+
+static void drain_irqs(struct fx *f)
+{
+	uint64_t v;
+
+	for (unsigned int i = 0; i < vn_machine_nr_irqs(f->m); i++)
+		while (fd_readable(vn_machine_irq_fd(f->m, i)))
+			if (read(vn_machine_irq_fd(f->m, i), &v, sizeof(v)) < 0)
+				break;
+}
+
+/* ---- identity and capabilities ---- */
+
+static void test_ids_and_caps(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct fx f;
+	unsigned int c;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_VENDOR_ID, 2), 0x1af4u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_DEVICE_ID, 2), 0x1000u + DEV_ID - 1);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_REVISION_ID, 1), 0u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_SUBSYSTEM_VENDOR_ID, 2), 0x1af4u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_SUBSYSTEM_ID, 2), DEV_ID);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_CLASS_DEVICE, 2), VN_PCI_CLASS_STORAGE_SCSI);
+	VN_CHECK(t, cfg_read(&f, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+	c = find_vcap(&f, PCI_CAP_ID_MSIX, 0);
+	VN_CHECK(t, c != 0);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE, NQ);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + PCI_MSIX_TABLE, 4), 1u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + PCI_MSIX_PBA, 4), 0x801u);
+	c = find_vcap(&f, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_COMMON_CFG);
+	VN_CHECK(t, c != 0);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + VIRTIO_PCI_CAP_BAR, 1), 4u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + VIRTIO_PCI_CAP_OFFSET, 4), 0u);
+	VN_CHECK(t, find_vcap(&f, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_ISR_CFG) != 0);
+	VN_CHECK(t, find_vcap(&f, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_DEVICE_CFG) != 0);
+	VN_CHECK(t, find_vcap(&f, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG) != 0);
+	c = find_vcap(&f, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_NOTIFY_CFG);
+	VN_CHECK(t, c != 0);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + VIRTIO_PCI_NOTIFY_CAP_MULT, 4), 4u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + VIRTIO_PCI_CAP_OFFSET, 4), VN_VIRTIO_PCI_NOTIFY_OFF);
+	/* BAR kinds: BAR0 I/O, BAR1 32-bit memory, BAR4 64-bit prefetchable. */
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_BASE_ADDRESS_0, 4), BAR0 | 1u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_BASE_ADDRESS_4, 4), (uint32_t)BAR4 | 0xcu);
+	/* Capabilities are read-only. */
+	cfg_write(&f, c + VIRTIO_PCI_NOTIFY_CAP_MULT, 4, 0);
+	VN_CHECK_EQ_U(t, cfg_read(&f, c + VIRTIO_PCI_NOTIFY_CAP_MULT, 4), 4u);
+	fx_fini(&f);
+
+	o.modern_only = true;
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_DEVICE_ID, 2), 0x1040u + DEV_ID);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_REVISION_ID, 1), 1u);
+	cfg_write(&f, PCI_BASE_ADDRESS_0, 4, 0xffffffffu);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_BASE_ADDRESS_0, 4), 0u);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0, 4), 0xffffffffu);
+	fx_fini(&f);
+}
+
+static void test_bad_cfg(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct vn_virtio_pci_cfg c;
+	struct vn_virtio_pci *vp;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	vn_virtio_pci_cfg_init(&c, f.vdev, NULL, 0);
+	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EINVAL);
+	c.slot = 32;
+	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EINVAL);
+	c.slot = 4;
+	c.notify_off_multiplier = 3;
+	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EINVAL);
+	c.notify_off_multiplier = 8192;
+	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EINVAL);
+	c.notify_off_multiplier = 4;
+	c.msix_vectors = NQ + 2;
+	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EINVAL);
+	fx_fini(&f);
+}
+
+/* ---- legacy registers ---- */
+
+static void test_legacy_registers(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	unsigned int msix;
+	uint64_t bad;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	/* HOST_FEATURES: the low 32 bits (never VERSION_1). */
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_HOST_FEATURES, 4), (uint32_t)DEV_FEATURES);
+	bad = bad_count(&f);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_HOST_FEATURES, 2), 0xffffu);
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, BAR0 + VIRTIO_PCI_HOST_FEATURES, 4, 0), VN_BUS_REGION);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 2);
+	/* Status and features. */
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_GUEST_FEATURES, 4, 1u << 3);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_GUEST_FEATURES, 4), 1u << 3);
+	VN_CHECK_EQ_U(t, vn_vdev_driver_features(f.vdev), 1ull << 3);
+	/* Queue select, size (read-only for legacy), PFN. */
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NUM, 2), NUM);
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NUM, 2, 8);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NUM, 2), NUM);
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_SEL, 2, 1);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_SEL, 2), 1u);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4), 0u);
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4, 0x123);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4), 0x123u);
+	VN_CHECK(t, vn_vq_is_ready(vn_vdev_queue(f.vdev, 1)));
+	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->avail, 0x123000u + 16 * NUM);
+	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->used, 0x124000u);
+	/* A queue that does not exist. */
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_SEL, 2, 7);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NUM, 2), 0u);
+	bad = bad_count(&f);
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4, 0x200);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 1);
+	/* ISR: read clears. */
+	__atomic_store_n(&f.vdev->isr, 3, __ATOMIC_RELAXED);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_ISR, 1), 3u);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_ISR, 1), 0u);
+	/* Without MSI-X: no vector registers; config at 20. */
+	bad = bad_count(&f);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_MSI_CONFIG_VECTOR, 2),
+		      ((uint32_t)f.vdev->config[1] << 8) | f.vdev->config[0]);
+	memcpy(f.vdev->config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + 20, 4), 0x44332211u);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + 24, 4), 0x88776655u);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + 27, 2), 0xffffu); /* past the end */
+	wr(&f, PIO, BAR0 + 21, 1, 0xaa);
+	VN_CHECK_EQ_U(t, f.vdev->config[1], 0xaau);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 1);
+	/* MSI-X on: vector registers appear, config moves to 24. */
+	msix = find_vcap(&f, PCI_CAP_ID_MSIX, 0);
+	cfg_write(&f, msix + PCI_MSIX_FLAGS + 1, 1, PCI_MSIX_FLAGS_ENABLE >> 8);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_MSI_CONFIG_VECTOR, 2), VIRTIO_MSI_NO_VECTOR);
+	wr(&f, PIO, BAR0 + VIRTIO_MSI_CONFIG_VECTOR, 2, 0);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_MSI_CONFIG_VECTOR, 2), 0u);
+	wr(&f, PIO, BAR0 + VIRTIO_MSI_CONFIG_VECTOR, 2, 99); /* no such vector */
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_MSI_CONFIG_VECTOR, 2), VIRTIO_MSI_NO_VECTOR);
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_SEL, 2, 1);
+	wr(&f, PIO, BAR0 + VIRTIO_MSI_QUEUE_VECTOR, 2, 2);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_MSI_QUEUE_VECTOR, 2), 2u);
+	VN_CHECK_EQ_U(t, vn_vdev_queue_vector(f.vdev, 1), 2u);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + 24, 4), 0x4433aa11u);
+	/* Every offset at every size: no crash, the unknown ones refused. */
+	for (unsigned int off = 0; off < 64; off++)
+		for (unsigned int sz = 1; sz <= 4; sz <<= 1) {
+			uint64_t v;
+
+			(void)vn_bus_read(f.bus, PIO, BAR0 + off, sz, &v);
+			if (off != VIRTIO_PCI_STATUS && off != VIRTIO_PCI_QUEUE_PFN &&
+			    off != VIRTIO_PCI_QUEUE_NOTIFY)
+				(void)vn_bus_write(f.bus, PIO, BAR0 + off, sz, 0x5a5a5a5a);
+		}
+	/* Status 0 resets. */
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1, 0);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1), 0u);
+	VN_CHECK(t, !vn_vq_is_ready(vn_vdev_queue(f.vdev, 1)));
+	fx_fini(&f);
+}
+
+/* ---- common config ---- */
+
+static void test_common_config(struct vn_t *t)
+{
+	struct fx_opts o = { .modern_only = true };
+	uint64_t bad;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4, 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4), 1u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DF), 4),
+		      (uint32_t)((DEV_FEATURES | (1ull << VIRTIO_F_VERSION_1)) >> 32));
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4, 0);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DF), 4), (uint32_t)DEV_FEATURES);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4, 5);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DF), 4), 0u);
+	/* Driver features in two halves. */
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4, 1);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_GF), 4, 1);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4, 0);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_GF), 4, 8);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_GF), 4), 8u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4), 0u);
+	VN_CHECK_EQ_U(t, vn_vdev_driver_features(f.vdev), (1ull << 32) | 8);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_NUMQ), 2), NQ);
+	set_status_modern(&f, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_STATUS), 1),
+		      VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_CFGGENERATION), 1),
+		      vn_vdev_config_generation(f.vdev) & 0xff);
+	/* Config vector. */
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_MSIX), 2, 0);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_MSIX), 2), 0u);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_MSIX), 2, 77);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+	/* Queue fields. */
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2, 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2), 1u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2), NUM);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2, 16);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2), 16u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_NOFF), 2), 1u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_NDATA), 2), 1u);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2, 2);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2), 2u);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2, 3);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4, 0x11000);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCHI), 4, 0);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_AVAILLO), 8, 0x12000);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDLO), 4, 0x13000);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDHI), 4, 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 8), 0x11000u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_AVAILLO), 4), 0x12000u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDHI), 4), 1u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2), 0u);
+	/* Used ring above RAM: enable fails, the queue stays off. */
+	bad = bad_count(&f);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2, 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2), 0u);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 1);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDHI), 4, 0);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2, 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2), 1u);
+	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->num, 16u);
+	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->used, 0x13000u);
+	/* An enabled queue's rings are fixed. */
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4, 0x55000);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4), 0x11000u);
+	/* Queue reset (RING_RESET negotiated above? bit 40 not: refused). */
+	bad = bad_count(&f);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_RESET), 2, 1);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_RESET), 2), 0u);
+	/* A missing queue: size 0, writes refused. */
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2, NQ);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2), 0u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_MSIX), 2), VIRTIO_MSI_NO_VECTOR);
+	bad = bad_count(&f);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2, 1);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4, 0);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 2);
+	/* Wrong sizes, read-only fields, unaligned halves, past the structure. */
+	bad = bad_count(&f);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_STATUS), 2), 0xffffu);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_NUMQ), 4), 0xffffffffu);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_NUMQ), 2, 9);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DF), 4, 9);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO + 2), 4, 9);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(0x100), 4), 0xffffffffu);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 6);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_NUMQ), 2), NQ);
+	/* ISR and device config through BAR4. */
+	__atomic_store_n(&f.vdev->isr, 1, __ATOMIC_RELAXED);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR4 + VN_VIRTIO_PCI_ISR_OFF, 1), 1u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR4 + VN_VIRTIO_PCI_ISR_OFF, 1), 0u);
+	wr(&f, MMIO, BAR4 + VN_VIRTIO_PCI_DEVICE_OFF + 4, 4, 0xdeadbeef);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR4 + VN_VIRTIO_PCI_DEVICE_OFF + 4, 4), 0xdeadbeefu);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR4 + VN_VIRTIO_PCI_DEVICE_OFF + 6, 2), 0xdeadu);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR4 + VN_VIRTIO_PCI_DEVICE_OFF + 6, 4), 0xffffffffu);
+	/* Every offset of BAR4 at every size: no crash. */
+	for (uint64_t off = 0; off < BAR4_SIZE; off += 3)
+		for (unsigned int sz = 1; sz <= 8; sz <<= 1) {
+			uint64_t v;
+
+			(void)vn_bus_read(f.bus, MMIO, BAR4 + off, sz, &v);
+			if (off != VIRTIO_PCI_COMMON_STATUS)
+				(void)vn_bus_write(f.bus, MMIO, BAR4 + off, sz, off * 0x9e3779b9u);
+		}
+	fx_fini(&f);
+}
+
+/* ---- doorbells ---- */
+
+static void test_legacy_doorbell_datamatch(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct fx f;
+	uint64_t n = 0;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	legacy_driver(&f);
+	for (unsigned int q = 0; q < NQ; q++) {
+		struct vn_ioev e = {
+			.space = PIO, .addr = BAR0 + VIRTIO_PCI_QUEUE_NOTIFY, .len = 2,
+			.datamatch = true, .data = q,
+		};
+
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_ASSIGNED);
+		add_req(&f, q);
+		VN_CHECK_EQ_INT(t, kick(&f, q), VN_BUS_IOEVENTFD);
+		VN_CHECK(t, VN_WAIT_FOR(done(&f, q), 5000));
+		VN_CHECK_EQ_INT(t, f.on_iothread[q], 1);
+		e.fd = vn_hostnotif_fd(vn_virtio_pci_hostnotif(f.vp), q);
+		VN_CHECK_OK(t, vn_bus_ioev_signals(f.bus, &e, &n));
+		VN_CHECK_EQ_U(t, n, 1u);
+	}
+	/* Another value or size is no ioeventfd's: the register refuses it. */
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NOTIFY, 2, 5), VN_BUS_REGION);
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NOTIFY, 4, 0), VN_BUS_REGION);
+	/* No modern ioeventfds for a legacy driver. */
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, BAR4 + VN_VIRTIO_PCI_NOTIFY_OFF, 2, 0), VN_BUS_REGION);
+	fx_fini(&f);
+}
+
+static void run_modern_mult(struct vn_t *t, unsigned int mult)
+{
+	struct fx_opts o = { .modern_only = true, .mult = mult };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	for (unsigned int q = 0; q < NQ; q++) {
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_ASSIGNED);
+		add_req(&f, q);
+		VN_CHECK_EQ_INT(t, kick(&f, q), VN_BUS_IOEVENTFD);
+		VN_CHECK(t, VN_WAIT_FOR(done(&f, q), 5000));
+		VN_CHECK_EQ_INT(t, f.on_iothread[q], 1);
+		/* Any length at the address (4 bytes: NOTIFICATION_DATA style). */
+		add_req(&f, q);
+		VN_CHECK_EQ_INT(t, wr(&f, MMIO, notify_addr(&f, q), 4, q),
+				f.mult ? VN_BUS_IOEVENTFD : VN_BUS_REGION);
+		VN_CHECK(t, VN_WAIT_FOR(done(&f, q), 5000));
+	}
+	fx_fini(&f);
+}
+
+static void test_modern_notify_multiplier(struct vn_t *t)
+{
+	run_modern_mult(t, 4);
+	run_modern_mult(t, 2);
+	run_modern_mult(t, 4096);
+	run_modern_mult(t, 1); /* multiplier 0: one address, datamatch on the index */
+}
+
+static void test_ioeventfd_off_runs_on_caller(struct vn_t *t)
+{
+	struct fx_opts o = { .ioeventfd_off = true };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	for (unsigned int q = 0; q < NQ; q++) {
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_DEASSIGNED);
+		add_req(&f, q);
+		VN_CHECK_EQ_INT(t, kick(&f, q), VN_BUS_REGION);
+		/* Synchronous: done when the exit returns, on this thread. */
+		VN_CHECK(t, done(&f, q));
+		VN_CHECK_EQ_INT(t, f.on_iothread[q], 0);
+	}
+	fx_fini(&f);
+	/* No iothread: the same. */
+	o.ioeventfd_off = false;
+	o.no_iothread = true;
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	legacy_driver(&f);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
+	VN_CHECK(t, done(&f, 0));
+	fx_fini(&f);
+}
+
+static void test_ioeventfd_limit_falls_back(struct vn_t *t)
+{
+	struct fx_opts o = { .max_ioeventfds = 1 };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	/* Two queues, room for one: all or nothing, so both stay synchronous. */
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK_EQ_INT(t, request(&f, 1), 0);
+	fx_fini(&f);
+}
+
+/* ---- state machine triggers ---- */
+
+static void test_queue_pfn_zero_resets(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	legacy_driver(&f);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	add_req(&f, 1); /* a kick that never came: the reset drains nothing, runs nothing */
+	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4, 0);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1), 0u);
+	for (unsigned int q = 0; q < NQ; q++) {
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_DEASSIGNED);
+		VN_CHECK(t, !vn_vq_is_ready(vn_vdev_queue(f.vdev, q)));
+	}
+	/* No stale ioeventfd: the doorbell reaches the register. */
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NOTIFY, 2, 0), VN_BUS_REGION);
+	/* And the device comes back. */
+	legacy_driver(&f);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	fx_fini(&f);
+}
+
+static void test_bus_master(struct vn_t *t)
+{
+	struct fx_opts o = { .modern_only = true };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	/* Bus master off: notifiers stop, doorbells do nothing. */
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	for (unsigned int q = 0; q < NQ; q++)
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_DEASSIGNED);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
+	sync_hn(&f);
+	VN_CHECK(t, !done(&f, 0));
+	/* Bus master on again: assigned, and the pending request is served. */
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	VN_CHECK_EQ_INT(t, request(&f, 1), 1);
+	/* Off, then a reset and a new DRIVER_OK with it on: works. */
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	modern_driver(&f, true);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	fx_fini(&f);
+}
+
+static void test_bar_move_reregisters(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	uint64_t newbar = 0xe0200000ull;
+	struct vn_virtio_pci_stats s;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	cfg_write(&f, PCI_BASE_ADDRESS_4, 4, (uint32_t)newbar);
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK_EQ_U(t, s.rebinds, 1u);
+	/* Nothing left at the old address, not even an ioeventfd. */
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, notify_addr(&f, 0), 2, 0), VN_BUS_UNASSIGNED);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, newbar + VN_VIRTIO_PCI_NOTIFY_OFF, 2, 0),
+			VN_BUS_IOEVENTFD);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	/* Memory decode off: stopped; on: assigned again at the same place. */
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MASTER);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, newbar + VN_VIRTIO_PCI_NOTIFY_OFF, 2, 0),
+			VN_BUS_UNASSIGNED);
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_ASSIGNED);
+	add_req(&f, 1);
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, newbar + VN_VIRTIO_PCI_NOTIFY_OFF + 4, 2, 1),
+			VN_BUS_IOEVENTFD);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 1), 5000));
+	fx_fini(&f);
+
+	/* The legacy BAR too. */
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	legacy_driver(&f);
+	cfg_write(&f, PCI_BASE_ADDRESS_0, 4, 0xd000);
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NOTIFY, 2, 0), VN_BUS_UNASSIGNED);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, 0xd000 + VIRTIO_PCI_QUEUE_NOTIFY, 2, 0), VN_BUS_IOEVENTFD);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	fx_fini(&f);
+}
+
+static void test_pause_resume(struct vn_t *t)
+{
+	struct fx_opts o = { .modern_only = true };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	vn_machine_pause(f.m);
+	VN_CHECK(t, !vn_machine_is_running(f.m));
+	for (unsigned int q = 0; q < NQ; q++)
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_DEASSIGNED);
+	/* A paused machine's queues don't move. */
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
+	sync_hn(&f);
+	VN_CHECK(t, !done(&f, 0));
+	vn_machine_pause(f.m);
+	vn_machine_resume(f.m);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	VN_CHECK_EQ_INT(t, request(&f, 1), 1);
+	fx_fini(&f);
+}
+
+/* ---- MSI-X ---- */
+
+static void msix_entry(struct fx *f, unsigned int v, uint32_t data, bool masked)
+{
+	uint64_t e = BAR1 + 16ull * v;
+
+	wr(f, MMIO, e + PCI_MSIX_ENTRY_LOWER_ADDR, 4, VN_MACHINE_MSI_ADDR);
+	wr(f, MMIO, e + PCI_MSIX_ENTRY_UPPER_ADDR, 4, 0);
+	wr(f, MMIO, e + PCI_MSIX_ENTRY_DATA, 4, data);
+	wr(f, MMIO, e + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, masked);
+}
+
+static void test_msix_routing(struct vn_t *t)
+{
+	struct fx_opts o = { .modern_only = true };
+	struct vn_virtio_pci_stats s;
+	unsigned int cap;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	cap = find_vcap(&f, PCI_CAP_ID_MSIX, 0);
+	msix_entry(&f, 1, 7, false);
+	msix_entry(&f, 2, 9, false);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_DATA, 4), 7u);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 16, 8), VN_MACHINE_MSI_ADDR);
+	cfg_write(&f, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	VN_CHECK_EQ_U(t, cfg_read(&f, cap + PCI_MSIX_FLAGS, 2),
+		      PCI_MSIX_FLAGS_ENABLE | (NQ));
+	modern_driver(&f, true);
+	drain_irqs(&f);
+	/* Queue 0 uses vector 1 -> irq 7; queue 1 vector 2 -> irq 9. */
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	VN_CHECK(t, irq_wait_clear(&f, 7, 5000));
+	VN_CHECK(t, !fd_readable(vn_machine_irq_fd(f.m, 9)));
+	VN_CHECK_EQ_INT(t, request(&f, 1), 1);
+	VN_CHECK(t, irq_wait_clear(&f, 9, 5000));
+	/* Masked: no interrupt, the PBA bit instead; unmask delivers. */
+	wr(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 1);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	VN_CHECK(t, !irq_wait_clear(&f, 7, 50));
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 0x800, 8) & 2, 2u);
+	wr(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	VN_CHECK(t, irq_wait_clear(&f, 7, 5000));
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 0x800, 4), 0u);
+	/* Masked and unmasked without a PBA read in between: still delivered. */
+	wr(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 1);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	wr(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	VN_CHECK(t, irq_wait_clear(&f, 7, 5000));
+	/* Function mask holds back every vector. */
+	cfg_write(&f, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	VN_CHECK_EQ_INT(t, request(&f, 1), 1);
+	VN_CHECK(t, !irq_wait_clear(&f, 7, 50));
+	VN_CHECK(t, !irq_wait_clear(&f, 9, 0));
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 0x800, 4), 6u);
+	cfg_write(&f, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	VN_CHECK(t, irq_wait_clear(&f, 7, 5000));
+	VN_CHECK(t, irq_wait_clear(&f, 9, 5000));
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK_EQ_U(t, s.msix_pending_delivered, 4u);
+	/* Reprogramming an entry reroutes it. */
+	wr(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 1);
+	msix_entry(&f, 1, 11, false);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	VN_CHECK(t, irq_wait_clear(&f, 11, 5000));
+	/* A message that goes nowhere: silent, no crash. */
+	msix_entry(&f, 1, 1000, false);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	/* Bad table accesses and PBA writes are refused. */
+	(void)rd(&f, MMIO, BAR1 + 2, 2);
+	wr(&f, MMIO, BAR1 + 0x800, 8, ~0ull);
+	wr(&f, MMIO, BAR1 + 3, 4, 0);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 0x800, 8) & ~6ull, 0u);
+	fx_fini(&f);
+}
+
+/* ---- PCI config access capability ---- */
+
+static uint32_t window(struct fx *f, unsigned int cap, unsigned int bar, uint32_t off,
+		       uint32_t len, bool write, uint32_t val)
+{
+	cfg_write(f, cap + VIRTIO_PCI_CAP_BAR, 1, bar);
+	cfg_write(f, cap + VIRTIO_PCI_CAP_OFFSET, 4, off);
+	cfg_write(f, cap + VIRTIO_PCI_CAP_LENGTH, 4, len);
+	if (write) {
+		cfg_write(f, cap + sizeof(struct virtio_pci_cap), len, val);
+		return 0;
+	}
+	return cfg_read(f, cap + sizeof(struct virtio_pci_cap),
+			len == 1 || len == 2 ? len : 4);
+}
+
+static void test_pci_cfg_window(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct vn_hostnotif_stats hs;
+	unsigned int cap;
+	uint64_t bad;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	cap = find_vcap(&f, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_PCI_CFG);
+	VN_REQUIRE(t, cap != 0);
+	/* Reads: the same registers as through the BAR. */
+	VN_CHECK_EQ_U(t, window(&f, cap, 4, VIRTIO_PCI_COMMON_NUMQ, 2, false, 0), NQ);
+	VN_CHECK_EQ_U(t, window(&f, cap, 4, VIRTIO_PCI_COMMON_DF, 4, false, 0),
+		      rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DF), 4));
+	VN_CHECK_EQ_U(t, window(&f, cap, 0, VIRTIO_PCI_HOST_FEATURES, 4, false, 0),
+		      (uint32_t)DEV_FEATURES);
+	/* Writes: status through the window. */
+	window(&f, cap, 4, VIRTIO_PCI_COMMON_STATUS, 1, true, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	VN_CHECK_EQ_U(t, vn_vdev_get_status(f.vdev), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	/* It works with decode off too (it is config space). */
+	cfg_write(&f, PCI_COMMAND, 2, 0);
+	VN_CHECK_EQ_U(t, window(&f, cap, 4, VIRTIO_PCI_COMMON_STATUS, 1, false, 0),
+		      VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	fx_firmware(&f);
+	/* A doorbell through the window while ASSIGNED: forwarded, served on the iothread. */
+	modern_driver(&f, true);
+	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_ASSIGNED);
+	add_req(&f, 1);
+	window(&f, cap, 4, VN_VIRTIO_PCI_NOTIFY_OFF + 4, 2, true, 1);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 1), 5000));
+	VN_CHECK_EQ_INT(t, f.on_iothread[1], 1);
+	vn_hostnotif_get_stats(vn_virtio_pci_hostnotif(f.vp), &hs);
+	VN_CHECK(t, hs.forwarded >= 1);
+	/* Bad windows: length 3, unaligned, out of the BAR, a missing BAR. */
+	bad = bad_count(&f);
+	(void)window(&f, cap, 4, 0, 3, false, 0);
+	window(&f, cap, 4, 1, 2, false, 0);
+	window(&f, cap, 4, 0x10000, 4, false, 0);
+	window(&f, cap, 2, 0, 4, true, 0);
+	window(&f, cap, 200, 0, 4, true, 0);
+	VN_CHECK(t, bad_count(&f) >= bad + 5);
+	fx_fini(&f);
+}
+
+/* ---- removal and threads ---- */
+
+static void test_remove_while_assigned(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct fx f;
+	int fds;
+
+	fds = vn_t_count_fds();
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_IOEVENTFD);
+	vn_virtio_pci_remove(f.vp);
+	f.vp = NULL;
+	/* The racing kick was served before removal returned. */
+	VN_CHECK(t, done(&f, 0));
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_VENDOR_ID, 4), 0xffffffffu);
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, notify_addr(&f, 0), 2, 0), VN_BUS_UNASSIGNED);
+	fx_fini(&f);
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds);
+}
+
+struct hammer {
+	struct fx *f;
+	int id;
+	volatile bool *stop;
+};
+
+static void *hammer_fn(void *opaque)
+{
+	struct hammer *h = opaque;
+	struct fx *f = h->f;
+	uint64_t v;
+
+	for (unsigned int i = 0; !__atomic_load_n(h->stop, __ATOMIC_RELAXED); i++) {
+		(void)vn_bus_read(f->bus, MMIO, COMMON(VIRTIO_PCI_COMMON_STATUS), 1, &v);
+		(void)vn_bus_write(f->bus, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2, i & 1);
+		(void)vn_bus_read(f->bus, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SIZE), 2, &v);
+		(void)vn_bus_read(f->bus, MMIO, BAR4 + VN_VIRTIO_PCI_DEVICE_OFF, 4, &v);
+		(void)vn_bus_read(f->bus, MMIO, BAR1 + 0x800, 8, &v);
+		(void)vn_bus_read(f->bus, PIO, BAR0 + VIRTIO_PCI_ISR, 1, &v);
+		(void)vn_bus_write(f->bus, PIO, 0xcf8, 4, conf_addr(PCI_COMMAND));
+		(void)vn_bus_read(f->bus, PIO, 0xcfc, 2, &v);
+	}
+	return NULL;
+}
+
+static void test_concurrent_register_access(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	volatile bool stop = false;
+	struct hammer h[2];
+	pthread_t th[2];
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	for (int i = 0; i < 2; i++) {
+		h[i] = (struct hammer){ .f = &f, .id = i, .stop = &stop };
+		VN_REQUIRE(t, pthread_create(&th[i], NULL, hammer_fn, &h[i]) == 0);
+	}
+	/* Meanwhile the "vCPU" kicks, toggles bus master and moves a BAR. */
+	for (int i = 0; i < 50; i++) {
+		VN_CHECK(t, request(&f, i & 1) >= 0);
+		cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+		add_req(&f, 0);
+		(void)kick(&f, 0); /* dropped: no bus master */
+		cfg_write(&f, PCI_BASE_ADDRESS_0, 4, (i & 2) ? 0xd000 : BAR0);
+		cfg_write(&f, PCI_COMMAND, 2,
+			  PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+		/* ...and served once bus master is back. */
+		VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	}
+	__atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	fx_fini(&f);
+}
+
+VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_registers),
+	 VN_TEST(test_common_config), VN_TEST(test_legacy_doorbell_datamatch),
+	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
+	 VN_TEST(test_ioeventfd_limit_falls_back), VN_TEST(test_queue_pfn_zero_resets),
+	 VN_TEST(test_bus_master), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
+	 VN_TEST(test_msix_routing), VN_TEST(test_pci_cfg_window),
+	 VN_TEST(test_remove_while_assigned), VN_TEST(test_concurrent_register_access))
