@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what README.md names and .ci/run runs.
 #   gcc -Werror build          all suites, the QEMU/KVM e2e suite included
+#   gcc release (-O3) build    all suites but e2e: -O3 finds warnings
+#                              (maybe-uninitialized) and UB the -O2 build hides
 #   clang ASan+UBSan (fatal)   all suites but e2e, fuzz corpus replay included
 #   clang TSan                 the threaded suites
 #   libFuzzer smoke            each fuzz target for a bounded time
@@ -96,6 +98,7 @@ fuzz_smoke() {
 		echo "BUILD-FAILED install check"
 	fi
 	if [ "${VN_QUICK:-0}" != 1 ]; then
+		build "gcc release" build-rel "--no-suite e2e" -Dwerror=true --buildtype=release
 		# The e2e suite boots QEMU guests under software emulation (minutes
 		# each); it runs once, in the gcc build, to keep the whole run well
 		# under 30 minutes on two cores.

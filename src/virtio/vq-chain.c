@@ -36,9 +36,16 @@ static int read_desc(struct walk *w, uint64_t table, uint16_t i, struct desc *d)
 	struct vring_desc raw;
 	int r = vn_gmem_read(w->vq->mem, table + 16ull * i, &raw, sizeof(raw));
 
-	if (r < 0)
-		return vq_fail(w->vq, r, "descriptor %u at 0x%llx outside guest memory", i,
-			       (unsigned long long)table);
+	/*
+	 * Return r itself, not vq_fail()'s result: the caller then knows *d is
+	 * written whenever we return 0 (gcc -O3 cannot see that vq_fail()
+	 * returns the negative err it was given and warns maybe-uninitialized).
+	 */
+	if (r < 0) {
+		(void)vq_fail(w->vq, r, "descriptor %u at 0x%llx outside guest memory", i,
+			      (unsigned long long)table);
+		return r;
+	}
 	d->addr = le64toh(raw.addr);
 	d->len = le32toh(raw.len);
 	d->flags = le16toh(raw.flags);
