@@ -36,7 +36,6 @@ struct vn_vdev;
 struct vn_iothread;
 struct vn_promoter_cfg;
 struct vn_virtio_pci;
-struct vn_hostnotif;
 
 #define VN_VIRTIO_PCI_VENDOR 0x1af4u
 #define VN_VIRTIO_PCI_NOTIFY_MULT_DEFAULT 4u
@@ -119,9 +118,6 @@ VN_MUST_CHECK int vn_machine_add_virtio_pci(struct vn_machine *m,
  * Context: no device lock held; not from a bus callback.
  */
 void vn_virtio_pci_remove(struct vn_virtio_pci *vp);
-
-/** vn_virtio_pci_hostnotif() - the host notifier state machine (for stats) */
-struct vn_hostnotif *vn_virtio_pci_hostnotif(struct vn_virtio_pci *vp);
 
 /** vn_virtio_pci_vdev() - the device behind the function */
 struct vn_vdev *vn_virtio_pci_vdev(struct vn_virtio_pci *vp);

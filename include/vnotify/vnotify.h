@@ -13,6 +13,7 @@
 #include <vnotify/loop.h>
 #include <vnotify/iothread.h>
 #include <vnotify/bus.h>
+#include <vnotify/gmem.h>
 #include <vnotify/vq.h>
 #include <vnotify/vdev.h>
 #include <vnotify/machine.h>

@@ -68,6 +68,30 @@ void vn_gmem_destroy(struct vn_gmem *m)
 	pthread_mutex_destroy(&m->lock);
 }
 
+int vn_gmem_new(struct vn_gmem **out)
+{
+	struct vn_gmem *m = malloc(sizeof(*m));
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	r = vn_gmem_init(m);
+	if (r < 0) {
+		free(m);
+		return r;
+	}
+	*out = m;
+	return 0;
+}
+
+void vn_gmem_free(struct vn_gmem *m)
+{
+	if (!m)
+		return;
+	vn_gmem_destroy(m);
+	free(m);
+}
+
 unsigned int vn_gmem_reclaim(struct vn_gmem *m)
 {
 	struct vn_gmem_table *t, *next;

@@ -27,6 +27,8 @@
 #include <pthread.h>
 #include <sys/uio.h>
 
+#include <vnotify/gmem.h>
+
 #include "base/compiler.h"
 
 /* Upper bound on regions in one map; vhost-user allows 8 (or 509 with ADD_MEM_REG). */
@@ -66,6 +68,12 @@ struct vn_gmem {
  */
 unsigned int vn_gmem_reclaim(struct vn_gmem *m);
 
+/*
+ * The public API (<vnotify/gmem.h>) allocates a map with vn_gmem_new();
+ * inside the library a map may also live in its owner's struct (the
+ * machine's RAM, the vhost-user server's map), set up with vn_gmem_init().
+ */
+
 /**
  * vn_gmem_init() - an empty map
  * @m: caller-owned storage
@@ -79,45 +87,8 @@ VN_MUST_CHECK int vn_gmem_init(struct vn_gmem *m);
  */
 void vn_gmem_destroy(struct vn_gmem *m);
 
-/**
- * vn_gmem_add_memfd() - create a memfd of @size bytes and map it at @gpa
- * @m: the map
- * @gpa: guest-physical address of the region
- * @size: bytes (> 0); gpa + size must not wrap
- * @fd_out: if not NULL, receives a dup of the memfd (the caller owns it), so
- *          the same pages can be mapped elsewhere (vhost-user, tests)
- *
- * Return: 0; -EINVAL for a zero size or wrap; -EEXIST for an overlap;
- * -ENOSPC past VN_GMEM_MAX_REGIONS; -errno from memfd_create/ftruncate/mmap.
- * Context: writers are serialised internally; see the header comment about
- * concurrent readers.
- */
-VN_MUST_CHECK int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int *fd_out);
-
-/**
- * vn_gmem_add_fd() - map @size bytes of an external @fd from @offset at @gpa
- * @fd: takes ownership of @fd on success; on error the caller still owns it
- *
- * Used for regions a peer hands us (vhost-user SET_MEM_TABLE) and for a
- * second view of the same memfd at another host address.
- *
- * Return: as vn_gmem_add_memfd(); -EINVAL also for offset + size overflow.
- */
-VN_MUST_CHECK int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd,
-				 uint64_t offset);
-
-/**
- * vn_gmem_remove() - unmap the region starting exactly at @gpa
- * Return: 0 or -ENOENT.
- * Context: nobody may be using addresses inside that region.
- */
-VN_MUST_CHECK int vn_gmem_remove(struct vn_gmem *m, uint64_t gpa);
-
 /** vn_gmem_generation() - bumped by every add/remove; 0 for an empty new map */
 uint64_t vn_gmem_generation(const struct vn_gmem *m);
-
-/** vn_gmem_nr_regions() - number of regions in the current snapshot */
-unsigned int vn_gmem_nr_regions(const struct vn_gmem *m);
 
 /**
  * vn_gmem_map() - translate [gpa, gpa + len) into host iovecs
@@ -144,20 +115,6 @@ VN_MUST_CHECK int vn_gmem_check(const struct vn_gmem *m, uint64_t gpa, uint64_t 
  * region boundary, or gpa + len wraps.
  */
 void *vn_gmem_ptr(const struct vn_gmem *m, uint64_t gpa, uint64_t len);
-
-/**
- * vn_gmem_read() - copy @len bytes of guest memory at @gpa to @buf
- * Return: 0, or -EFAULT (nothing is guaranteed about @buf then).
- */
-VN_MUST_CHECK int vn_gmem_read(const struct vn_gmem *m, uint64_t gpa, void *buf, size_t len);
-
-/**
- * vn_gmem_write() - copy @len bytes from @buf to guest memory at @gpa
- * Return: 0, or -EFAULT (then nothing was written: the range is checked
- * before the first byte is copied).
- */
-VN_MUST_CHECK int vn_gmem_write(const struct vn_gmem *m, uint64_t gpa, const void *buf,
-				size_t len);
 
 /*
  * Little-endian 16-bit ring index accessors (STYLE.md 1.8). The field must be

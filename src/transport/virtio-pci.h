@@ -74,6 +74,13 @@ struct vn_virtio_pci {
 
 #define VN_VP_STAT_INC(vp, field) __atomic_add_fetch(&(vp)->stats.field, 1, __ATOMIC_RELAXED)
 
+/*
+ * vn_virtio_pci_hostnotif() - the function's host notifier state machine,
+ * for white-box tests and tools (its type is internal, so this is not in
+ * <vnotify/pci.h>; vn_virtio_pci_get_stats() is the public view)
+ */
+struct vn_hostnotif *vn_virtio_pci_hostnotif(struct vn_virtio_pci *vp);
+
 /* BAR region callbacks (each takes the device lock). */
 extern const struct vn_region_ops vn_virtio_pci_legacy_ops;
 extern const struct vn_region_ops vn_virtio_pci_modern_ops;

@@ -5,12 +5,48 @@
  * usable from outside the tree.
  */
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <vnotify/vnotify.h>
 
 static int answer(void *opaque)
 {
 	return *(int *)opaque + 1;
+}
+
+/*
+ * Guest memory built by an embedder: a memfd region, and a second view of
+ * the same pages at another guest address through vn_gmem_add_fd(), as a
+ * VMM that hands its RAM fd over would do.
+ */
+static int guest_memory(void)
+{
+	static const char msg[] = "through the second view";
+	struct vn_gmem *m;
+	char buf[sizeof(msg)] = { 0 };
+	int fd = -1, r;
+
+	r = vn_gmem_new(&m);
+	if (r < 0)
+		return r;
+	r = vn_gmem_add_memfd(m, 0, 1 << 20, &fd);
+	if (r == 0) {
+		r = vn_gmem_add_fd(m, 1ull << 32, 1 << 20, fd, 0);
+		if (r < 0)
+			close(fd);
+	}
+	if (r == 0)
+		r = vn_gmem_write(m, (1ull << 32) + 4096, msg, sizeof(msg));
+	if (r == 0)
+		r = vn_gmem_read(m, 4096, buf, sizeof(buf));
+	if (r == 0 && (memcmp(buf, msg, sizeof(msg)) || vn_gmem_nr_regions(m) != 2))
+		r = -EIO;
+	/* past the end of the first region: refused, not a crash */
+	if (r == 0 && vn_gmem_read(m, (1 << 20) - 1, buf, 2) != -EFAULT)
+		r = -EIO;
+	vn_gmem_free(m);
+	return r;
 }
 
 int main(void)
@@ -28,6 +64,11 @@ int main(void)
 	vn_iothread_free(it);
 	if (r != 42) {
 		fprintf(stderr, "consumer: got %d, want 42\n", r);
+		return 1;
+	}
+	r = guest_memory();
+	if (r < 0) {
+		fprintf(stderr, "consumer: guest memory: %s\n", vn_strerror(r));
 		return 1;
 	}
 	printf("consumer: ok\n");

@@ -54,6 +54,7 @@
 #include "guest/vdrv-vcpu.h"
 #include "hw/machine.h"
 #include "mem/gmem.h"
+#include "transport/virtio-pci.h"
 #include "virtio/hostnotif.h"
 
 #define F(b) (1ull << (b))

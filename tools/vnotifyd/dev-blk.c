@@ -17,12 +17,12 @@
 #include <unistd.h>
 
 #include <vnotify/blk.h>
+#include <vnotify/gmem.h>
 #include <vnotify/iothread.h>
 #include <vnotify/log.h>
 #include <vnotify/vhost-user.h>
 
 #include "devices.h"
-#include "mem/gmem.h"
 
 #define BLK_MAX_IOTHREADS 64
 
@@ -35,8 +35,7 @@ struct blk_dev {
 	uint64_t size;
 	unsigned int nr_queues;
 	unsigned int nr_iothreads;
-	struct vn_gmem mem;
-	bool mem_ready;
+	struct vn_gmem *mem;
 	struct vn_blk *blk;
 	struct vn_iothread *sock_it;
 	struct vn_iothread *q_its[BLK_MAX_IOTHREADS];
@@ -218,7 +217,6 @@ static int new_device(struct blk_dev *b, const struct vnd_dev_opts *o)
 {
 	struct vn_blk_cfg cfg = {
 		.name = b->dev.id,
-		.mem = &b->mem,
 		.fd = b->fd,
 		.readonly = b->readonly,
 		.direct = vnd_opt_bool(o, "direct", false),
@@ -232,12 +230,12 @@ static int new_device(struct blk_dev *b, const struct vnd_dev_opts *o)
 	};
 	int r;
 
-	r = vn_gmem_init(&b->mem);
+	r = vn_gmem_new(&b->mem);
 	if (r < 0) {
 		fprintf(stderr, "vnotifyd: %s: %s\n", b->dev.id, VND_STRERROR(r));
 		return r;
 	}
-	b->mem_ready = true;
+	cfg.mem = b->mem;
 	r = vn_blk_new(&cfg, &b->blk);
 	if (r < 0) {
 		fprintf(stderr, "vnotifyd: %s: cannot create the virtio-blk device on %s: %s",
@@ -406,8 +404,7 @@ static int blk_destroy(struct vnd_dev *d)
 	for (unsigned int i = 0; i < BLK_MAX_IOTHREADS; i++)
 		vn_iothread_free(b->q_its[i]);
 	vn_iothread_free(b->sock_it);
-	if (b->mem_ready)
-		vn_gmem_destroy(&b->mem);
+	vn_gmem_free(b->mem);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b);
