@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vnotify's TAP test harness (STYLE.md 1.11). One header, no fork, so ASan,
- * TSan and gdb see the real process.
+ * vnotify's TAP test harness (CONTRIBUTING.md "Tests"). One header, no fork,
+ * so ASan, TSan and gdb see the real process.
  *
  *   static void test_thing(struct vn_t *t) { VN_CHECK_EQ_INT(t, f(), 0); }
  *   VN_TESTS(VN_TEST(test_thing));
@@ -132,8 +132,9 @@ static inline int vn_t_count_fds(void)
 }
 
 /*
- * Bounded wait for a condition another thread makes true (STYLE.md 1.11:
- * never sleep and hope). Returns true if it became true within timeout_ms.
+ * Bounded wait for a condition another thread makes true (CONTRIBUTING.md
+ * "Tests": never sleep and hope). Returns true if it became true within
+ * timeout_ms.
  */
 #define VN_WAIT_FOR(cond, timeout_ms)                                            \
 	({                                                                       \

@@ -8,7 +8,7 @@
 #include <vnotify/error.h>
 
 /*
- * The bus (layer 3): the PIO and MMIO address spaces of one machine, made of
+ * The bus (src/bus/): the PIO and MMIO address spaces of one machine, made of
  * regions with read/write callbacks; the ioeventfd table with KVM's rules;
  * the accelerator interface (soft or kvm); the hot-write promoter.
  *

@@ -3,10 +3,10 @@
 #define VN_VNOTIFY_KVM_H
 
 /*
- * Guest notifiers under KVM (DESIGN.md "accelerator": kvm): an MSI message
- * (address, data) becomes a KVM GSI route of type MSI with an irqfd on it,
- * so a device's eventfd write interrupts the guest without userspace.
- * A KVM machine plugs these into its struct vn_msi_ops (vnotify/machine.h).
+ * Guest notifiers under KVM (docs/design.md "Words", accelerator kvm): an MSI
+ * message (address, data) becomes a KVM GSI route of type MSI with an irqfd on
+ * it, so a device's eventfd write interrupts the guest without userspace. A
+ * KVM machine plugs these into its struct vn_msi_ops (vnotify/machine.h).
  *
  * KVM_SET_GSI_ROUTING replaces the whole routing table, so the router owns
  * it: when the VM has the in-kernel irqchip, it keeps KVM's 24 default

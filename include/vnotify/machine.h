@@ -3,8 +3,8 @@
 #define VN_VNOTIFY_MACHINE_H
 
 /*
- * The soft machine (DESIGN.md "machine"): one VM's worth of state without a
- * CPU. It owns
+ * The soft machine (docs/design.md "The board"): one VM's worth of state
+ * without a CPU. It owns
  *   - guest RAM: one memfd-backed region at guest physical 0 (so a vhost-user
  *     backend can map the same pages);
  *   - a bus (PIO and MMIO address spaces, the ioeventfd table) through which

@@ -10,7 +10,7 @@
  * vn_vdev_ops` and creates a device with vn_vdev_new(). Transports
  * (virtio-pci, virtio-mmio, vhost-user) drive the same object through the
  * register-level functions below; they never see the device type's ops, and
- * the device type never sees the transport (STYLE.md 1.2 rule 3).
+ * the device type never sees the transport (CONTRIBUTING.md "API shape").
  *
  * Locking: the functions that model driver register accesses
  * (set_status, set_driver_features, config_read/write, queue_*) run with the
@@ -104,7 +104,7 @@ void vn_vdev_free(struct vn_vdev *vdev);
 /** vn_vdev_opaque() - the device type's private pointer from the cfg */
 void *vn_vdev_opaque(const struct vn_vdev *vdev);
 
-/** vn_vdev_lock() - take the device lock (DESIGN.md "Threads and locks") */
+/** vn_vdev_lock() - take the device lock (docs/design.md "Threads and locks") */
 void vn_vdev_lock(struct vn_vdev *vdev);
 /** vn_vdev_unlock() - release it */
 void vn_vdev_unlock(struct vn_vdev *vdev);

@@ -18,8 +18,9 @@
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /*
- * A broken internal invariant (STYLE.md 1.5 kind 3). Never use it on a value
- * a guest or a peer controls: those return -errno instead.
+ * A broken internal invariant (CONTRIBUTING.md "Errors": a programmer error).
+ * Never use it on a value a guest or a peer controls: those return -errno
+ * instead.
  */
 #define VN_BUG_ON(cond)                                                              \
 	do {                                                                         \

@@ -8,8 +8,8 @@
 #include <vnotify/log.h>
 
 /*
- * Rate limit for guest- and peer-caused messages (STYLE.md 1.6 rule 6): a
- * hostile guest must not be able to flood the host's log.
+ * Rate limit for guest- and peer-caused messages (CONTRIBUTING.md "Guest
+ * input"): a hostile guest must not be able to flood the host's log.
  */
 struct vn_ratelimit {
 	pthread_mutex_t lock;

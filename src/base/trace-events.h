@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Every trace point of vnotify, in one list (STYLE.md 1.9). Each line is
- * VN_TRACE(name, "what it records"); the format string lives at the call site
- * (vn_trace(name, fmt, ...)) so the compiler checks it against the arguments.
- * Add new points at the end of your layer's block.
+ * Every trace point of vnotify, in one list (CONTRIBUTING.md "Logging and
+ * trace points"). Each line is VN_TRACE(name, "what it records"); the format
+ * string lives at the call site (vn_trace(name, fmt, ...)) so the compiler
+ * checks it against the arguments. Add new points at the end of your folder's
+ * block.
  *
  * No include guard: this file is an X-macro list, included with VN_TRACE
  * defined differently each time.

@@ -14,16 +14,16 @@
 
 /*
  * The kvm accelerator: KVM_IOEVENTFD on a VM fd the embedding VMM hands in.
- * The kernel applies the rules; we translate, with one exception: the
- * limit. Linux stopped counting ioeventfds against a bus's 1000 devices
+ * The kernel applies the rules; we translate, with one exception: the limit.
+ * Linux stopped counting ioeventfds against a bus's 1000 devices
  * (kvm_io_bus_register_dev() subtracts them: they are "limited by maximum
- * fd"), so KVM never answers -ENOSPC for one. DESIGN.md's table has a limit
- * per space, and the fallback to synchronous notify depends on seeing it,
- * so we count our entries per space and refuse past max_ioeventfds with
- * exactly the code the soft table gives: argument and fd errors first, then
- * -EEXIST, then -ENOSPC. For that we keep a shadow of what we registered
- * (the kernel's list is not readable); the kernel stays the authority for
- * everything below the limit.
+ * fd"), so KVM never answers -ENOSPC for one. Our table has a limit per space
+ * (docs/design.md "The ioeventfd table"), and the fallback to synchronous
+ * notify depends on seeing it, so we count our entries per space and refuse
+ * past max_ioeventfds with exactly the code the soft table gives: argument and
+ * fd errors first, then -EEXIST, then -ENOSPC. For that we keep a shadow of
+ * what we registered (the kernel's list is not readable); the kernel stays the
+ * authority for everything below the limit.
  *
  * Tested against the real KVM_IOEVENTFD inside the nested guest
  * (scripts/kvm/, tests/e2e/test-kvm-nested.sh).

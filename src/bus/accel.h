@@ -7,7 +7,7 @@
 #include <vnotify/bus.h>
 
 /*
- * An accelerator: where ioeventfds are matched (DESIGN.md "Roles and words").
+ * An accelerator: where ioeventfds are matched (docs/design.md "Words").
  * Implementations: accel-soft.c (the bus's own table) and accel-kvm.c
  * (KVM_IOEVENTFD). Ops tables are static const.
  */

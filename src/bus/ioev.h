@@ -11,7 +11,7 @@
 #include "base/compiler.h"
 
 /*
- * The soft ioeventfd table, with KVM's rules (DESIGN.md "The ioeventfd
+ * The soft ioeventfd table, with KVM's rules (docs/design.md "The ioeventfd
  * table"; Linux virt/kvm/eventfd.c).
  *
  * Writers (serialised by the bus mutex) keep a plain array of entries, check

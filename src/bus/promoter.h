@@ -9,12 +9,12 @@
 #include "base/compiler.h"
 
 /*
- * The hot-write promoter (DESIGN.md; QEMU's vfio NVIDIA BAR0 quirk is the
- * model). One per candidate region. The dispatcher reports every
- * synchronous write with vn_promoter_observe(); at cfg->hits identical
- * consecutive watched writes the promoter registers a datamatch ioeventfd
- * for exactly (addr, size, value), whose handler on cfg->iothread replays
- * the write into the region. At most cfg->max_dynamic per region.
+ * The hot-write promoter (docs/design.md "The promoter"; QEMU's vfio NVIDIA
+ * BAR0 quirk is the model). One per candidate region. The dispatcher reports
+ * every synchronous write with vn_promoter_observe(); at cfg->hits identical
+ * consecutive watched writes the promoter registers a datamatch ioeventfd for
+ * exactly (addr, size, value), whose handler on cfg->iothread replays the
+ * write into the region. At most cfg->max_dynamic per region.
  */
 struct vn_promoter;
 struct vn_region;

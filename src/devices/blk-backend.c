@@ -80,7 +80,7 @@ int vn_blk_backend_open(struct vn_blk *blk, enum vn_blk_backend kind)
 	case VN_BLK_BACKEND_AUTO:
 		r = vn_blk_uring_ops ? open_with(blk, vn_blk_uring_ops) : -ENOSYS;
 		if (r < 0) {
-			/* A host resource error with a fallback (STYLE.md 1.5): say it once. */
+			/* A host resource error with a fallback: say it once (CONTRIBUTING.md "Errors"). */
 			vn_log(VN_LOG_INFO, "blk",
 			       "%s: io_uring unavailable (%s), using the thread pool", blk->name,
 			       vn_strerror(r));

@@ -4,8 +4,8 @@
 
 /*
  * Host I/O backends of virtio-blk: a small static const ops table each
- * (STYLE.md 1.4). A backend reads and writes the image for requests
- * prepared by blk-req.c and reports each finished submission through
+ * (CONTRIBUTING.md "API shape"). A backend reads and writes the image for
+ * requests prepared by blk-req.c and reports each finished submission through
  * vn_blk_req_done(); it never touches the guest's rings.
  *
  * Per-queue calls (queue_*, submit, flush, reap) run with the queue's run

@@ -411,7 +411,7 @@ static int start_dwz(struct blk_queue *bq, struct blk_req *req, uint32_t type)
 		req_complete(bq, req, VIRTIO_BLK_S_UNSUPP, 1);
 		return 0;
 	}
-	/* Copy once, then check the copy (STYLE.md 1.6 rule 1). */
+	/* Copy once, then check the copy (CONTRIBUTING.md "Guest input"). */
 	iov_to_buf(e->iov, e->out_num, sizeof(struct virtio_blk_outhdr), &seg, sizeof(seg));
 	sector = le64toh(seg.sector);
 	num = le32toh(seg.num_sectors);

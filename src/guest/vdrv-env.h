@@ -3,7 +3,7 @@
 #define VN_GUEST_VDRV_ENV_H
 
 /*
- * The machine as the guest driver sees it (layer 7): the bus it reaches
+ * The machine as the guest driver sees it (src/guest/): the bus it reaches
  * devices through, its view of guest memory, the MSI eventfds, and the
  * firmware's and the guest kernel's global state: PCI configuration
  * mechanism #1 (ports 0xcf8/0xcfc), BAR sizing and placement in the host

@@ -3,11 +3,11 @@
 #define VN_GUEST_VDRV_PCI_H
 
 /*
- * The guest's virtio-pci driver (layer 7, DESIGN.md "driver"), the way
- * QEMU's libqos drives devices in its tests: on a function the firmware
- * placed (vdrv-env.h), it plays the guest kernel (virtio 1.2 §4.1 "Virtio
- * Over PCI Bus": legacy I/O BAR or modern capabilities, feature
- * negotiation, queue setup, MSI-X, status, reset, bus master).
+ * The guest's virtio-pci driver (docs/design.md "The guest driver"), the way
+ * QEMU's libqos drives devices in its tests: on a function the firmware placed
+ * (vdrv-env.h), it plays the guest kernel (virtio 1.2 §4.1 "Virtio Over PCI
+ * Bus": legacy I/O BAR or modern capabilities, feature negotiation, queue
+ * setup, MSI-X, status, reset, bus master).
  *
  * Every register access and every doorbell goes through vn_bus_read() /
  * vn_bus_write() of the machine's bus, so a doorbell hits the ioeventfd or

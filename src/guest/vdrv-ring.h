@@ -3,10 +3,10 @@
 #define VN_GUEST_VDRV_RING_H
 
 /*
- * The guest side of a split virtqueue (layer 7, DESIGN.md "driver"): lays
- * out desc/avail/used in guest memory, adds buffer chains (direct or through
- * an indirect table), publishes the avail index, decides whether to kick
- * (VIRTIO_RING_F_EVENT_IDX or VRING_USED_F_NO_NOTIFY), and reaps used
+ * The guest side of a split virtqueue (docs/design.md "The guest driver"):
+ * lays out desc/avail/used in guest memory, adds buffer chains (direct or
+ * through an indirect table), publishes the avail index, decides whether to
+ * kick (VIRTIO_RING_F_EVENT_IDX or VRING_USED_F_NO_NOTIFY), and reaps used
  * buffers. Tests and the benchmark use it to play the guest, the way Linux's
  * tools/virtio plays one for vringh.
  *

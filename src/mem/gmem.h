@@ -3,7 +3,7 @@
 #define VN_MEM_GMEM_H
 
 /*
- * Guest memory (DESIGN.md "Guest memory", STYLE.md 1.6 rule 2).
+ * Guest memory (docs/design.md "Guest memory", CONTRIBUTING.md "Guest input").
  *
  * A map of guest-physical ranges onto host mappings of memfd (or adopted
  * external fd) regions. Every access a device makes to guest memory goes
@@ -14,11 +14,11 @@
  * Concurrency: the region table is an immutable snapshot published with a
  * release store; readers take it with one acquire load, so translation and
  * copies are safe from any number of threads at once (a driver thread and a
- * device thread over the same map, say). Adding or removing a region
- * publishes a new snapshot and bumps the generation. Removing a region
- * unmaps it at once, so users of that region must be quiesced first (STYLE.md
- * 1.7: SET_MEM_TABLE quiesces queues before unmapping); old snapshots stay
- * allocated until vn_gmem_destroy() so a reader never sees a freed table.
+ * device thread over the same map, say). Adding or removing a region publishes
+ * a new snapshot and bumps the generation. Removing a region unmaps it at
+ * once, so users of that region must be quiesced first (CONTRIBUTING.md
+ * "Ownership": SET_MEM_TABLE quiesces queues before unmapping); old snapshots
+ * stay allocated until vn_gmem_destroy() so a reader never sees a freed table.
  */
 
 #include <stdbool.h>
@@ -117,9 +117,9 @@ VN_MUST_CHECK int vn_gmem_check(const struct vn_gmem *m, uint64_t gpa, uint64_t 
 void *vn_gmem_ptr(const struct vn_gmem *m, uint64_t gpa, uint64_t len);
 
 /*
- * Little-endian 16-bit ring index accessors (STYLE.md 1.8). The field must be
- * 2-byte aligned and inside one region, else -EFAULT. The caller picks the
- * ordering and says in a comment what it pairs with:
+ * Little-endian 16-bit ring index accessors (CONTRIBUTING.md "Concurrency").
+ * The field must be 2-byte aligned and inside one region, else -EFAULT. The
+ * caller picks the ordering and says in a comment what it pairs with:
  *  - acquire load / release store: publish data, then an index;
  *  - seq_cst load / store: the two store->load (Dekker) pairs of the split
  *    ring, "publish used idx, then read used_event" and "publish avail

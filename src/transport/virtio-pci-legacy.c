@@ -109,7 +109,7 @@ static void set_pfn(struct vn_virtio_pci *vp, uint32_t pfn)
 	int r;
 
 	if (pfn == 0) {
-		/* Legacy drivers reset a device by writing 0 here (DESIGN.md, edge g). */
+		/* Legacy drivers reset a device by writing 0 here (docs/design.md, edge g). */
 		vn_trace(virtio_pci_reset, "dev=%s vq=%u", vdev->name, q);
 		vn_vdev_reset(vdev);
 		return;

@@ -234,7 +234,7 @@ static void func_region_added(void *opaque, unsigned int bar, struct vn_region *
 	struct vn_virtio_pci *vp = opaque;
 	int r;
 
-	/* DESIGN.md: interrupt routing must stay exact; never promote these. */
+	/* Interrupt routing must stay exact: never promote these (docs/design.md). */
 	if (vp->has_promoter && bar == VN_VIRTIO_PCI_BAR_MSIX) {
 		r = vn_region_promoter_exclude(region, 0, vp->msix.bar_size);
 		if (r < 0)

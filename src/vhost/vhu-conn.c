@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The vhost-user socket adapter (STYLE.md 1.2 rule 4): a listening unix
- * socket on an iothread, one frontend at a time, messages read with their
+ * The vhost-user socket adapter (CONTRIBUTING.md "API shape"): a listening
+ * unix socket on an iothread, one frontend at a time, messages read with their
  * SCM_RIGHTS fds and handed whole to the protocol core (vhu-server.c), its
  * replies written back. When the frontend goes away or breaks the protocol,
- * the core resets the device and releases everything, and we listen again
- * for the frontend's reconnect.
+ * the core resets the device and releases everything, and we listen again for
+ * the frontend's reconnect.
  */
 #include <vnotify/vhost-user.h>
 

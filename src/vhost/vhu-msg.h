@@ -12,8 +12,9 @@
  * SCM_RIGHTS ancillary data. Each side describes the requests it accepts in a
  * table with one row per request (handler, fd count range, payload size
  * bounds, where the queue index is); vn_vhu_msg_dispatch() checks a message
- * against its row before the handler runs, sends REPLY_ACK answers, and
- * closes every fd the handler did not claim (STYLE.md 1.4, 1.6 rule 5, 1.7).
+ * against its row before the handler runs, sends REPLY_ACK answers, and closes
+ * every fd the handler did not claim (CONTRIBUTING.md "API shape", "Guest
+ * input", "Ownership").
  */
 
 #include <stdbool.h>

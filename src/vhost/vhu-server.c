@@ -223,7 +223,10 @@ static int attach_fn(void *opaque)
 		vn_timer_arm_in(q->timer, q->srv->poll_ns);
 	}
 	__atomic_store_n(&q->attached, true, __ATOMIC_RELAXED);
-	/* Self-kick: a kick may have landed while nobody listened (DESIGN.md). */
+	/*
+	 * Self-kick: a kick may have landed while nobody listened
+	 * (docs/design.md "The host notifier state machine").
+	 */
 	run_queue(q);
 	return 0;
 }
@@ -773,7 +776,7 @@ static int h_set_mem_table(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg 
 	r = check_region_fds(srv, msg);
 	if (r < 0)
 		return r;
-	/* STYLE.md 1.7: quiesce before unmapping what the rings point into. */
+	/* Quiesce before unmapping what the rings point into (CONTRIBUTING.md "Ownership"). */
 	for (unsigned int i = 0; i < srv->nr_queues; i++)
 		if (srv->queues[i].started)
 			ring_detach(&srv->queues[i]);

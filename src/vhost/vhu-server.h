@@ -5,10 +5,10 @@
 /*
  * The vhost-user backend protocol core (QEMU's docs/interop/vhost-user.rst).
  *
- * It consumes whole messages (header, payload, received fds) and produces
- * the replies; it owns neither the socket nor the control loop (STYLE.md 1.2
- * rule 4), so tests and the fuzzer drive it directly and vhu-conn.c is a thin
- * adapter around it.
+ * It consumes whole messages (header, payload, received fds) and produces the
+ * replies; it owns neither the socket nor the control loop (CONTRIBUTING.md
+ * "API shape"), so tests and the fuzzer drive it directly and vhu-conn.c is a
+ * thin adapter around it.
  *
  * Threads. The core is driven from one control thread at a time (the
  * connection's iothread, or a test). Queue q runs on iothreads[q % n]: its

@@ -57,7 +57,7 @@ const char *vn_hostnotif_state_name(enum vn_hostnotif_state s)
 	return (unsigned int)s < VN_ARRAY_SIZE(state_names) ? state_names[s] : "?";
 }
 
-/* Caller holds the device lock. The edge letter is DESIGN.md's. */
+/* Caller holds the device lock. Edge letters as in docs/design.md. */
 static void set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
 {
 	enum vn_hostnotif_state old = q->state;

@@ -3,7 +3,7 @@
 #define VN_VIRTIO_HOSTNOTIF_H
 
 /*
- * The host notifier state machine of DESIGN.md, one per device: for each
+ * The host notifier state machine (docs/design.md), one per device: for each
  * virtqueue, who receives the guest's kicks.
  *
  *   DEASSIGNED  kicks reach the transport's doorbell register and run the
@@ -12,16 +12,16 @@
  *               the eventfd and runs the queue
  *   OFFLIMITS   a vhost backend owns the eventfd; userspace leaves the queue
  *
- * Ownership and locks. Each queue's run lock (vn_vdev_queue_lock()) is held
- * by whoever runs the queue's handler (iothread or vCPU), so no queue is ever
- * processed by two threads at once. The iothread's handler runs the queue
- * only while the state is ASSIGNED, checked under that lock. Attaching and detaching the fd
- * handler is posted to the iothread and never waited for: lifecycle calls
- * run under the device lock, and waiting there for an iothread that may need
- * the device lock (a promoted register write replayed on it, say) is the
- * deadlock DESIGN.md warns about. A handler still attached for a moment
- * after a stop sees the new state and leaves the eventfd alone, so each
- * eventfd has exactly one reader at a time.
+ * Ownership and locks. Each queue's run lock (vn_vdev_queue_lock()) is held by
+ * whoever runs the queue's handler (iothread or vCPU), so no queue is ever
+ * processed by two threads at once. The iothread's handler runs the queue only
+ * while the state is ASSIGNED, checked under that lock. Attaching and
+ * detaching the fd handler is posted to the iothread and never waited for:
+ * lifecycle calls run under the device lock, and waiting there for an iothread
+ * that may need the device lock (a promoted register write replayed on it,
+ * say) is the deadlock of docs/design.md "Threads and locks". A handler still
+ * attached for a moment after a stop sees the new state and leaves the eventfd
+ * alone, so each eventfd has exactly one reader at a time.
  */
 
 #include <stdbool.h>

@@ -5,7 +5,8 @@
 /*
  * Device core internals. <vnotify/vdev.h> has the API; this adds the struct
  * layout and the hook points for code that sits beside the device core in
- * layer 4 or above it (the host notifier state machine, transports).
+ * src/virtio/ or in a folder above it (the host notifier state machine, the
+ * transports).
  */
 
 #include <pthread.h>

@@ -2,10 +2,10 @@
 /*
  * Walking a descriptor chain the guest wrote (virtio 1.2 §2.7.5, §2.7.13).
  *
- * Everything read here is hostile (STYLE.md 1.6): each descriptor is copied
- * once into a local, checked, and only the copy is used, so a guest that
- * rewrites the table while we walk it cannot make us use a value we did
- * not check. Every loop is bounded by the queue size.
+ * Everything read here is hostile (CONTRIBUTING.md "Guest input"): each
+ * descriptor is copied once into a local, checked, and only the copy is used,
+ * so a guest that rewrites the table while we walk it cannot make us use a
+ * value we did not check. Every loop is bounded by the queue size.
  */
 #include "virtio/vq.h"
 
@@ -62,7 +62,7 @@ static int add_buffer(struct walk *w, const struct desc *d)
 	unsigned int used = e->out_num + e->in_num;
 	int n;
 
-	/* STYLE.md 1.6 rule 3; virtio 1.2 §2.7.4.2: no readable after writable */
+	/* CONTRIBUTING.md "Guest input"; virtio 1.2 §2.7.4.2: no readable after writable */
 	if (!writable && e->in_num)
 		return vq_fail(vq, -EINVAL, "head %u: readable descriptor after a writable one",
 			       e->head);

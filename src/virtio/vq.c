@@ -11,7 +11,7 @@
 #include "base/trace.h"
 #include "virtio/vq-priv.h"
 
-/* Guest-caused messages go through the owner's rate limit (STYLE.md 1.6 rule 6). */
+/* Guest-caused messages go through the owner's rate limit (CONTRIBUTING.md). */
 static void vq_log(struct vn_vq *vq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void vq_log(struct vn_vq *vq, const char *fmt, ...)
 {
@@ -192,7 +192,7 @@ int vq_read_avail_idx(struct vn_vq *vq, bool seqcst)
 	if (r < 0)
 		return vq_fail(vq, r, "avail ring at 0x%llx unreadable",
 			       (unsigned long long)vq->avail);
-	/* STYLE.md 1.6 rule 3: the avail index advances by at most the queue size. */
+	/* Every walk has a bound: avail advances by at most the queue size (CONTRIBUTING.md). */
 	if ((uint16_t)(idx - vq->last_avail_idx) > vq->num)
 		return vq_fail(vq, -EINVAL, "avail idx moved from %u to %u (size %u)",
 			       vq->last_avail_idx, idx, vq->num);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target for virtio-blk requests (STYLE.md 1.13 item 5): request
+ * libFuzzer target for virtio-blk requests (CONTRIBUTING.md "Fuzzing"): request
  * headers and chains from the input, run through a real device against a
  * small image (a 64 KiB memfd), with both backends.
  *

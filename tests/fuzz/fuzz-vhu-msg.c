@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the vhost-user message parser and protocol core
- * (STYLE.md 1.13 item 2). No socket and no running loop: the harness feeds
- * vn_vhu_server_process() directly (STYLE.md 1.2 rule 4) and runs the queues'
- * loop by hand between messages, so kicks and ring polls happen too.
+ * (CONTRIBUTING.md "Fuzzing"). No socket and no running loop: the harness
+ * feeds vn_vhu_server_process() directly (CONTRIBUTING.md "API shape") and
+ * runs the queues' loop by hand between messages, so kicks and ring polls
+ * happen too.
  *
  * The input is a stream of messages, each:
  *   u8     fds: low 4 bits = how many to attach (mod 9)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target for the descriptor chain parser (STYLE.md 1.13 item 1).
+ * libFuzzer target for the descriptor chain parser (CONTRIBUTING.md "Fuzzing").
  *
  * The input decodes into a structured layout (rust-vmm's mock-driver idea):
  *   u8  log2 queue size (mod 8: 1..128)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The guest driver (layer 7) against virtio-blk on virtio-pci on the soft
+ * The guest driver (src/guest/) against virtio-blk on virtio-pci on the soft
  * machine, over a temporary image file. Every register access and doorbell
  * goes through the machine's bus, so kicks hit the ioeventfd (iothread) or
  * the synchronous exit (device lock) exactly as a VM's would, and the

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Guest driver in the loop (STYLE.md 1.11, after vringh_test): vnotify's
- * driver (layer 7) builds real split rings in a memfd and the device core
- * consumes them in the same process.
+ * Guest driver in the loop (CONTRIBUTING.md "Tests", after vringh_test):
+ * vnotify's driver (src/guest/) builds real split rings in a memfd and the
+ * device core consumes them in the same process.
  *
  * Variants: indirect on/off x event-idx on/off; a "shredded" device-side
  * memory map of hundreds of tiny regions, so every descriptor, buffer and

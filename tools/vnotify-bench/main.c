@@ -33,7 +33,7 @@ int main(int argc, char **argv)
 {
 	const char *trace = getenv("VNOTIFY_TRACE");
 
-	/* Trace points by name (STYLE.md 1.9): VNOTIFY_TRACE=hostnotif_*,ioev_* */
+	/* VNOTIFY_TRACE=hostnotif_*,ioev_* (CONTRIBUTING.md "Logging and trace points") */
 	if (trace && *trace && vn_trace_enable(trace) < 0) {
 		fprintf(stderr, "vnotify-bench: VNOTIFY_TRACE='%s' names no trace point "
 			"(see src/base/trace-events.h)\n", trace);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The device types vnotifyd knows, in one explicit table (STYLE.md 1.4:
- * the order is in the source, nothing registers itself), and what every
- * vhost-user device shares: taking its socket path.
+ * The device types vnotifyd knows, in one explicit table (CONTRIBUTING.md "API
+ * shape": the order is in the source, nothing registers itself), and what
+ * every vhost-user device shares: taking its socket path.
  */
 #include "devices.h"
 

@@ -3,9 +3,9 @@
 #define VND_DEVICES_H
 
 /*
- * vnotifyd's device types. Each type is a static const struct
- * vn_device_type listed in the table of devices.c (STYLE.md 1.4): its name
- * is its command-line option (--blk), its keys the option's key=value list.
+ * vnotifyd's device types. Each type is a static const struct vn_device_type
+ * listed in the table of devices.c (CONTRIBUTING.md "API shape"): its name is
+ * its command-line option (--blk), its keys the option's key=value list.
  */
 
 #include <stdbool.h>

@@ -9,9 +9,9 @@
 #include <vnotify/bus.h>
 
 /*
- * A plain list model of KVM's ioeventfd rules, written from DESIGN.md "The
- * ioeventfd table" and nothing else, so it can disagree with the real table
- * (src/bus/ioev.c). Shared by tests/unit/bus/test-ioev.c and
+ * A plain list model of KVM's ioeventfd rules, written from docs/design.md
+ * "The ioeventfd table" and nothing else, so it can disagree with the real
+ * table (src/bus/ioev.c). Shared by tests/unit/bus/test-ioev.c and
  * tests/fuzz/fuzz-ioev.c.
  */
 

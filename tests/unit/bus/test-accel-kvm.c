@@ -161,16 +161,17 @@ static void test_kvm_limit(struct vn_t *t)
 }
 
 /*
- * Where KVM departs from DESIGN.md's table: its io bus looks devices up by
- * a binary search over ranges, which is not a total order once ranges at
- * different addresses overlap. With PIO 0x10/1, 0x11/1 and 0x10/2 assigned
- * in that order, a 2-byte write at 0x10 matches 0x10/2 by the rules, but
- * Linux (6.1) sends it to userspace. What must hold on any kernel: the
- * write signals the right eventfd or none, never another one. vnotify's
+ * Where KVM departs from docs/design.md "The ioeventfd table": its io bus
+ * looks devices up by a binary search over ranges, which is not a total order
+ * once ranges at different addresses overlap. With PIO 0x10/1, 0x11/1 and
+ * 0x10/2 assigned in that order, a 2-byte write at 0x10 matches 0x10/2 by the
+ * rules, but Linux (6.1) sends it to userspace. What must hold on any kernel:
+ * the write signals the right eventfd or none, never another one. vnotify's
  * own entries never overlap (one len-0 MMIO entry per notify address; the
  * legacy port holds one 2-byte datamatch per queue), and a doorbell that
  * reaches the device model while its queue is ASSIGNED signals the same
- * eventfd anyway (DESIGN.md), so the miss costs one exit, not a kick.
+ * eventfd anyway (docs/design.md "The host notifier state machine"), so the
+ * miss costs one exit, not a kick.
  */
 static void test_kvm_overlapping_ranges(struct vn_t *t)
 {

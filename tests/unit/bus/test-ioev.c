@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The soft ioeventfd table: every KVM rule of DESIGN.md "The ioeventfd
+ * The soft ioeventfd table: every KVM rule of docs/design.md "The ioeventfd
  * table", one by one, then a model-based random comparison (ioev-model.c).
  *
  * Built a second time with IOEV_KVM as test-ioev-kvm: the same cases

@@ -2,10 +2,10 @@
 /*
  * Fixture for the virtio-blk unit tests: guest memory, an image file, a
  * device over it with a completion iothread, and a raw guest that writes
- * descriptor chains straight into the rings (these tests link layer 6 and
- * below, so not the driver of layer 7). The test thread plays the vCPU: it
- * kicks a queue by running its handler under the queue's run lock, as a
- * synchronous exit does.
+ * descriptor chains straight into the rings (these tests link src/devices/
+ * and the folders below it, so not the guest driver). The test thread plays
+ * the vCPU: it kicks a queue by running its handler under the queue's run
+ * lock, as a synchronous exit does.
  */
 #ifndef VN_TESTS_BLKT_H
 #define VN_TESTS_BLKT_H

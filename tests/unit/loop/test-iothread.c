@@ -102,7 +102,10 @@ static int attach_fn(void *opaque)
 	return vn_loop_add_fd(a->loop, vn_notifier_fd(&a->k->n), VN_LOOP_READ, on_kick, NULL, a->k);
 }
 
-/* The DESIGN.md pattern: attach a host notifier on the iothread, kick it, detach there. */
+/*
+ * The pattern of docs/design.md "Threads and locks": attach a host notifier
+ * on the iothread, kick it, detach there.
+ */
 static void test_kick_handled_on_iothread(struct vn_t *t)
 {
 	struct vn_iothread *it;

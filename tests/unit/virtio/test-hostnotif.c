@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The host notifier state machine (DESIGN.md): every edge and trigger, the
- * stop race, self-kicks, the safety net, start rollback, and a randomized
+ * The host notifier state machine (docs/design.md): every edge and trigger,
+ * the stop race, self-kicks, the safety net, start rollback, and a randomized
  * lifecycle run with a concurrent guest.
  *
  * The fixture is a device with NQ queues whose doorbells live in an MMIO

@@ -3,7 +3,7 @@
  * Shared fixture for the virtio unit tests: one memfd region of guest
  * memory, a device with one queue set up as a 1.x driver would, and raw
  * ring writers so a test can play a hostile guest (these tests link only
- * layer 4 and below, so they do not use the driver of layer 7).
+ * src/virtio/ and the folders below it, so not the guest driver).
  */
 #ifndef VN_TESTS_VTEST_H
 #define VN_TESTS_VTEST_H
