@@ -87,11 +87,30 @@ VN_MUST_CHECK int vn_vq_pop(struct vn_vq *vq, struct vn_vq_elem *elem);
  * Publishes the new used index at once. Call vn_vq_should_notify() (or the
  * device core's notify helper) afterwards to decide on an interrupt.
  *
+ * On failure the chain is abandoned (see vn_vq_abandon()): a broken ring
+ * takes nothing back, and the chain no longer counts as in flight.
+ *
  * Context: the queue's owning thread.
- * Return: 0, -EIO if the queue is broken, -EFAULT if the used ring is no
- * longer in guest memory (the queue is then broken).
+ * Return: 0, -EIO if the queue is broken or not ready, -EFAULT if the used
+ * ring is no longer in guest memory (the queue is then broken).
  */
 VN_MUST_CHECK int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len);
+
+/**
+ * vn_vq_abandon() - give up a popped chain without returning it
+ * @vq: the queue
+ * @head: the head of a chain popped earlier and not pushed since
+ *
+ * For a chain the device cannot complete: one so malformed that it has no
+ * place for a status (the device then sets NEEDS_RESET), or one whose queue
+ * broke. The chain stops counting as in flight, so a wait for the queue to
+ * drain does not wait for it; the driver gets it back only by resetting the
+ * device (virtio 1.2 §2.1.2: after NEEDS_RESET the driver must reset).
+ * On a queue that is not ready (reset since the pop) this does nothing.
+ *
+ * Context: the queue's owning thread.
+ */
+void vn_vq_abandon(struct vn_vq *vq, uint16_t head);
 
 /**
  * vn_vq_should_notify() - does the driver want an interrupt now?

@@ -134,6 +134,7 @@ static void req_complete(struct blk_queue *bq, struct blk_req *req, uint8_t stat
 
 	if (__atomic_load_n(&blk->resetting, __ATOMIC_ACQUIRE)) {
 		/* The driver reset the device: its rings are gone, write nothing. */
+		vn_vq_abandon(vq, req->elem.head);
 		req_put(bq, req);
 		return;
 	}
@@ -233,6 +234,7 @@ void vn_blk_req_done(struct blk_queue *bq, struct blk_req *req, int res)
 	bq->in_flight--;
 	__atomic_fetch_sub(&bq->stats.in_flight, 1, __ATOMIC_RELAXED);
 	if (__atomic_load_n(&blk->resetting, __ATOMIC_ACQUIRE)) {
+		vn_vq_abandon(vn_vdev_queue(blk->vdev, bq->index), req->elem.head);
 		req_put(bq, req);
 		return;
 	}
@@ -303,12 +305,16 @@ void vn_blk_reap_locked(struct blk_queue *bq, bool wait)
 
 /*
  * The guest broke the protocol (virtio 1.2 §5.2.6): say so, rate-limited,
- * and put the device into NEEDS_RESET. The chain is not given back; the
- * driver must reset the device.
+ * and put the device into NEEDS_RESET. The chain is not given back (it may
+ * have no status byte to write); the driver must reset the device. It is
+ * abandoned, so it no longer counts as in flight: a drain (GET_VRING_BASE,
+ * a memory table change, a reset) must not wait for it.
  */
 static int bad_req(struct blk_queue *bq, struct blk_req *req, const char *why, uint64_t v)
 {
 	struct vn_blk *blk = bq->blk;
+
+	vn_vq_abandon(vn_vdev_queue(blk->vdev, bq->index), req->elem.head);
 
 	vn_log_limited(&blk->rl, VN_LOG_WARN, "blk", "%s: vq %u head %u: %s (%llu)", blk->name,
 		       bq->index, req->elem.head, why, (unsigned long long)v);

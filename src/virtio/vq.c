@@ -218,13 +218,27 @@ int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 	struct vring_used_elem e = { .id = htole32(head), .len = htole32(len) };
 	int r;
 
-	if (!vq->ready || vn_vq_is_broken(vq))
+	/* A reset already forgot every chain: nothing is counted any more. */
+	if (!vq->ready)
 		return -EIO;
 	/* Pushing what was never popped is a device bug, not a guest one. */
 	VN_BUG_ON(vq->inflight == 0 || head >= vq->num);
+	/*
+	 * A broken ring takes nothing back, and the chain must not stay counted:
+	 * whoever waits for the ring to drain (GET_VRING_BASE, a memory table
+	 * change) would wait for a push that never comes. It is abandoned.
+	 */
+	if (vn_vq_is_broken(vq)) {
+		vq->inflight--;
+		vq->n_abandoned++;
+		return -EIO;
+	}
 	r = vn_gmem_write(vq->mem, at, &e, sizeof(e));
-	if (r < 0)
+	if (r < 0) {
+		vq->inflight--;
+		vq->n_abandoned++;
 		return vq_fail(vq, r, "used ring at 0x%llx unwritable", (unsigned long long)vq->used);
+	}
 	vq->used_idx++;
 	vq->inflight--;
 	vq->n_push++;
@@ -239,6 +253,16 @@ int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 	if (r < 0)
 		return vq_fail(vq, r, "used idx unwritable");
 	return 0;
+}
+
+void vn_vq_abandon(struct vn_vq *vq, uint16_t head)
+{
+	/* After a reset nothing is counted: the reset forgot the chain already. */
+	if (!vq->ready)
+		return;
+	VN_BUG_ON(vq->inflight == 0 || head >= vq->num);
+	vq->inflight--;
+	vq->n_abandoned++;
 }
 
 int vn_vq_should_notify(struct vn_vq *vq)

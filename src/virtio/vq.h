@@ -69,6 +69,7 @@ struct vn_vq {
 
 	/* statistics (owning thread writes; read them quiesced) */
 	uint64_t n_pop, n_push, n_notify, n_notify_suppressed;
+	uint64_t n_abandoned;       /* popped, never pushed (vn_vq_abandon, failed pushes) */
 };
 
 /**

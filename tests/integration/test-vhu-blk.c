@@ -42,6 +42,7 @@
 #define SLOT(s) (DATA + 0x400ull * (s))
 #define IMG_SECTORS 2048
 #define F(b) (1ull << (b))
+#define SEG_MAX 8
 
 struct rig {
 	char dir[64];
@@ -169,7 +170,7 @@ static int handshake(struct rig *r, uint64_t *capacity)
 	STEP(set_u64(r, VN_VHU_SET_FEATURES,
 		     f & (F(VIRTIO_F_VERSION_1) | F(VN_VHU_F_PROTOCOL_FEATURES) |
 			  F(VIRTIO_BLK_F_SEG_MAX) | F(VIRTIO_BLK_F_BLK_SIZE) |
-			  F(VIRTIO_BLK_F_FLUSH)),
+			  F(VIRTIO_BLK_F_FLUSH) | F(VIRTIO_RING_F_INDIRECT_DESC)),
 		     -1));
 	mem.r[0] = (struct vn_vhu_mem_region){.gpa = GPA, .size = MEMSZ, .uva = UVA};
 	STEP(xfer(r, VN_VHU_SET_MEM_TABLE, &mem, VN_VHU_MEM_HDR_SIZE + 32, r->memfd, ACK, &reply));
@@ -204,6 +205,45 @@ static void add_req(struct rig *r, uint32_t type, uint64_t sector, const void *d
 		VN_BUG_ON(vn_gmem_write(&r->view, base + 16, data, 512) < 0);
 	VN_BUG_ON(vn_gmem_write(&r->view, base + 16 + 512, &status, 1) < 0);
 	VN_BUG_ON(vn_gmem_write(&r->view, GPA + DESC + 16ull * head, d, sizeof(d)) < 0);
+	VN_BUG_ON(vn_gmem_write(&r->view, GPA + AVAIL + 4 + 2ull * slot, &head, 2) < 0);
+	r->avail_idx++;
+	VN_BUG_ON(vn_gmem_store_le16_release(&r->view, GPA + AVAIL + 2, r->avail_idx) < 0);
+}
+
+struct seg {
+	uint64_t gpa; /* guest-physical */
+	uint32_t len;
+	bool in;
+};
+
+/*
+ * A chain of @n buffers, as a hostile guest may build it: direct (n <= 3,
+ * in the slot's three descriptors) or through one indirect table.
+ */
+static void add_chain(struct rig *r, const struct seg *sg, unsigned int n, bool indirect)
+{
+	uint16_t slot = r->avail_idx % NUM, head = (uint16_t)(slot * 3);
+	uint64_t table = indirect ? GPA + 0x80000ull + 0x400ull * slot : GPA + DESC;
+	uint16_t first = indirect ? 0 : head;
+
+	VN_BUG_ON(!indirect && n > 3);
+	for (unsigned int i = 0; i < n; i++) {
+		struct vring_desc d = {
+			.addr = sg[i].gpa,
+			.len = sg[i].len,
+			.flags = (uint16_t)((i + 1 < n ? VRING_DESC_F_NEXT : 0) |
+					    (sg[i].in ? VRING_DESC_F_WRITE : 0)),
+			.next = (uint16_t)(first + i + 1),
+		};
+
+		VN_BUG_ON(vn_gmem_write(&r->view, table + 16ull * (first + i), &d, sizeof(d)) < 0);
+	}
+	if (indirect) {
+		struct vring_desc d = {
+			.addr = table, .len = 16u * n, .flags = VRING_DESC_F_INDIRECT};
+
+		VN_BUG_ON(vn_gmem_write(&r->view, GPA + DESC + 16ull * head, &d, sizeof(d)) < 0);
+	}
 	VN_BUG_ON(vn_gmem_write(&r->view, GPA + AVAIL + 4 + 2ull * slot, &head, 2) < 0);
 	r->avail_idx++;
 	VN_BUG_ON(vn_gmem_store_le16_release(&r->view, GPA + AVAIL + 2, r->avail_idx) < 0);
@@ -265,6 +305,7 @@ static int rig_init(struct rig *r)
 	bcfg.path = r->img;
 	bcfg.nr_queues = 1;
 	bcfg.queue_size = 128;
+	bcfg.seg_max = SEG_MAX;
 	bcfg.fd = -1;
 	ret = vn_blk_new(&bcfg, &r->blk);
 	if (ret < 0)
@@ -382,6 +423,107 @@ static void test_blk_over_vhost_user(struct vn_t *t)
 	rig_destroy(&r);
 }
 
+enum bad { BAD_SHORT_HDR, BAD_NO_STATUS, BAD_LEN, BAD_SEG_MAX, BAD_BREAK_IN_FLIGHT, BAD__N };
+
+static const char *const bad_name[] = {
+	"header too short", "no writable status byte", "data length not a multiple of 512",
+	"more than seg_max segments", "valid request in flight when the ring breaks",
+};
+
+static void queue_bad(struct rig *r, enum bad k)
+{
+	uint64_t base = GPA + SLOT(r->avail_idx % NUM);
+	struct virtio_blk_outhdr hdr = {.type = VIRTIO_BLK_T_OUT, .sector = 1};
+	struct seg sg[SEG_MAX + 4];
+	unsigned int n = 0;
+
+	VN_BUG_ON(vn_gmem_write(&r->view, base, &hdr, sizeof(hdr)) < 0);
+	switch (k) {
+	case BAD_SHORT_HDR:
+		sg[n++] = (struct seg){base, 8, false};
+		sg[n++] = (struct seg){base + 16 + 512, 1, true};
+		break;
+	case BAD_NO_STATUS:
+		sg[n++] = (struct seg){base, 16, false};
+		sg[n++] = (struct seg){base + 16, 512, false};
+		break;
+	case BAD_LEN:
+		sg[n++] = (struct seg){base, 16, false};
+		sg[n++] = (struct seg){base + 16, 100, false};
+		sg[n++] = (struct seg){base + 16 + 512, 1, true};
+		break;
+	case BAD_SEG_MAX:
+		sg[n++] = (struct seg){base, 16, false};
+		for (unsigned int i = 0; i < SEG_MAX + 1; i++)
+			sg[n++] = (struct seg){GPA + 0x90000 + 512ull * i, 512, false};
+		sg[n++] = (struct seg){base + 16 + 512, 1, true};
+		break;
+	case BAD_BREAK_IN_FLIGHT:
+		/* A good read, then a chain whose status lies outside guest memory. */
+		add_req(r, VIRTIO_BLK_T_IN, 0, NULL);
+		base = GPA + SLOT(r->avail_idx % NUM);
+		sg[n++] = (struct seg){base, 16, false};
+		sg[n++] = (struct seg){GPA + MEMSZ + 0x1000, 1, true};
+		break;
+	default:
+		break;
+	}
+	add_chain(r, sg, n, k == BAD_SEG_MAX);
+}
+
+/*
+ * Issue 12 item 1: one malformed request must not stall the ring. The
+ * device drops it (NEEDS_RESET) and must stop counting it in flight, or
+ * GET_VRING_BASE (which QEMU waits for, synchronously) waits out the 30 s
+ * drain timeout. Each case on a fresh connection; then a correct session.
+ */
+static void test_bad_request_no_stall(struct vn_t *t)
+{
+	uint64_t capacity = 0;
+	struct vn_vhu_stats st;
+	struct rig r;
+
+	VN_REQUIRE_OK(t, rig_init(&r));
+	for (unsigned int k = 0; k < BAD__N; k++) {
+		struct vn_vhu_vring_state s = {.index = 0};
+		struct vn_vhu_msg reply;
+		uint64_t runs, t0, ms;
+
+		vn_t_diag("%s", bad_name[k]);
+		VN_REQUIRE_OK(t, handshake(&r, &capacity));
+		runs = queue_runs(&r);
+		queue_bad(&r, (enum bad)k);
+		kick(&r);
+		VN_CHECK(t, VN_WAIT_FOR(queue_runs(&r) > runs, 5000));
+		t0 = vn_now_ns();
+		VN_CHECK_OK(t, xfer(&r, VN_VHU_GET_VRING_BASE, &s, sizeof(s), -1, REPLY, &reply));
+		ms = (vn_now_ns() - t0) / 1000000;
+		vn_t_diag("GET_VRING_BASE answered in %llu ms", (unsigned long long)ms);
+		VN_CHECK(t, ms < 2000);
+		/*
+		 * The guest resets the device and starts again where the device
+		 * stopped taking chains: what it never took is withdrawn.
+		 */
+		r.avail_idx = (uint16_t)reply.p.state.num;
+		VN_REQUIRE_OK(t, vn_gmem_store_le16_release(&r.view, GPA + AVAIL + 2, r.avail_idx));
+		close(r.sock);
+		r.sock = -1;
+		VN_CHECK(t,
+			 VN_WAIT_FOR((vn_vhu_conn_get_stats(r.conn, &st), !st.connected), 2000));
+	}
+	/* The next correct frontend is served. */
+	VN_REQUIRE_OK(t, handshake(&r, &capacity));
+	{
+		uint16_t used = used_idx(&r);
+
+		add_req(&r, VIRTIO_BLK_T_IN, 5, NULL);
+		kick(&r);
+		VN_CHECK(t, VN_WAIT_FOR(used_idx(&r) == (uint16_t)(used + 1), 5000));
+		VN_CHECK_EQ_U(t, status_of(&r, (uint16_t)(r.avail_idx - 1)), VIRTIO_BLK_S_OK);
+	}
+	rig_destroy(&r);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -393,4 +535,5 @@ static void test_setup(struct vn_t *t)
 	vn_log_set_sink(quiet, NULL);
 }
 
-VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user));
+VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
+	 VN_TEST(test_bad_request_no_stall));

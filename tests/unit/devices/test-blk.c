@@ -528,6 +528,11 @@ static void test_malformed(struct vn_t *t, enum vn_blk_backend be)
 		}
 		vn_blk_drain(b.blk);
 		VN_CHECK_EQ_U(t, bt_used_idx(&b, 0), before);
+		/*
+		 * Issue 12 item 1: the malformed chain is not in flight any
+		 * more, so a vhost-user GET_VRING_BASE does not wait for it.
+		 */
+		VN_CHECK_EQ_U(t, vn_vdev_queue(b.vdev, 0)->inflight, 0);
 		VN_CHECK(t, bt_image_is(&b, 8 * 512, img, sizeof(img)));
 		bt_reset(&b);
 		VN_CHECK(t, !bt_needs_reset(&b));
@@ -540,6 +545,41 @@ out:
 	bt_fini(&b);
 }
 BT_BOTH(test_malformed)
+
+/*
+ * A valid request is in flight in the backend when the next chain of the
+ * same kick breaks the ring: its completion finds the ring broken and
+ * cannot be pushed, so it must stop counting as in flight (issue 12 item 1).
+ */
+static void test_break_with_request_in_flight(struct vn_t *t, enum vn_blk_backend be)
+{
+	struct bt_opts o = {.backend = be};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 4096, .in = true};
+	struct bt_seg bad[2] = {
+		{.gpa = BT_DATA + 0x6f0000, .len = 16},
+		{.gpa = BT_GPA + BT_MEMSZ + 0x1000, .len = 1, .in = true}, /* outside memory */
+	};
+	uint16_t before;
+	struct bt b;
+
+	if (bt_init(t, &b, &o))
+		goto out;
+	before = bt_used_idx(&b, 0);
+	bt_queue_req(&b, 0, VIRTIO_BLK_T_IN, 0, &d, 1, false);
+	bt_add(&b, 0, bad, 2, false);
+	VN_CHECK_EQ_INT(t, bt_kick(&b, 0), 1);
+	VN_CHECK(t, bt_needs_reset(&b));
+	VN_CHECK(t, vn_vq_is_broken(vn_vdev_queue(b.vdev, 0)) != 0);
+	vn_blk_drain(b.blk);
+	VN_CHECK_EQ_U(t, bt_used_idx(&b, 0), before);
+	VN_CHECK_EQ_U(t, vn_vdev_queue(b.vdev, 0)->inflight, 0);
+	bt_reset(&b);
+	VN_REQUIRE_EQ_INT(t, bt_driver_init(&b), 0);
+	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, false, 8, BT_DATA + 0x8000, 4096), VIRTIO_BLK_S_OK);
+out:
+	bt_fini(&b);
+}
+BT_BOTH(test_break_with_request_in_flight)
 
 static void test_readonly(struct vn_t *t, enum vn_blk_backend be)
 {
@@ -706,6 +746,7 @@ VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),
 	 BT_TESTS_BOTH(test_get_id), BT_TESTS_BOTH(test_get_id_short_serial),
 	 BT_TESTS_BOTH(test_discard_write_zeroes), BT_TESTS_BOTH(test_discard_not_negotiated),
 	 BT_TESTS_BOTH(test_unsupported_types), BT_TESTS_BOTH(test_out_of_range),
-	 BT_TESTS_BOTH(test_malformed), BT_TESTS_BOTH(test_readonly),
+	 BT_TESTS_BOTH(test_malformed), BT_TESTS_BOTH(test_break_with_request_in_flight),
+	 BT_TESTS_BOTH(test_readonly),
 	 BT_TESTS_BOTH(test_injected_errors), BT_TESTS_BOTH(test_multiqueue),
 	 BT_TESTS_BOTH(test_legacy_driver), VN_TEST(test_bad_cfg))

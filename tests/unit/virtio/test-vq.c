@@ -196,6 +196,42 @@ static void test_bad_chain_longer_than_queue(struct vn_t *t)
 	vt_fini(&v);
 }
 
+/*
+ * A chain popped before the ring broke cannot be pushed any more; it must
+ * stop counting as in flight, or a drain waits for it forever (issue 12
+ * item 1). vn_vq_abandon() does the same for a chain the device gives up.
+ */
+static void test_inflight_returns_to_zero(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, 0, 0);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 16, 0, 0);
+	vt_desc(&v, VT_DESC, 2, VT_GPA + VT_SIZE, 16, 0, 0); /* outside memory */
+	vt_avail(&v, 0);
+	vt_avail(&v, 1);
+	vt_avail(&v, 2);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, v.vq->inflight, 2);
+	vn_vq_abandon(v.vq, 1);
+	VN_CHECK_EQ_U(t, v.vq->inflight, 1);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), -EFAULT);
+	VN_CHECK(t, vn_vq_is_broken(v.vq) != 0);
+	VN_CHECK_EQ_U(t, v.vq->inflight, 1); /* a chain that failed to pop is not counted */
+	VN_CHECK_EQ_INT(t, vn_vq_push(v.vq, 0, 0), -EIO);
+	VN_CHECK_EQ_U(t, v.vq->inflight, 0);
+	VN_CHECK_EQ_U(t, vt_le16(&v, VT_USED + 2), 0); /* and nothing was written */
+	/* After a reset nothing is counted, and abandoning is harmless. */
+	vn_vq_reset(v.vq);
+	vn_vq_abandon(v.vq, 0);
+	VN_CHECK_EQ_U(t, v.vq->inflight, 0);
+	vt_fini(&v);
+}
+
 static void test_bad_indirect_in_indirect(struct vn_t *t)
 {
 	struct vt v;
@@ -542,6 +578,7 @@ VN_TESTS(VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_p
 	 VN_TEST(test_pop_splits_at_region_boundary), VN_TEST(test_bad_head_out_of_range),
 	 VN_TEST(test_bad_next_out_of_range), VN_TEST(test_bad_indirect_next_out_of_range),
 	 VN_TEST(test_bad_loop), VN_TEST(test_bad_chain_longer_than_queue),
+	 VN_TEST(test_inflight_returns_to_zero),
 	 VN_TEST(test_bad_indirect_in_indirect), VN_TEST(test_bad_indirect_with_next),
 	 VN_TEST(test_bad_indirect_len_not_multiple), VN_TEST(test_bad_indirect_len_zero),
 	 VN_TEST(test_bad_indirect_not_negotiated), VN_TEST(test_bad_buffer_outside_memory),
