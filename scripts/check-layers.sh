@@ -63,6 +63,19 @@ while IFS=: read -r file line text; do
 	fi
 done < <(grep -rn '#[[:space:]]*include' src tools --include='*.c' --include='*.h' || true)
 
+# struct vn_vq is private to the virtio core: only src/virtio/ and its own
+# unit tests (white-box) may include its layout; everyone else uses the
+# accessors of virtio/vq.h, so a new ring format changes no caller.
+while IFS=: read -r file line _; do
+	case "$file" in
+	src/virtio/* | tests/unit/virtio/*) ;;
+	*)
+		echo "check-layers: $file:$line includes virtio/vq-priv.h, private to src/virtio/: use the accessors of virtio/vq.h" >&2
+		bad=1
+		;;
+	esac
+done < <(grep -rn '#[[:space:]]*include[[:space:]]*"virtio/vq-priv.h"' src tools tests --include='*.c' --include='*.h' || true)
+
 # tsort reports a cycle on stderr; a file that includes itself is one too.
 if ! cycles=$(tsort "$edges" 2>&1 >/dev/null) || [ -n "$cycles" ]; then
 	echo "check-layers: include cycle inside a folder:" >&2

@@ -34,6 +34,7 @@ static uint64_t legacy_read_locked(struct vn_virtio_pci *vp, uint64_t off, unsig
 	unsigned int cfg = config_off(vp);
 	uint16_t q = vp->queue_sel;
 	struct vn_vq *vq;
+	uint64_t desc, avail, used;
 	uint8_t buf[8];
 	uint64_t v = 0;
 
@@ -57,7 +58,10 @@ static uint64_t legacy_read_locked(struct vn_virtio_pci *vp, uint64_t off, unsig
 		if (size != 4)
 			goto bad;
 		vq = vn_vdev_queue(vdev, q);
-		return vq && vn_vq_is_ready(vq) ? vq->desc >> VIRTIO_PCI_QUEUE_ADDR_SHIFT : 0;
+		if (!vq || !vn_vq_is_ready(vq))
+			return 0;
+		vn_vq_ring_addrs(vq, &desc, &avail, &used);
+		return desc >> VIRTIO_PCI_QUEUE_ADDR_SHIFT;
 	case VIRTIO_PCI_QUEUE_NUM:
 		if (size != 2)
 			goto bad;

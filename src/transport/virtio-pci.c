@@ -37,7 +37,7 @@ uint16_t vn_virtio_pci_queue_max(struct vn_virtio_pci *vp, unsigned int q)
 {
 	struct vn_vq *vq = vn_vdev_queue(vp->vdev, q);
 
-	return vq ? vq->num_max : 0;
+	return vq ? vn_vq_num_max(vq) : 0;
 }
 
 void vn_virtio_pci_reset_vq_state(struct vn_virtio_pci *vp, unsigned int q)

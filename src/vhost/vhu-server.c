@@ -250,7 +250,7 @@ static int inflight_fn(void *opaque)
 	int n;
 
 	vn_vdev_queue_lock(q->srv->vdev, q->index);
-	n = queue_vq(q)->inflight;
+	n = (int)vn_vq_inflight(queue_vq(q));
 	vn_vdev_queue_unlock(q->srv->vdev, q->index);
 	return n;
 }
@@ -332,7 +332,7 @@ static int uva_to_gpa(const struct vn_vhu_server *srv, uint64_t uva, uint64_t le
 
 static unsigned int ring_num(const struct vhu_queue *q)
 {
-	return q->num ? q->num : queue_vq((struct vhu_queue *)q)->num_max;
+	return q->num ? q->num : vn_vq_num_max(queue_vq((struct vhu_queue *)q));
 }
 
 /* Translate the ring's user addresses into guest-physical ones. */
@@ -455,7 +455,7 @@ static int stop_fn(void *opaque)
 
 	vn_vdev_lock(srv->vdev);
 	vn_vdev_queue_lock(srv->vdev, a->q->index);
-	a->last_avail = queue_vq(a->q)->last_avail_idx;
+	a->last_avail = vn_vq_last_avail(queue_vq(a->q));
 	VN_BUG_ON(vn_vdev_queue_reset(srv->vdev, a->q->index) < 0); /* index checked */
 	vn_vdev_queue_unlock(srv->vdev, a->q->index);
 	vn_vdev_unlock(srv->vdev);
@@ -787,7 +787,7 @@ static int h_set_mem_table(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg 
 		if (!q->started)
 			continue;
 		(void)ring_drain(q);
-		resume[i] = queue_vq(q)->last_avail_idx; /* detached and drained: ours */
+		resume[i] = vn_vq_last_avail(queue_vq(q)); /* detached and drained: ours */
 	}
 	unmap_all(srv);
 	r = map_table(srv, msg);
@@ -820,7 +820,7 @@ static int h_set_vring_num(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg 
 
 	if (q->started)
 		return -EBUSY;
-	if (num == 0 || num > queue_vq(q)->num_max || (num & (num - 1)))
+	if (num == 0 || num > vn_vq_num_max(queue_vq(q)) || (num & (num - 1)))
 		return -EINVAL;
 	q->num = num;
 	return VN_VHU_OK;
@@ -853,7 +853,7 @@ static int h_set_vring_addr(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 	ring_detach(q);
 	drain_device(srv);
 	(void)ring_drain(q);
-	resume = queue_vq(q)->last_avail_idx;
+	resume = vn_vq_last_avail(queue_vq(q));
 	r = ring_load(q, resume);
 	if (r < 0) {
 		ring_kill(q);
@@ -874,12 +874,14 @@ static int h_set_vring_base(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 {
 	struct vn_vhu_server *srv = ctx;
 	struct vhu_queue *q = msg_queue(srv, msg);
+	/* Split rings only (MASKED_FEATURES hides RING_PACKED). */
+	struct vn_vq_state st = {.format = VN_VQ_FORMAT_SPLIT};
 
 	if (q->started)
 		return -EBUSY;
-	if (msg->p.state.num > UINT16_MAX)
-		return -EINVAL; /* split rings only: no wrap counter bit */
-	q->base = (uint16_t)msg->p.state.num;
+	if (vn_vq_set_vring_base(&st, msg->p.state.num) < 0)
+		return -EINVAL;
+	q->base = st.last_avail_idx;
 	return VN_VHU_OK;
 }
 
@@ -887,9 +889,11 @@ static int h_get_vring_base(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 {
 	struct vn_vhu_server *srv = ctx;
 	struct vhu_queue *q = msg_queue(srv, msg);
+	struct vn_vq_state st = {.format = VN_VQ_FORMAT_SPLIT};
 
+	st.last_avail_idx = ring_stop(q);
 	reply->p.state.index = q->index;
-	reply->p.state.num = ring_stop(q);
+	reply->p.state.num = vn_vq_vring_base(&st);
 	reply->hdr.size = sizeof(reply->p.state);
 	return VN_VHU_REPLY;
 }

@@ -85,7 +85,7 @@ int vn_state_save(struct vn_vdev *vdev, void *buf, size_t cap)
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
 		struct vn_vq_state st;
 
-		vn_vq_get_state(&vdev->queues[i].vq, &st);
+		vn_vq_get_state(vn_vdev_queue(vdev, i), &st);
 		put16(&c, st.num);
 		put8(&c, st.ready);
 		put8(&c, 0);
@@ -244,7 +244,7 @@ static int parse(struct vn_vdev *vdev, const void *buf, size_t len, struct loade
 		snprintf(qfield, qfield_len, "queue[%u].vector", i);
 		if (!vector_ok(vdev, l->vectors[i]))
 			return -EINVAL;
-		r = vn_vq_check_state(&vdev->queues[i].vq, st, &qf);
+		r = vn_vq_check_state(vn_vdev_queue(vdev, i), st, &qf);
 		if (r < 0) {
 			snprintf(qfield, qfield_len, "queue[%u].%s", i, qf);
 			return -EINVAL;
@@ -275,8 +275,8 @@ int vn_state_load(struct vn_vdev *vdev, const void *buf, size_t len, const char 
 	vn_vdev_load_apply(vdev, l.driver_features, l.status, l.needs_reset, l.isr,
 			   l.config_vector, l.config_generation, l.config);
 	for (unsigned int i = 0; i < vdev->nr_queues; i++) {
-		vn_vq_set_state(&vdev->queues[i].vq, &l.q[i]);
-		vdev->queues[i].vector = l.vectors[i];
+		vn_vq_set_state(vn_vdev_queue(vdev, i), &l.q[i]);
+		VN_BUG_ON(vn_vdev_queue_set_vector(vdev, i, l.vectors[i]) < 0); /* checked */
 	}
 	vn_trace(vdev_load, "dev=%s status=0x%02x", vdev->name, l.status);
 	vn_vdev_run_loaded_hooks(vdev);

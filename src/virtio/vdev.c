@@ -9,6 +9,22 @@
 #include <linux/virtio_config.h>
 
 #include "base/trace.h"
+#include "virtio/vq-priv.h"
+
+/*
+ * The virtqueue is embedded, not pointed to: one allocation for all of a
+ * device's queues, and vn_vdev_notify_queue() finds its queue from the vq
+ * with container_of. That needs struct vn_vq's size, which is why this
+ * struct lives here and not in vdev.h (outside the virtio core the vq is
+ * opaque).
+ */
+struct vn_vdev_queue {
+	struct vn_vq vq;
+	vn_vdev_queue_handler_fn *handler;
+	uint16_t vector;
+	/* Held by whoever works on the queue's rings; see vn_vdev_queue_lock(). */
+	pthread_mutex_t run_lock;
+};
 
 #define F(bit) (1ull << (bit))
 
@@ -37,6 +53,9 @@ static int check_cfg(const struct vn_vdev_cfg *cfg)
 {
 	unsigned int qs = cfg->queue_size_max;
 
+	/* No packed ring format behind the vq seam yet (vq.c's format_ops()). */
+	if (cfg->features & F(VIRTIO_F_RING_PACKED))
+		return -EINVAL;
 	if (!cfg->ops || !cfg->mem || cfg->nr_queues == 0 || cfg->nr_queues > VN_VDEV_MAX_QUEUES ||
 	    qs == 0 || qs > VN_VQ_MAX_SIZE || (qs & (qs - 1)) ||
 	    cfg->config_len > VN_VDEV_MAX_CONFIG || cfg->nr_vectors == 0 ||

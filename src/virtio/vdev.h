@@ -57,13 +57,8 @@ struct vn_vdev_hooks {
 	void (*needs_reset)(void *opaque, struct vn_vdev *vdev);
 };
 
-struct vn_vdev_queue {
-	struct vn_vq vq;
-	vn_vdev_queue_handler_fn *handler;
-	uint16_t vector;
-	/* Held by whoever works on the queue's rings; see vn_vdev_queue_lock(). */
-	pthread_mutex_t run_lock;
-};
+/* A queue with its handler, vector and run lock; private to vdev.c. */
+struct vn_vdev_queue;
 
 struct vn_vdev {
 	char name[32];

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Walking a descriptor chain the guest wrote (virtio 1.2 §2.7.5, §2.7.13).
+ * Walking a split ring's descriptor chain the guest wrote (virtio 1.2
+ * §2.7.5, §2.7.13); vq-split.c takes the head from the avail ring.
  *
  * Everything read here is hostile (CONTRIBUTING.md "Guest input"): each
  * descriptor is copied once into a local, checked, and only the copy is used,
@@ -175,45 +176,15 @@ static int walk_chain(struct walk *w)
 	}
 }
 
-int vn_vq_pop(struct vn_vq *vq, struct vn_vq_elem *elem)
+int vq_split_walk(struct vn_vq *vq, struct vn_vq_elem *elem)
 {
 	struct walk w = { .vq = vq, .elem = elem };
-	uint16_t head;
-	int r;
+	int r = walk_chain(&w);
 
-	elem->out_num = elem->in_num = 0;
-	elem->out_len = elem->in_len = 0;
-	elem->ndesc = 0;
-	if (!vq->ready || vn_vq_is_broken(vq))
-		return -EIO;
-	if (vq->last_avail_idx == vq->shadow_avail_idx) {
-		r = vq_read_avail_idx(vq, false);
-		if (r < 0)
-			return r;
-		if (vq->last_avail_idx == vq->shadow_avail_idx)
-			return 0;
-	}
-	/*
-	 * A plain read is enough: the acquire load of avail->idx above (or in
-	 * an earlier pop) ordered it after the driver's write of this entry.
-	 */
-	r = vn_gmem_read(vq->mem, vq->avail + 4 + 2ull * (vq->last_avail_idx & (vq->num - 1)),
-			 &head, sizeof(head));
-	if (r < 0)
-		return vq_fail(vq, r, "avail ring unreadable");
-	head = le16toh(head);
-	if (head >= vq->num)
-		return vq_fail(vq, -EINVAL, "avail entry %u: head %u >= queue size %u",
-			       vq->last_avail_idx, head, vq->num);
-	elem->head = head;
-	r = walk_chain(&w);
 	if (r < 0)
 		return r;
 	elem->out_len = (uint32_t)w.out_len;
 	elem->in_len = (uint32_t)w.in_len;
 	elem->ndesc = (uint16_t)w.visited;
-	vq->last_avail_idx++;
-	vq->inflight++;
-	vq->n_pop++;
-	return 1;
+	return 0;
 }

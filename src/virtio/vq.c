@@ -27,13 +27,6 @@ static void vq_log(struct vn_vq *vq, const char *fmt, ...)
 		vn_log(VN_LOG_WARN, "vq", "%s", msg);
 }
 
-void vn_vq_ring_sizes(unsigned int num, uint64_t *desc, uint64_t *avail, uint64_t *used)
-{
-	*desc = 16ull * num;
-	*avail = 6ull + 2ull * num;     /* flags, idx, ring[num], used_event */
-	*used = 6ull + 8ull * num;      /* flags, idx, ring[num], avail_event */
-}
-
 void vn_vq_init(struct vn_vq *vq, const struct vn_gmem *mem, uint16_t index, uint16_t num_max,
 		struct vn_ratelimit *rl)
 {
@@ -43,6 +36,7 @@ void vn_vq_init(struct vn_vq *vq, const struct vn_gmem *mem, uint16_t index, uin
 	vq->index = index;
 	vq->num_max = num_max;
 	vq->rl = rl;
+	vq->ops = &vq_split_ops;
 	vn_vq_reset(vq);
 }
 
@@ -64,7 +58,9 @@ void vn_vq_reset(struct vn_vq *vq)
 	vq->used_idx = 0;
 	vq->signalled_used = 0;
 	vq->signalled_used_valid = false;
+	vq->avail_wrap = vq->used_wrap = false;
 	vq->inflight = 0;
+	vq->ops = &vq_split_ops;
 	__atomic_store_n(&vq->broken, 0, __ATOMIC_RELAXED);
 }
 
@@ -88,34 +84,43 @@ int vn_vq_set_addr(struct vn_vq *vq, uint64_t desc, uint64_t avail, uint64_t use
 	return 0;
 }
 
+/*
+ * The ops of @format, or NULL for one we cannot run (packed, until its
+ * issue lands: no device offers VIRTIO_F_RING_PACKED, see vdev.c).
+ */
+static const struct vq_format_ops *format_ops(unsigned int format)
+{
+	return format == VN_VQ_FORMAT_SPLIT ? &vq_split_ops : NULL;
+}
+
 void vn_vq_set_features(struct vn_vq *vq, uint64_t f)
 {
+	/* A ring format we cannot run is never offered, so split is the only outcome today. */
+	vq->ops = format_ops(VN_VQ_FORMAT_SPLIT);
 	vq->event_idx = f & (1ull << VIRTIO_RING_F_EVENT_IDX);
 	vq->indirect = f & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
 }
 
-static int check_rings(const struct vn_vq *vq, unsigned int num, uint64_t desc, uint64_t avail,
-		       uint64_t used, const char **field)
+static int check_rings(const struct vn_vq *vq, const struct vq_format_ops *ops, unsigned int num,
+		       uint64_t desc, uint64_t avail, uint64_t used, const char **field)
 {
-	uint64_t ds, as, us;
+	static const char *const names[3] = { "desc", "avail", "used" };
+	const uint64_t at[3] = { desc, avail, used };
+	struct vq_layout l;
 
-	if (num == 0 || num > vq->num_max || (num & (num - 1))) {
+	if (num == 0 || num > vq->num_max || ops->layout(num, &l) < 0) {
 		*field = "num";
 		return -EINVAL;
 	}
-	/* virtio 1.2 §2.7: desc 16-, avail 2-, used 4-byte aligned */
-	vn_vq_ring_sizes(num, &ds, &as, &us);
-	if (desc % VRING_DESC_ALIGN_SIZE || vn_gmem_check(vq->mem, desc, ds)) {
-		*field = "desc";
-		return desc % VRING_DESC_ALIGN_SIZE ? -EINVAL : -EFAULT;
-	}
-	if (avail % VRING_AVAIL_ALIGN_SIZE || vn_gmem_check(vq->mem, avail, as)) {
-		*field = "avail";
-		return avail % VRING_AVAIL_ALIGN_SIZE ? -EINVAL : -EFAULT;
-	}
-	if (used % VRING_USED_ALIGN_SIZE || vn_gmem_check(vq->mem, used, us)) {
-		*field = "used";
-		return used % VRING_USED_ALIGN_SIZE ? -EINVAL : -EFAULT;
+	for (unsigned int i = 0; i < 3; i++) {
+		if (at[i] % l.align[i]) {
+			*field = names[i];
+			return -EINVAL;
+		}
+		if (vn_gmem_check(vq->mem, at[i], l.size[i])) {
+			*field = names[i];
+			return -EFAULT;
+		}
 	}
 	return 0;
 }
@@ -123,7 +128,7 @@ static int check_rings(const struct vn_vq *vq, unsigned int num, uint64_t desc, 
 int vn_vq_enable(struct vn_vq *vq)
 {
 	const char *field;
-	int r = check_rings(vq, vq->num, vq->desc, vq->avail, vq->used, &field);
+	int r = check_rings(vq, vq->ops, vq->num, vq->desc, vq->avail, vq->used, &field);
 
 	if (r < 0) {
 		vq_log(vq, "vq %u: enable: bad %s ring (%s)",
@@ -176,48 +181,29 @@ int vq_fail(struct vn_vq *vq, int err, const char *fmt, ...)
 }
 
 /*
- * The guest's avail->idx. Acquire pairs with the driver's release (or
- * seq_cst) store of avail->idx, which it does after writing the ring entry
- * and the descriptors: what we read of them afterwards is what it wrote.
+ * The public ring API: the gate every format shares (ready, not broken),
+ * then the format's op. One indirect call per operation; its target never
+ * changes while the queue runs, so it is predicted.
  */
-int vq_read_avail_idx(struct vn_vq *vq, bool seqcst)
-{
-	uint16_t idx;
-	int r;
-
-	if (seqcst)
-		r = vn_gmem_load_le16_seqcst(vq->mem, vq->avail + 2, &idx);
-	else
-		r = vn_gmem_load_le16_acquire(vq->mem, vq->avail + 2, &idx);
-	if (r < 0)
-		return vq_fail(vq, r, "avail ring at 0x%llx unreadable",
-			       (unsigned long long)vq->avail);
-	/* Every walk has a bound: avail advances by at most the queue size (CONTRIBUTING.md). */
-	if ((uint16_t)(idx - vq->last_avail_idx) > vq->num)
-		return vq_fail(vq, -EINVAL, "avail idx moved from %u to %u (size %u)",
-			       vq->last_avail_idx, idx, vq->num);
-	vq->shadow_avail_idx = idx;
-	return 0;
-}
-
 int vn_vq_avail_count(struct vn_vq *vq)
 {
-	int r;
-
 	if (!vq->ready || vn_vq_is_broken(vq))
 		return -EIO;
-	r = vq_read_avail_idx(vq, false);
-	if (r < 0)
-		return r;
-	return (uint16_t)(vq->shadow_avail_idx - vq->last_avail_idx);
+	return vq->ops->avail_count(vq);
+}
+
+int vn_vq_pop(struct vn_vq *vq, struct vn_vq_elem *elem)
+{
+	elem->out_num = elem->in_num = 0;
+	elem->out_len = elem->in_len = 0;
+	elem->ndesc = 0;
+	if (!vq->ready || vn_vq_is_broken(vq))
+		return -EIO;
+	return vq->ops->pop(vq, elem);
 }
 
 int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 {
-	uint64_t at = vq->used + 4 + 8ull * (vq->used_idx & (vq->num - 1));
-	struct vring_used_elem e = { .id = htole32(head), .len = htole32(len) };
-	int r;
-
 	/* A reset already forgot every chain: nothing is counted any more. */
 	if (!vq->ready)
 		return -EIO;
@@ -233,26 +219,7 @@ int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 		vq->n_abandoned++;
 		return -EIO;
 	}
-	r = vn_gmem_write(vq->mem, at, &e, sizeof(e));
-	if (r < 0) {
-		vq->inflight--;
-		vq->n_abandoned++;
-		return vq_fail(vq, r, "used ring at 0x%llx unwritable", (unsigned long long)vq->used);
-	}
-	vq->used_idx++;
-	vq->inflight--;
-	vq->n_push++;
-	/*
-	 * seq_cst store: as a release it pairs with the driver's acquire load of
-	 * used->idx, so the element above is visible before the index; as
-	 * seq_cst it is ordered before the used_event load in
-	 * vn_vq_should_notify() (a store->load pair: the driver does the mirror,
-	 * store used_event then re-read used->idx, with seq_cst too).
-	 */
-	r = vn_gmem_store_le16_seqcst(vq->mem, vq->used + 2, vq->used_idx);
-	if (r < 0)
-		return vq_fail(vq, r, "used idx unwritable");
-	return 0;
+	return vq->ops->push(vq, head, len);
 }
 
 void vn_vq_abandon(struct vn_vq *vq, uint16_t head)
@@ -267,140 +234,143 @@ void vn_vq_abandon(struct vn_vq *vq, uint16_t head)
 
 int vn_vq_should_notify(struct vn_vq *vq)
 {
-	uint16_t v, old, new;
-	bool valid;
-	int r;
-
 	if (!vq->ready || vn_vq_is_broken(vq))
 		return 0;
-	if (!vq->event_idx) {
-		/* seq_cst: after our used->idx store in vn_vq_push() (see there). */
-		r = vn_gmem_load_le16_seqcst(vq->mem, vq->avail, &v);
-		if (r < 0)
-			return vq_fail(vq, r, "avail flags unreadable");
-		r = !(v & VRING_AVAIL_F_NO_INTERRUPT);
-		goto out;
-	}
-	/* used_event sits after avail->ring[num]; seq_cst pairs as above. */
-	r = vn_gmem_load_le16_seqcst(vq->mem, vq->avail + 4 + 2ull * vq->num, &v);
-	if (r < 0)
-		return vq_fail(vq, r, "used_event unreadable");
-	valid = vq->signalled_used_valid;
-	old = vq->signalled_used;
-	new = vq->used_idx;
-	/* virtio 1.2 §2.7.10: interrupt when used_idx passes used_event */
-	r = !valid || vring_need_event(v, new, old);
-out:
-	if (r) {
-		vq->signalled_used_valid = true;
-		vq->signalled_used = vq->used_idx;
-		vq->n_notify++;
-	} else {
-		vq->n_notify_suppressed++;
-	}
-	return r;
+	return vq->ops->should_notify(vq);
 }
 
 void vn_vq_disable_notify(struct vn_vq *vq)
 {
-	int r;
-
-	if (!vq->ready || vn_vq_is_broken(vq) || vq->event_idx)
-		return; /* with EVENT_IDX, leaving avail_event behind suppresses kicks */
-	/* Relaxed: a hint; a kick that arrives anyway costs one extra run. */
-	r = vn_gmem_store_le16_relaxed(vq->mem, vq->used, VRING_USED_F_NO_NOTIFY);
-	if (r < 0)
-		vq_fail(vq, r, "used flags unwritable");
+	if (!vq->ready || vn_vq_is_broken(vq))
+		return;
+	vq->ops->disable_notify(vq);
 }
 
 int vn_vq_enable_notify(struct vn_vq *vq)
 {
-	int r;
-
 	if (!vq->ready || vn_vq_is_broken(vq))
 		return -EIO;
-	/*
-	 * seq_cst store, then the seq_cst load of avail->idx below: the
-	 * store->load order that pairs with the driver's "store avail->idx,
-	 * then load avail_event / used->flags" (both seq_cst). Either the driver
-	 * sees notifications on and kicks, or we see its new entry here.
-	 */
-	if (vq->event_idx)
-		r = vn_gmem_store_le16_seqcst(vq->mem, vq->used + 4 + 8ull * vq->num,
-					      vq->last_avail_idx);
-	else
-		r = vn_gmem_store_le16_seqcst(vq->mem, vq->used, 0);
-	if (r < 0)
-		return vq_fail(vq, r, "used ring unwritable");
-	r = vq_read_avail_idx(vq, true);
-	if (r < 0)
-		return r;
-	return vq->shadow_avail_idx != vq->last_avail_idx;
+	return vq->ops->enable_notify(vq);
 }
 
 void vn_vq_get_state(const struct vn_vq *vq, struct vn_vq_state *st)
 {
 	memset(st, 0, sizeof(*st));
+	st->format = vq->ops == &vq_split_ops ? VN_VQ_FORMAT_SPLIT : VN_VQ_FORMAT_PACKED;
 	st->num = vq->num;
 	st->ready = vq->ready;
 	st->desc = vq->desc;
 	st->avail = vq->avail;
 	st->used = vq->used;
-	st->last_avail_idx = vq->last_avail_idx;
-	st->used_idx = vq->used_idx;
+	vq->ops->get_pos(vq, st);
 }
 
 int vn_vq_check_state(const struct vn_vq *vq, const struct vn_vq_state *st, const char **field)
 {
-	uint16_t aidx, uidx;
+	const struct vq_format_ops *ops = format_ops(st->format);
 	int r;
 
+	if (!ops) {
+		*field = "format";
+		return -EINVAL;
+	}
 	if (!st->ready) {
-		if (st->num == 0 || st->num > vq->num_max || (st->num & (st->num - 1))) {
+		struct vq_layout l;
+
+		if (st->num == 0 || st->num > vq->num_max || ops->layout(st->num, &l) < 0) {
 			*field = "num";
 			return -EINVAL;
 		}
-		if (st->last_avail_idx || st->used_idx) {
+		/* A queue the driver never enabled has not moved. */
+		if (st->last_avail_idx || st->used_idx || st->avail_wrap || st->used_wrap) {
 			*field = "last_avail_idx";
 			return -EINVAL;
 		}
 		return 0;
 	}
-	r = check_rings(vq, st->num, st->desc, st->avail, st->used, field);
+	r = check_rings(vq, ops, st->num, st->desc, st->avail, st->used, field);
 	if (r < 0)
 		return r;
-	/* More popped than pushed, by at most the queue size. */
-	if ((uint16_t)(st->last_avail_idx - st->used_idx) > st->num) {
-		*field = "used_idx";
-		return -EINVAL;
-	}
-	/* The guest's indices must agree with ours (as QEMU checks on load). */
-	r = vn_gmem_load_le16_acquire(vq->mem, st->avail + 2, &aidx);
-	if (r < 0 || (uint16_t)(aidx - st->last_avail_idx) > st->num) {
-		*field = "last_avail_idx";
-		return -EINVAL;
-	}
-	r = vn_gmem_load_le16_acquire(vq->mem, st->used + 2, &uidx);
-	if (r < 0 || uidx != st->used_idx) {
-		*field = "used_idx";
-		return -EINVAL;
-	}
-	return 0;
+	return ops->check_state(vq, st, field);
 }
 
 void vn_vq_set_state(struct vn_vq *vq, const struct vn_vq_state *st)
 {
+	vq->ops = format_ops(st->format);
+	VN_BUG_ON(!vq->ops); /* vn_vq_check_state() refused it */
 	vq->num = st->num;
 	vq->ready = st->ready;
 	vq->desc = st->desc;
 	vq->avail = st->avail;
 	vq->used = st->used;
-	vq->last_avail_idx = st->last_avail_idx;
-	vq->shadow_avail_idx = st->last_avail_idx;
-	vq->used_idx = st->used_idx;
-	vq->inflight = (uint16_t)(st->last_avail_idx - st->used_idx);
-	/* Interrupt on the first push after a load: the guest may be waiting. */
-	vq->signalled_used_valid = false;
-	vq->signalled_used = st->used_idx;
+	vq->ops->set_pos(vq, st);
 	__atomic_store_n(&vq->broken, 0, __ATOMIC_RELAXED);
+}
+
+unsigned int vn_vq_num_max(const struct vn_vq *vq)
+{
+	return vq->num_max;
+}
+
+unsigned int vn_vq_format(const struct vn_vq *vq)
+{
+	return vq->ops == &vq_split_ops ? VN_VQ_FORMAT_SPLIT : VN_VQ_FORMAT_PACKED;
+}
+
+void vn_vq_ring_addrs(const struct vn_vq *vq, uint64_t *desc, uint64_t *avail, uint64_t *used)
+{
+	*desc = vq->desc;
+	*avail = vq->avail;
+	*used = vq->used;
+}
+
+uint16_t vn_vq_last_avail(const struct vn_vq *vq)
+{
+	return vq->last_avail_idx;
+}
+
+unsigned int vn_vq_inflight(const struct vn_vq *vq)
+{
+	return vq->inflight;
+}
+
+void vn_vq_get_stats(const struct vn_vq *vq, struct vn_vq_stats *out)
+{
+	out->pops = vq->n_pop;
+	out->pushes = vq->n_push;
+	out->notifies = vq->n_notify;
+	out->notifies_suppressed = vq->n_notify_suppressed;
+	out->abandoned = vq->n_abandoned;
+}
+
+/* vhost-user.rst: "vring descriptor index" (split), "... indices" (packed). */
+#define PACKED_IDX_MASK 0x7fffu
+#define PACKED_WRAP (1u << 15)
+
+uint32_t vn_vq_vring_base(const struct vn_vq_state *st)
+{
+	if (st->format != VN_VQ_FORMAT_PACKED)
+		return st->last_avail_idx;
+	return (st->last_avail_idx & PACKED_IDX_MASK) | (st->avail_wrap ? PACKED_WRAP : 0) |
+	       (uint32_t)((st->used_idx & PACKED_IDX_MASK) | (st->used_wrap ? PACKED_WRAP : 0))
+		       << 16;
+}
+
+int vn_vq_set_vring_base(struct vn_vq_state *st, uint32_t base)
+{
+	switch (st->format) {
+	case VN_VQ_FORMAT_SPLIT:
+		if (base > UINT16_MAX)
+			return -EINVAL; /* bits 16-31 are reserved (zero) */
+		st->last_avail_idx = (uint16_t)base;
+		return 0;
+	case VN_VQ_FORMAT_PACKED:
+		st->last_avail_idx = base & PACKED_IDX_MASK;
+		st->avail_wrap = base & PACKED_WRAP;
+		st->used_idx = (base >> 16) & PACKED_IDX_MASK;
+		st->used_wrap = (base >> 16) & PACKED_WRAP;
+		return 0;
+	default:
+		return -EINVAL;
+	}
 }

@@ -3,11 +3,15 @@
 #define VN_VIRTIO_VQ_H
 
 /*
- * Split virtqueue internals (virtio 1.2 §2.7). The public half, pop/push/
- * notify, is in <vnotify/vq.h>; this adds the parts the device core,
- * state save/load and tests use: configuration, reset, state.
+ * Virtqueue internals beside the public pop/push/notify API of
+ * <vnotify/vq.h>: configuration, reset, state, and the few accessors that
+ * transports, the vhost-user server and tests need. struct vn_vq itself is
+ * private to the virtio core (src/virtio/vq-priv.h): code outside it sees
+ * only these functions, so a second ring format (packed, virtio 1.2 §2.8)
+ * changes no caller.
  *
- * Ring layout in guest memory (all little-endian):
+ * The ring format sits behind an internal ops table (vq-split.c today).
+ * Split ring layout in guest memory (all little-endian):
  *   desc  16 * num bytes, 16-aligned: { le64 addr; le32 len; le16 flags; le16 next; }
  *   avail 2-aligned: le16 flags; le16 idx; le16 ring[num]; le16 used_event;
  *   used  4-aligned: le16 flags; le16 idx; { le32 id; le32 len; } ring[num]; le16 avail_event;
@@ -33,43 +37,40 @@ struct vn_vq;
  */
 typedef void vn_vq_error_fn(void *opaque, struct vn_vq *vq, int err);
 
-/* The part of a queue that save/load carries (state.c). */
+/* The ring format (virtio 1.2 §2.7 split, §2.8 packed). */
+enum vn_vq_format {
+	VN_VQ_FORMAT_SPLIT = 0,
+	VN_VQ_FORMAT_PACKED = 1,        /* not implemented yet: refused on load */
+};
+
+/**
+ * struct vn_vq_state - the part of a queue that save/load and vhost-user carry
+ * @format: enum vn_vq_format
+ * @num: queue size
+ * @ready: enabled by the driver
+ * @desc: descriptor table (split) or descriptor ring (packed)
+ * @avail: available ring (split) or driver event suppression area (packed)
+ * @used: used ring (split) or device event suppression area (packed)
+ * @last_avail_idx: next available entry the device takes
+ * @used_idx: next used entry the device fills
+ * @avail_wrap: packed only (false for split): the driver ring wrap counter
+ * @used_wrap: packed only (false for split): the device ring wrap counter
+ */
 struct vn_vq_state {
+	uint8_t format;
 	uint16_t num;
 	bool ready;
 	uint64_t desc, avail, used;
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
+	bool avail_wrap;
+	bool used_wrap;
 };
 
-struct vn_vq {
-	const struct vn_gmem *mem;
-	uint16_t index;
-	uint16_t num_max;
-
-	/* set by the driver through the transport while the queue is not ready */
-	uint16_t num;
-	uint64_t desc, avail, used;
-	bool ready;
-	bool event_idx;     /* VIRTIO_RING_F_EVENT_IDX negotiated */
-	bool indirect;      /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
-
-	/* device-side ring state, owned by the queue's thread */
-	uint16_t last_avail_idx;    /* next avail entry to pop */
-	uint16_t shadow_avail_idx;  /* avail->idx as last read */
-	uint16_t used_idx;          /* next used entry to fill; published */
-	uint16_t signalled_used;    /* used_idx when we last interrupted */
-	bool signalled_used_valid;
-	uint16_t inflight;          /* popped, not yet pushed */
-	int broken;                 /* the guest error that broke it, or 0; atomic */
-
-	vn_vq_error_fn *on_error;
-	void *opaque;
-	struct vn_ratelimit *rl;    /* the owner's, for guest-caused messages */
-
-	/* statistics (owning thread writes; read them quiesced) */
-	uint64_t n_pop, n_push, n_notify, n_notify_suppressed;
-	uint64_t n_abandoned;       /* popped, never pushed (vn_vq_abandon, failed pushes) */
+/** struct vn_vq_stats - counters of the queue's thread; read them quiesced */
+struct vn_vq_stats {
+	uint64_t pops, pushes, notifies, notifies_suppressed;
+	uint64_t abandoned;     /* popped, never pushed (vn_vq_abandon(), failed pushes) */
 };
 
 /**
@@ -116,7 +117,7 @@ void vn_vq_set_features(struct vn_vq *vq, uint64_t driver_features);
  */
 VN_MUST_CHECK int vn_vq_enable(struct vn_vq *vq);
 
-/** vn_vq_ring_sizes() - bytes of the desc, avail and used rings for @num */
+/** vn_vq_ring_sizes() - bytes of the desc, avail and used rings of a split ring of @num */
 void vn_vq_ring_sizes(unsigned int num, uint64_t *desc, uint64_t *avail, uint64_t *used);
 
 /** vn_vq_is_broken() - the guest error that broke the queue, or 0 */
@@ -143,5 +144,52 @@ VN_MUST_CHECK int vn_vq_check_state(const struct vn_vq *vq, const struct vn_vq_s
  * Context: nobody else is using the queue.
  */
 void vn_vq_set_state(struct vn_vq *vq, const struct vn_vq_state *st);
+
+/** vn_vq_num_max() - the largest queue size the device supports */
+unsigned int vn_vq_num_max(const struct vn_vq *vq);
+
+/** vn_vq_format() - the ring format (enum vn_vq_format), fixed by the negotiated features */
+unsigned int vn_vq_format(const struct vn_vq *vq);
+
+/** vn_vq_ring_addrs() - the ring addresses the driver set (guest-physical) */
+void vn_vq_ring_addrs(const struct vn_vq *vq, uint64_t *desc, uint64_t *avail, uint64_t *used);
+
+/**
+ * vn_vq_last_avail() - the next available entry the device will take
+ * Context: the queue's owning thread, or the queue quiesced.
+ */
+uint16_t vn_vq_last_avail(const struct vn_vq *vq);
+
+/**
+ * vn_vq_inflight() - chains popped and not yet pushed
+ * Context: the queue's owning thread, or the queue quiesced.
+ */
+unsigned int vn_vq_inflight(const struct vn_vq *vq);
+
+/** vn_vq_get_stats() - the queue's counters. Context: as vn_vq_inflight(). */
+void vn_vq_get_stats(const struct vn_vq *vq, struct vn_vq_stats *out);
+
+/**
+ * vn_vq_vring_base() - the queue position as vhost-user's "vring base"
+ *
+ * vhost-user.rst, "A vring descriptor index for split virtqueues" and
+ * "Vring descriptor indices for packed virtqueues": split carries
+ * last_avail_idx in bits 0-15 (16-31 zero); packed carries last_avail_idx
+ * in bits 0-14, the driver ring wrap counter in bit 15, used_idx in bits
+ * 16-30 and the device ring wrap counter in bit 31. The one encoding the
+ * vhost-user server (SET/GET_VRING_BASE) and the saved state both use.
+ */
+uint32_t vn_vq_vring_base(const struct vn_vq_state *st);
+
+/**
+ * vn_vq_set_vring_base() - the inverse, into @st (whose @format is set)
+ *
+ * Split: sets last_avail_idx (used_idx comes from the guest's used ring).
+ * Packed: sets last_avail_idx, avail_wrap, used_idx and used_wrap.
+ *
+ * Return: 0, or -EINVAL for a reserved bit set (split: bits 16-31) or an
+ * unknown format.
+ */
+VN_MUST_CHECK int vn_vq_set_vring_base(struct vn_vq_state *st, uint32_t base);
 
 #endif

@@ -331,6 +331,7 @@ static int kick_if_needed(struct rig *g)
 static void run_inline(struct vn_t *t, bool indirect, bool event_idx, bool shredded)
 {
 	struct rig g;
+	struct vn_vq_stats st;
 	uint32_t seq = 0;
 	const uint32_t total = 3000;
 
@@ -359,10 +360,11 @@ static void run_inline(struct vn_t *t, bool indirect, bool event_idx, bool shred
 	VN_CHECK_EQ_INT(t, vn_vq_is_broken(g.vq), 0);
 	VN_CHECK_EQ_U(t, vn_vdrv_ring_num_free(&g.ring), NUM);
 	VN_CHECK_EQ_U(t, vn_vdev_get_status(g.vdev) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+	vn_vq_get_stats(g.vq, &st);
 	vn_t_diag("indirect=%d event_idx=%d shredded=%d: kicks %llu (suppressed %llu), "
 		  "irqs %llu (suppressed %llu)", indirect, event_idx, shredded,
 		  (unsigned long long)g.ring.n_kicks, (unsigned long long)g.ring.n_kicks_suppressed,
-		  (unsigned long long)g.vq->n_notify, (unsigned long long)g.vq->n_notify_suppressed);
+		  (unsigned long long)st.notifies, (unsigned long long)st.notifies_suppressed);
 out:
 	rig_fini(&g);
 }

@@ -532,7 +532,7 @@ static void test_malformed(struct vn_t *t, enum vn_blk_backend be)
 		 * Issue 12 item 1: the malformed chain is not in flight any
 		 * more, so a vhost-user GET_VRING_BASE does not wait for it.
 		 */
-		VN_CHECK_EQ_U(t, vn_vdev_queue(b.vdev, 0)->inflight, 0);
+		VN_CHECK_EQ_U(t, vn_vq_inflight(vn_vdev_queue(b.vdev, 0)), 0);
 		VN_CHECK(t, bt_image_is(&b, 8 * 512, img, sizeof(img)));
 		bt_reset(&b);
 		VN_CHECK(t, !bt_needs_reset(&b));
@@ -572,7 +572,7 @@ static void test_break_with_request_in_flight(struct vn_t *t, enum vn_blk_backen
 	VN_CHECK(t, vn_vq_is_broken(vn_vdev_queue(b.vdev, 0)) != 0);
 	vn_blk_drain(b.blk);
 	VN_CHECK_EQ_U(t, bt_used_idx(&b, 0), before);
-	VN_CHECK_EQ_U(t, vn_vdev_queue(b.vdev, 0)->inflight, 0);
+	VN_CHECK_EQ_U(t, vn_vq_inflight(vn_vdev_queue(b.vdev, 0)), 0);
 	bt_reset(&b);
 	VN_REQUIRE_EQ_INT(t, bt_driver_init(&b), 0);
 	VN_CHECK_EQ_INT(t, bt_rw(t, &b, 0, false, 8, BT_DATA + 0x8000, 4096), VIRTIO_BLK_S_OK);

@@ -371,6 +371,15 @@ static void drain_irqs(struct fx *f)
 
 /* ---- identity and capabilities ---- */
 
+/* Ring address @which (0 desc, 1 avail, 2 used) of queue @q, through the vq accessor. */
+static uint64_t qaddr(struct vn_vdev *vdev, unsigned int q, int which)
+{
+	uint64_t a[3];
+
+	vn_vq_ring_addrs(vn_vdev_queue(vdev, q), &a[0], &a[1], &a[2]);
+	return a[which];
+}
+
 static void test_ids_and_caps(struct vn_t *t)
 {
 	struct fx_opts o = { 0 };
@@ -474,8 +483,8 @@ static void test_legacy_registers(struct vn_t *t)
 	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4, 0x123);
 	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_PFN, 4), 0x123u);
 	VN_CHECK(t, vn_vq_is_ready(vn_vdev_queue(f.vdev, 1)));
-	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->avail, 0x123000u + 16 * NUM);
-	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->used, 0x124000u);
+	VN_CHECK_EQ_U(t, qaddr(f.vdev, 1, 1), 0x123000u + 16 * NUM);
+	VN_CHECK_EQ_U(t, qaddr(f.vdev, 1, 2), 0x124000u);
 	/* A queue that does not exist. */
 	wr(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_SEL, 2, 7);
 	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_QUEUE_NUM, 2), 0u);
@@ -592,8 +601,8 @@ static void test_common_config(struct vn_t *t)
 	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_USEDHI), 4, 0);
 	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2, 1);
 	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_ENABLE), 2), 1u);
-	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->num, 16u);
-	VN_CHECK_EQ_U(t, vn_vdev_queue(f.vdev, 1)->used, 0x13000u);
+	VN_CHECK_EQ_U(t, vn_vq_size(vn_vdev_queue(f.vdev, 1)), 16u);
+	VN_CHECK_EQ_U(t, qaddr(f.vdev, 1, 2), 0x13000u);
 	/* An enabled queue's rings are fixed. */
 	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4, 0x55000);
 	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_DESCLO), 4), 0x11000u);

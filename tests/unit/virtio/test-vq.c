@@ -574,6 +574,107 @@ static void test_enable_rejects_bad_rings(struct vn_t *t)
 	vt_fini(&v);
 }
 
+/* ---- the format seam: queue state and vhost-user's vring base ---- */
+
+/* vhost-user.rst: split is last_avail_idx alone; packed packs both indices and wraps. */
+static void test_vring_base_encoding(struct vn_t *t)
+{
+	struct vn_vq_state st = {.format = VN_VQ_FORMAT_SPLIT, .last_avail_idx = 0xfffe};
+	struct vn_vq_state p = {.format = VN_VQ_FORMAT_PACKED,
+				.last_avail_idx = 0x1234, .avail_wrap = true,
+				.used_idx = 0x0456, .used_wrap = true};
+	struct vn_vq_state back = {.format = VN_VQ_FORMAT_PACKED};
+
+	VN_CHECK_EQ_U(t, vn_vq_vring_base(&st), 0xfffeu);
+	VN_CHECK_OK(t, vn_vq_set_vring_base(&st, 7));
+	VN_CHECK_EQ_U(t, st.last_avail_idx, 7);
+	/* bits 16-31 are reserved for a split ring */
+	VN_CHECK_EQ_INT(t, vn_vq_set_vring_base(&st, 0x10000), -EINVAL);
+	VN_CHECK_EQ_U(t, st.last_avail_idx, 7);
+
+	VN_CHECK_EQ_U(t, vn_vq_vring_base(&p), 0x84569234u);
+	p.avail_wrap = false;
+	VN_CHECK_EQ_U(t, vn_vq_vring_base(&p), 0x84561234u);
+	p.used_wrap = false;
+	VN_CHECK_EQ_U(t, vn_vq_vring_base(&p), 0x04561234u);
+	VN_CHECK_OK(t, vn_vq_set_vring_base(&back, 0x84569234u));
+	VN_CHECK_EQ_U(t, back.last_avail_idx, 0x1234);
+	VN_CHECK(t, back.avail_wrap);
+	VN_CHECK_EQ_U(t, back.used_idx, 0x0456);
+	VN_CHECK(t, back.used_wrap);
+	back.format = 9;
+	VN_CHECK_EQ_INT(t, vn_vq_set_vring_base(&back, 0), -EINVAL);
+}
+
+/* The state names its format; a format (or a wrap counter) we cannot run is refused. */
+static void test_state_format(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_state st;
+	const char *field = NULL;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vn_vq_get_state(v.vq, &st);
+	VN_CHECK_EQ_U(t, st.format, VN_VQ_FORMAT_SPLIT);
+	VN_CHECK_EQ_U(t, vn_vq_format(v.vq), VN_VQ_FORMAT_SPLIT);
+	VN_CHECK(t, !st.avail_wrap && !st.used_wrap);
+	VN_CHECK_OK(t, vn_vq_check_state(v.vq, &st, &field));
+	st.format = VN_VQ_FORMAT_PACKED;
+	VN_CHECK_EQ_INT(t, vn_vq_check_state(v.vq, &st, &field), -EINVAL);
+	VN_CHECK(t, field && strcmp(field, "format") == 0);
+	st.format = VN_VQ_FORMAT_SPLIT;
+	st.used_wrap = true;
+	VN_CHECK_EQ_INT(t, vn_vq_check_state(v.vq, &st, &field), -EINVAL);
+	VN_CHECK(t, field && strcmp(field, "wrap") == 0);
+	vt_fini(&v);
+}
+
+/* Accessors give what the driver set and what the device did. */
+static void test_accessors(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+	struct vn_vq_stats s;
+	uint64_t d, a, u;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	VN_CHECK_EQ_U(t, vn_vq_num_max(v.vq), 256);
+	vn_vq_ring_addrs(v.vq, &d, &a, &u);
+	VN_CHECK_EQ_U(t, d, VT_DESC);
+	VN_CHECK_EQ_U(t, a, VT_AVAIL);
+	VN_CHECK_EQ_U(t, u, VT_USED);
+	vt_desc(&v, VT_DESC, 3, VT_BUF, 16, VRING_DESC_F_WRITE, 0);
+	vt_avail(&v, 3);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, vn_vq_last_avail(v.vq), 1);
+	VN_CHECK_EQ_U(t, vn_vq_inflight(v.vq), 1);
+	VN_REQUIRE_OK(t, vn_vq_push(v.vq, 3, 16));
+	VN_CHECK_EQ_U(t, vn_vq_inflight(v.vq), 0);
+	vn_vq_get_stats(v.vq, &s);
+	VN_CHECK_EQ_U(t, s.pops, 1);
+	VN_CHECK_EQ_U(t, s.pushes, 1);
+	vt_fini(&v);
+}
+
+/* No device may offer packed rings until the packed format exists behind the seam. */
+static void test_packed_not_offered(struct vn_t *t)
+{
+	struct vn_gmem m;
+	struct vn_vdev *d = NULL;
+	struct vn_vdev_cfg cfg = {
+		.name = "p", .device_id = 1, .ops = &vt_ops, .mem = &m,
+		.features = F(VIRTIO_F_RING_PACKED), .nr_queues = 1, .queue_size_max = 16,
+		.nr_vectors = 1,
+	};
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_CHECK_EQ_INT(t, vn_vdev_new(&cfg, &d), -EINVAL);
+	vn_vdev_free(d);
+	vn_gmem_destroy(&m);
+}
+
 VN_TESTS(VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_pop_indirect_chain),
 	 VN_TEST(test_pop_splits_at_region_boundary), VN_TEST(test_bad_head_out_of_range),
 	 VN_TEST(test_bad_next_out_of_range), VN_TEST(test_bad_indirect_next_out_of_range),
@@ -588,4 +689,5 @@ VN_TESTS(VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_p
 	 VN_TEST(test_bad_too_many_iovecs), VN_TEST(test_reset_recovers),
 	 VN_TEST(test_notify_without_event_idx), VN_TEST(test_notify_with_event_idx),
 	 VN_TEST(test_suppress_without_event_idx), VN_TEST(test_suppress_with_event_idx),
-	 VN_TEST(test_enable_rejects_bad_rings))
+	 VN_TEST(test_enable_rejects_bad_rings), VN_TEST(test_vring_base_encoding),
+	 VN_TEST(test_state_format), VN_TEST(test_accessors), VN_TEST(test_packed_not_offered))
