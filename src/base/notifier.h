@@ -13,9 +13,10 @@
  */
 struct vn_notifier {
 	int fd;
+	bool peer; /* a peer's eventfd (vn_notifier_init_peer_fd()) */
 };
 
-#define VN_NOTIFIER_INIT { .fd = -1 }
+#define VN_NOTIFIER_INIT { .fd = -1, .peer = false }
 
 /**
  * vn_notifier_init() - create the eventfd
@@ -30,6 +31,32 @@ VN_MUST_CHECK int vn_notifier_init(struct vn_notifier *n);
  * Return: 0, or -EBADF for a negative fd.
  */
 VN_MUST_CHECK int vn_notifier_init_fd(struct vn_notifier *n, int fd);
+
+/**
+ * vn_notifier_check_peer_fd() - may a peer's fd become a notifier?
+ * @fd: an fd received from a peer (a vhost-user frontend's kick, call or
+ *      error fd); still the caller's either way
+ * @why: on refusal, what the fd is instead ("a pipe", "a regular file"...)
+ *
+ * Only an eventfd is accepted: a write to a pipe, a file or a socket can
+ * block or mean something else entirely. The fd is made non-blocking (the
+ * flag lives in the file description the peer shares: an eventfd written
+ * without it blocks when its counter is full).
+ * Return: 0, -EINVAL if it is not an eventfd, or -errno from fcntl(2).
+ */
+VN_MUST_CHECK int vn_notifier_check_peer_fd(int fd, const char **why);
+
+/**
+ * vn_notifier_init_peer_fd() - adopt a peer's eventfd, checked by
+ * vn_notifier_check_peer_fd()
+ * @fd: ownership moves to @n on success, stays with the caller on error
+ *
+ * vn_notifier_set() on it never blocks, even if the peer clears O_NONBLOCK
+ * on its side later: a full counter (checked with poll(2) first) means a
+ * signal is pending already, and the signal is dropped.
+ * Return: 0, or -EBADF for a negative fd.
+ */
+VN_MUST_CHECK int vn_notifier_init_peer_fd(struct vn_notifier *n, int fd);
 
 /**
  * vn_notifier_cleanup() - close the eventfd; safe on a cleaned-up notifier

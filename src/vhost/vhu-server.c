@@ -15,6 +15,7 @@
 #include <vnotify/loop.h>
 
 #include "base/log.h"
+#include "base/notifier.h"
 #include "base/trace.h"
 #include "mem/gmem.h"
 #include "virtio/vdev.h"
@@ -125,13 +126,16 @@ static struct vn_vq *queue_vq(struct vhu_queue *q)
 
 static void signal_err(struct vhu_queue *q)
 {
-	uint64_t one = 1;
+	/* Checked at SET_VRING_ERR: an eventfd this write cannot block on. */
+	struct vn_notifier n = {.fd = q->err_fd, .peer = true};
+	int r;
 
 	if (q->err_fd < 0 || q->err_signalled)
 		return;
 	q->err_signalled = true;
-	if (write(q->err_fd, &one, sizeof(one)) < 0)
-		peer_log(q->srv, "vq %u: error fd: %s", q->index, strerror(errno));
+	r = vn_notifier_set(&n);
+	if (r < 0)
+		peer_log(q->srv, "vq %u: error fd: %s", q->index, vn_strerror(r));
 }
 
 /* Context: the queue's thread (or the control thread while detached). */
@@ -526,7 +530,7 @@ static int set_call_fn(void *opaque)
 
 	vn_vdev_lock(srv->vdev);
 	vn_vdev_queue_lock(srv->vdev, a->q->index);
-	r = vn_vdev_set_guest_notifier_fd(srv->vdev, a->q->index, a->fd);
+	r = vn_vdev_set_peer_notifier_fd(srv->vdev, a->q->index, a->fd);
 	vn_vdev_queue_unlock(srv->vdev, a->q->index);
 	vn_vdev_unlock(srv->vdev);
 	return r;
@@ -898,6 +902,24 @@ static int h_get_vring_base(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 	return VN_VHU_REPLY;
 }
 
+/*
+ * Every fd a frontend gives for a ring must be an eventfd, made
+ * non-blocking (issue 12 item 2): a blocking or full fd written by a queue
+ * thread would wedge it with the queue's locks held.
+ */
+static int check_ring_fd(struct vn_vhu_server *srv, const struct vn_vhu_msg *msg)
+{
+	const char *why;
+	int r = vn_notifier_check_peer_fd(msg->fds[0], &why);
+
+	if (r < 0)
+		peer_log(srv, "%s vq %llu: fd %d refused: %s, an eventfd is expected (%s)",
+			 vn_vhu_msg_request_name(msg->hdr.request),
+			 (unsigned long long)(msg->p.u64 & VN_VHU_VRING_IDX_MASK), msg->fds[0], why,
+			 vn_strerror(r));
+	return r;
+}
+
 static int h_set_vring_kick(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)
 {
 	struct vn_vhu_server *srv = ctx;
@@ -905,17 +927,10 @@ static int h_set_vring_kick(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 	int fd = -1, r;
 
 	if (msg->nfds) {
-		struct stat st;
-
-		/* Only something epoll can watch; a regular file is refused here. */
-		if (fstat(msg->fds[0], &st) < 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
-			return -EINVAL;
-		fd = vn_vhu_msg_claim_fd(msg, 0);
-		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-			r = -errno;
-			close(fd);
+		r = check_ring_fd(srv, msg);
+		if (r < 0)
 			return r;
-		}
+		fd = vn_vhu_msg_claim_fd(msg, 0);
 	}
 	if (q->started) {
 		/* A new notifier for a running ring: swap it while detached. */
@@ -951,6 +966,9 @@ static int h_set_vring_call(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 		release_call_fd(q); /* the frontend polls the used ring */
 		return VN_VHU_OK;
 	}
+	r = check_ring_fd(srv, msg);
+	if (r < 0)
+		return r;
 	r = install_call_fd(q, vn_vhu_msg_claim_fd(msg, 0));
 	if (r < 0)
 		return r;
@@ -963,6 +981,8 @@ static int h_set_vring_err(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg 
 	struct vn_vhu_server *srv = ctx;
 	struct vhu_queue *q = &srv->queues[msg->p.u64 & VN_VHU_VRING_IDX_MASK];
 
+	if (msg->nfds && check_ring_fd(srv, msg) < 0)
+		return -EINVAL;
 	set_err_fd(q, msg->nfds ? vn_vhu_msg_claim_fd(msg, 0) : -1);
 	return VN_VHU_OK;
 }

@@ -568,14 +568,14 @@ int vn_vdev_guest_notifier_fd(const struct vn_vdev *vdev, unsigned int vector)
 	return vn_notifier_fd(&vdev->vectors[vector]);
 }
 
-int vn_vdev_set_guest_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int fd)
+static int set_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int fd, bool peer)
 {
 	struct vn_notifier n = VN_NOTIFIER_INIT;
 	int r;
 
 	if (vector >= vdev->nr_vectors)
 		return -EINVAL;
-	r = vn_notifier_init_fd(&n, fd);
+	r = peer ? vn_notifier_init_peer_fd(&n, fd) : vn_notifier_init_fd(&n, fd);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&vdev->vector_locks[vector]);
@@ -583,6 +583,16 @@ int vn_vdev_set_guest_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int
 	vdev->vectors[vector] = n;
 	pthread_mutex_unlock(&vdev->vector_locks[vector]);
 	return 0;
+}
+
+int vn_vdev_set_guest_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int fd)
+{
+	return set_notifier_fd(vdev, vector, fd, false);
+}
+
+int vn_vdev_set_peer_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int fd)
+{
+	return set_notifier_fd(vdev, vector, fd, true);
 }
 
 void vn_vdev_load_apply(struct vn_vdev *vdev, uint64_t driver_features, uint8_t status,

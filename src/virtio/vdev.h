@@ -138,4 +138,12 @@ void vn_vdev_load_apply(struct vn_vdev *vdev, uint64_t driver_features, uint8_t 
 			uint32_t config_generation, const uint8_t *config);
 void vn_vdev_run_loaded_hooks(struct vn_vdev *vdev);
 
+/**
+ * vn_vdev_set_peer_notifier_fd() - vn_vdev_set_guest_notifier_fd() for an
+ * eventfd a peer gave us (a vhost-user call fd), checked with
+ * vn_notifier_check_peer_fd(): raising the vector never blocks on it.
+ * Context and Return: as vn_vdev_set_guest_notifier_fd().
+ */
+VN_MUST_CHECK int vn_vdev_set_peer_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int fd);
+
 #endif

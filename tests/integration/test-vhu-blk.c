@@ -524,6 +524,126 @@ static void test_bad_request_no_stall(struct vn_t *t)
 	rig_destroy(&r);
 }
 
+enum hostile { H_FULL_EVENTFD, H_FULL_PIPE, H_FILE, H_SOCKET, H__N };
+
+static const char *const hostile_name[] = {"full blocking eventfd", "full blocking pipe",
+					   "regular file", "socket"};
+
+/* A fd a hostile frontend may give; *peer is its other end, if any. */
+static int hostile_fd(struct rig *r, enum hostile k, int *peer)
+{
+	uint64_t max = 0xfffffffffffffffeull;
+	char path[128];
+	int p[2], fd;
+
+	*peer = -1;
+	switch (k) {
+	case H_FULL_EVENTFD:
+		fd = eventfd(0, EFD_CLOEXEC); /* blocking, counter at its maximum */
+		VN_BUG_ON(fd < 0 || write(fd, &max, 8) != 8);
+		return fd;
+	case H_FULL_PIPE:
+		VN_BUG_ON(pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0);
+		while (write(p[1], &max, 8) == 8)
+			;
+		VN_BUG_ON(fcntl(p[1], F_SETFL, 0) < 0); /* blocking again, and full */
+		*peer = p[0];
+		return p[1];
+	case H_FILE:
+		snprintf(path, sizeof(path), "%s/notafd", r->dir);
+		fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+		unlink(path);
+		return fd;
+	case H_SOCKET:
+		VN_BUG_ON(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0);
+		*peer = p[1];
+		return p[0];
+	default:
+		return -1;
+	}
+}
+
+/*
+ * Issue 12 item 2: a call or error fd that would block a write (a full
+ * blocking eventfd, a full pipe) or is no eventfd at all (a file, a
+ * socket). Only an eventfd is taken, made non-blocking; writing it never
+ * blocks even when the frontend clears O_NONBLOCK again and fills its
+ * counter. Afterwards GET_VRING_BASE and a reset answer at once and the
+ * next correct frontend is served.
+ */
+static void test_hostile_fds(struct vn_t *t)
+{
+	static const uint32_t reqs[] = {VN_VHU_SET_VRING_CALL, VN_VHU_SET_VRING_ERR};
+	uint64_t capacity = 0;
+	struct vn_vhu_stats st;
+	struct rig r;
+
+	VN_REQUIRE_OK(t, rig_init(&r));
+	for (unsigned int q = 0; q < 2; q++) {
+		for (unsigned int k = 0; k < H__N; k++) {
+			struct vn_vhu_vring_state s = {.index = 0};
+			bool is_call = reqs[q] == VN_VHU_SET_VRING_CALL;
+			struct vn_vhu_msg reply;
+			uint16_t used;
+			uint64_t t0;
+			int fd, peer, ret;
+
+			vn_t_diag("%s: %s", is_call ? "SET_VRING_CALL" : "SET_VRING_ERR",
+				  hostile_name[k]);
+			VN_REQUIRE_OK(t, handshake(&r, &capacity));
+			fd = hostile_fd(&r, (enum hostile)k, &peer);
+			VN_REQUIRE(t, fd >= 0);
+			ret = set_u64(&r, reqs[q], 0, fd);
+			if (k == H_FULL_EVENTFD) {
+				VN_CHECK_OK(t, ret);
+				/* The frontend makes it blocking again: still no block. */
+				VN_CHECK_OK(t, fcntl(fd, F_SETFL, 0));
+			} else {
+				VN_CHECK_EQ_INT(t, ret, -EIO); /* refused */
+			}
+			used = used_idx(&r);
+			if (is_call) {
+				/* A completion raises the interrupt through the fd. */
+				add_req(&r, VIRTIO_BLK_T_IN, 3, NULL);
+				kick(&r);
+				VN_CHECK(t, VN_WAIT_FOR(used_idx(&r) == (uint16_t)(used + 1), 5000));
+			} else {
+				/* A broken ring signals the error fd. */
+				uint64_t runs = queue_runs(&r);
+
+				queue_bad(&r, BAD_BREAK_IN_FLIGHT);
+				kick(&r);
+				VN_CHECK(t, VN_WAIT_FOR(queue_runs(&r) > runs, 5000));
+			}
+			t0 = vn_now_ns();
+			VN_CHECK_OK(t,
+				    xfer(&r, VN_VHU_GET_VRING_BASE, &s, sizeof(s), -1, REPLY, &reply));
+			r.avail_idx = (uint16_t)reply.p.state.num;
+			VN_CHECK_OK(t, xfer(&r, VN_VHU_RESET_DEVICE, NULL, 0, -1, ACK, &reply));
+			VN_CHECK(t, vn_now_ns() - t0 < 2000000000ull);
+			VN_REQUIRE_OK(t,
+				      vn_gmem_store_le16_release(&r.view, GPA + AVAIL + 2, r.avail_idx));
+			close(r.sock);
+			r.sock = -1;
+			close(fd);
+			if (peer >= 0)
+				close(peer);
+			VN_CHECK(t, VN_WAIT_FOR((vn_vhu_conn_get_stats(r.conn, &st), !st.connected),
+						2000));
+		}
+	}
+	VN_REQUIRE_OK(t, handshake(&r, &capacity));
+	{
+		uint16_t used = used_idx(&r);
+
+		add_req(&r, VIRTIO_BLK_T_IN, 5, NULL);
+		kick(&r);
+		VN_CHECK(t, VN_WAIT_FOR(used_idx(&r) == (uint16_t)(used + 1), 5000));
+		VN_CHECK_EQ_U(t, status_of(&r, (uint16_t)(r.avail_idx - 1)), VIRTIO_BLK_S_OK);
+	}
+	rig_destroy(&r);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -536,4 +656,4 @@ static void test_setup(struct vn_t *t)
 }
 
 VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
-	 VN_TEST(test_bad_request_no_stall));
+	 VN_TEST(test_bad_request_no_stall), VN_TEST(test_hostile_fds));

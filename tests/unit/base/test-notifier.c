@@ -3,6 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -72,6 +78,54 @@ static void test_adopted_fd_is_owned(struct vn_t *t)
 	vn_notifier_cleanup(&b);
 }
 
+/* Issue 12 item 2: only an eventfd from a peer, made non-blocking; set never blocks. */
+static void test_peer_fd(struct vn_t *t)
+{
+	uint64_t max = 0xfffffffffffffffeull, v;
+	struct vn_notifier n = VN_NOTIFIER_INIT;
+	const char *why;
+	int p[2], fd, sv[2];
+	char path[] = "/tmp/vn-notifier-XXXXXX";
+
+	VN_REQUIRE(t, pipe2(p, O_CLOEXEC) == 0);
+	VN_CHECK_EQ_INT(t, vn_notifier_check_peer_fd(p[1], &why), -EINVAL);
+	VN_CHECK(t, strcmp(why, "a pipe") == 0);
+	close(p[0]);
+	close(p[1]);
+	VN_REQUIRE(t, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	VN_CHECK_EQ_INT(t, vn_notifier_check_peer_fd(sv[0], &why), -EINVAL);
+	VN_CHECK(t, strcmp(why, "a socket") == 0);
+	close(sv[0]);
+	close(sv[1]);
+	fd = mkostemp(path, O_CLOEXEC);
+	VN_REQUIRE(t, fd >= 0);
+	unlink(path);
+	VN_CHECK_EQ_INT(t, vn_notifier_check_peer_fd(fd, &why), -EINVAL);
+	VN_CHECK(t, strcmp(why, "a regular file") == 0);
+	close(fd);
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	VN_REQUIRE(t, fd >= 0);
+	VN_CHECK_EQ_INT(t, vn_notifier_check_peer_fd(fd, &why), -EINVAL);
+	close(fd);
+	VN_CHECK_EQ_INT(t, vn_notifier_check_peer_fd(-1, &why), -EBADF);
+
+	/* A blocking eventfd at its maximum: accepted, made non-blocking. */
+	fd = eventfd(0, EFD_CLOEXEC);
+	VN_REQUIRE(t, fd >= 0 && write(fd, &max, 8) == 8);
+	VN_CHECK_OK(t, vn_notifier_check_peer_fd(fd, &why));
+	VN_CHECK(t, fcntl(fd, F_GETFL) & O_NONBLOCK);
+	/* The peer makes it blocking again behind our back: set still returns. */
+	VN_REQUIRE(t, fcntl(fd, F_SETFL, 0) == 0);
+	VN_REQUIRE_OK(t, vn_notifier_init_peer_fd(&n, fd));
+	VN_CHECK_EQ_INT(t, vn_notifier_set(&n), 0);
+	VN_REQUIRE(t, read(fd, &v, 8) == 8);
+	VN_CHECK_EQ_U(t, v, max);
+	VN_CHECK_EQ_INT(t, vn_notifier_set(&n), 0); /* not full now: a real write */
+	VN_REQUIRE(t, read(fd, &v, 8) == 8);
+	VN_CHECK_EQ_U(t, v, 1);
+	vn_notifier_cleanup(&n);
+}
+
 VN_TESTS(VN_TEST(test_set_then_test_and_clear), VN_TEST(test_cloexec_nonblock),
 	 VN_TEST(test_cleanup_twice_and_fd_released), VN_TEST(test_errors_are_negative_errno),
-	 VN_TEST(test_adopted_fd_is_owned))
+	 VN_TEST(test_adopted_fd_is_owned), VN_TEST(test_peer_fd))
