@@ -8,9 +8,10 @@
  *
  * The device is transport-neutral: vn_blk_new() creates its own struct
  * vn_vdev (device id 2), which virtio-pci, virtio-mmio or the vhost-user
- * server drive through <vnotify/vdev.h>. Requests are popped and submitted
- * on whichever thread owns a queue (a vCPU under the device lock, or the
- * queue's iothread) and completed on the device's completion iothread,
+ * server drive through <vnotify/vdev.h>; the transport also binds the
+ * guest memory it works on (vn_vdev_bind_mem()). Requests are popped and
+ * submitted on whichever thread owns a queue (a vCPU under the device lock,
+ * or the queue's iothread) and completed on the device's completion iothread,
  * which takes the queue's run lock (vn_vdev_queue_lock()) to push them.
  * Completions never take the device lock, so a reset, which runs under the
  * device lock, can wait for the I/O in flight.
@@ -29,7 +30,6 @@
 #include <vnotify/error.h>
 
 struct vn_blk;
-struct vn_gmem;
 struct vn_vdev;
 struct vn_iothread;
 
@@ -46,7 +46,6 @@ enum vn_blk_backend {
 /**
  * struct vn_blk_cfg - how to build a virtio-blk device
  * @name: for log messages ("blk0"); NULL gives "blk"
- * @mem: guest memory; must outlive the device
  * @path: the image file or block device; NULL to use @fd
  * @fd: used only when @path is NULL: the device works on a dup of it (the
  *      caller keeps @fd). With @direct, O_DIRECT is set on the shared file
@@ -73,7 +72,6 @@ enum vn_blk_backend {
  */
 struct vn_blk_cfg {
 	const char *name;
-	struct vn_gmem *mem;
 	const char *path;
 	int fd;
 	bool readonly;

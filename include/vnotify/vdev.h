@@ -65,7 +65,6 @@ struct vn_vdev_ops {
  * @device_id: virtio device ID (2 for block, 1 for net)
  * @ops: the device type's table, static const, not NULL
  * @opaque: the device type's private data (vn_vdev_opaque())
- * @mem: guest memory; must outlive the device
  * @features: device feature bits; VIRTIO_F_VERSION_1 is always added
  * @nr_queues: 1..1024
  * @queue_size_max: power of 2, 1..32768
@@ -79,7 +78,6 @@ struct vn_vdev_cfg {
 	uint32_t device_id;
 	const struct vn_vdev_ops *ops;
 	void *opaque;
-	struct vn_gmem *mem;
 	uint64_t features;
 	unsigned int nr_queues;
 	unsigned int queue_size_max;
@@ -90,10 +88,43 @@ struct vn_vdev_cfg {
 
 /**
  * vn_vdev_new() - create a device in its reset state
+ *
+ * The device has no guest memory yet: its transport binds it
+ * (vn_vdev_bind_mem()).
  * Return: 0 and *@out set, -EINVAL for a bad @cfg, -ENOMEM, or -errno
  * from eventfd creation.
  */
 VN_MUST_CHECK int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out);
+
+/**
+ * vn_vdev_bind_mem() - give the device the guest memory its queues use
+ * @vdev: the device
+ * @mem: the guest memory (<vnotify/gmem.h>); must outlive the binding
+ *
+ * The transport or front door binds it, not the device type:
+ * vn_machine_add_virtio_pci() binds the machine's RAM (and
+ * vn_virtio_pci_remove() unbinds it); the vhost-user server binds its own
+ * map of the frontend's memory for as long as it serves the device. An
+ * embedder that drives the device through this header itself binds a map
+ * it made with vn_gmem_new(). A device with no memory bound refuses to
+ * start a queue: vn_vdev_queue_enable() (and loading a ready queue) fails
+ * with -ENXIO.
+ *
+ * Return: 0; -EINVAL for a NULL @mem; -EBUSY if memory is bound already:
+ * a device has one transport at a time, and only that one may unbind it.
+ * Context: no device lock held (it takes it); not on a queue's thread.
+ */
+VN_MUST_CHECK int vn_vdev_bind_mem(struct vn_vdev *vdev, struct vn_gmem *mem);
+
+/**
+ * vn_vdev_unbind_mem() - take the guest memory away; nothing bound is fine
+ *
+ * The device is reset first (the device type waits for its I/O in flight),
+ * so no queue uses the old memory once this returns, and the memory may
+ * then be freed or bound to another device.
+ * Context: as vn_vdev_bind_mem().
+ */
+void vn_vdev_unbind_mem(struct vn_vdev *vdev);
 
 /**
  * vn_vdev_free() - destroy a device; NULL is fine
@@ -244,7 +275,8 @@ void vn_vdev_queue_unlock(struct vn_vdev *vdev, unsigned int q);
  *
  * Return: as vn_vq_set_num(), vn_vq_set_addr(); -EINVAL for a bad @q.
  * vn_vdev_queue_enable() checks the rings; a bad ring is a guest error and
- * makes the device NEEDS_RESET.
+ * makes the device NEEDS_RESET, as does enabling a queue of a device with no
+ * guest memory bound (-ENXIO).
  * Context: device lock held.
  */
 VN_MUST_CHECK int vn_vdev_queue_set_num(struct vn_vdev *vdev, unsigned int q, unsigned int num);

@@ -29,7 +29,8 @@ struct vn_vhu_conn;
  * @name: for logs; NULL gives the device's name
  * @socket_path: where to listen; a stale socket there is replaced
  * @vdev: the device; at least as many interrupt vectors as queues, MSI-X
- *        style; its guest memory map must be empty. Must outlive the conn.
+ *        style; no guest memory bound (the server binds its map of the
+ *        frontend's memory while it serves the device). Must outlive the conn.
  * @iothread: runs the socket and the protocol; started, outlives the conn
  * @queue_iothreads: queue q runs on @queue_iothreads[q % n]; NULL: all on
  *                   @iothread
@@ -96,7 +97,8 @@ struct vn_vhu_queue_stats {
 /**
  * vn_vhu_conn_new() - listen for a frontend of @cfg->vdev
  * Return: 0; -EINVAL for a bad @cfg or a path too long for a unix socket;
- * -EADDRINUSE if something that is not a socket is at the path; -ENOMEM;
+ * -EADDRINUSE if something that is not a socket is at the path; -EBUSY if
+ * the device has another transport's guest memory bound; -ENOMEM;
  * -errno from socket/bind/listen.
  * Context: not on @cfg->iothread.
  */

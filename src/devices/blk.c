@@ -198,7 +198,7 @@ static int check_cfg(const struct vn_blk_cfg *cfg)
 	unsigned int qs = cfg->queue_size ? cfg->queue_size : BLK_QUEUE_SIZE_DEFAULT;
 	unsigned int bs = cfg->blk_size ? cfg->blk_size : 512;
 
-	if (!cfg->mem || (!cfg->path && cfg->fd < 0))
+	if (!cfg->path && cfg->fd < 0)
 		return -EINVAL;
 	if (cfg->nr_queues > BLK_QUEUES_MAX || qs > BLK_QUEUE_SIZE_MAX || (qs & (qs - 1)))
 		return -EINVAL;
@@ -344,7 +344,6 @@ static int new_vdev(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
 		.device_id = VIRTIO_ID_BLOCK,
 		.ops = &blk_vdev_ops,
 		.opaque = blk,
-		.mem = cfg->mem,
 		.features = offered_features(cfg, blk->nr_queues),
 		.nr_queues = blk->nr_queues,
 		.queue_size_max = blk->queue_size,
@@ -382,7 +381,6 @@ static void set_params(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
 {
 	snprintf(blk->name, sizeof(blk->name), "%s", cfg->name ? cfg->name : "blk");
 	blk->fd = -1;
-	blk->mem = cfg->mem;
 	blk->readonly = cfg->readonly;
 	blk->direct = cfg->direct;
 	blk->nr_queues = cfg->nr_queues ? cfg->nr_queues : 1;

@@ -77,7 +77,6 @@ struct blk_queue {
 struct vn_blk {
 	char name[32];
 	struct vn_vdev *vdev;
-	struct vn_gmem *mem;
 	int fd;
 	uint64_t size; /* bytes: capacity * 512 */
 	bool readonly;

@@ -417,6 +417,13 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	vp->m = m;
 	vp->vdev = cfg->vdev;
 	vp->cfg = *cfg;
+	/* The device works on the machine's RAM; -EBUSY if another transport has it. */
+	r = vn_vdev_bind_mem(cfg->vdev, vn_machine_gmem(m));
+	if (r < 0) {
+		free(vp);
+		return r;
+	}
+	vp->mem_bound = true;
 	vp->cfg.promoter = NULL;
 	if (cfg->promoter) {
 		vp->promoter = *cfg->promoter;
@@ -506,6 +513,9 @@ void vn_virtio_pci_remove(struct vn_virtio_pci *vp)
 	if (vp->hooks_added)
 		(void)vn_vdev_remove_hooks(vp->vdev, &pci_hooks, vp);
 	vn_vdev_unlock(vp->vdev);
+	/* Resets the device: no queue uses the machine's RAM after this. */
+	if (vp->mem_bound)
+		vn_vdev_unbind_mem(vp->vdev);
 	/* The device keeps its dups of the routes; unroute after it can't matter. */
 	if (vp->msix_ok)
 		vn_msix_destroy(&vp->msix);

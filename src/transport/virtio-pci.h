@@ -48,6 +48,7 @@ struct vn_virtio_pci {
 	struct vn_hostnotif *hn;
 	struct vn_machine_dev mdev;
 	bool hooks_added;
+	bool mem_bound;   /* the machine's RAM is bound to the device */
 	bool plugged;
 	struct vn_ratelimit rl;
 

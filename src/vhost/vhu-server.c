@@ -84,7 +84,9 @@ struct vhu_queue {
 struct vn_vhu_server {
 	char name[32];
 	struct vn_vdev *vdev;
-	struct vn_gmem *mem;
+	struct vn_gmem *mem; /* &map: what the device is bound to */
+	struct vn_gmem map;  /* the frontend's memory table, mapped */
+	bool mem_bound;
 	unsigned int nr_queues;
 	uint64_t poll_ns;
 	uint64_t drain_timeout_ns;
@@ -1186,19 +1188,32 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 	/* Queue i uses vector i; the u64 of SET_VRING_KICK has 8 bits of index. */
 	if (nq > VN_VHU_VRING_IDX_MASK + 1 || cfg->vdev->nr_vectors < nq || !cfg->vdev->msix)
 		return -EINVAL;
-	if (vn_gmem_nr_regions(cfg->vdev->mem) != 0)
-		return -EINVAL;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;
+	r = vn_gmem_init(&srv->map);
+	if (r < 0) {
+		free(srv);
+		return r;
+	}
+	srv->mem = &srv->map;
+	/* The front door binds the memory it builds; -EBUSY: another transport has the device. */
+	r = vn_vdev_bind_mem(cfg->vdev, srv->mem);
+	if (r < 0) {
+		vn_gmem_destroy(&srv->map);
+		free(srv);
+		return r;
+	}
+	srv->mem_bound = true;
 	srv->queues = calloc(nq, sizeof(srv->queues[0]));
 	if (!srv->queues) {
+		vn_vdev_unbind_mem(cfg->vdev);
+		vn_gmem_destroy(&srv->map);
 		free(srv);
 		return -ENOMEM;
 	}
 	snprintf(srv->name, sizeof(srv->name), "%s", cfg->name ? cfg->name : cfg->vdev->name);
 	srv->vdev = cfg->vdev;
-	srv->mem = cfg->vdev->mem;
 	srv->nr_queues = nq;
 	srv->poll_ns = cfg->poll_ns ? cfg->poll_ns : DEFAULT_POLL_NS;
 	srv->drain_timeout_ns =
@@ -1242,6 +1257,10 @@ void vn_vhu_server_free(struct vn_vhu_server *srv)
 		if (q->timer)
 			(void)vn_iothread_run_sync(q->it, timer_fn, &a);
 	}
+	/* The disconnect reset the device and unmapped the regions; now the map goes. */
+	if (srv->mem_bound)
+		vn_vdev_unbind_mem(srv->vdev);
+	vn_gmem_destroy(&srv->map);
 	vn_ratelimit_destroy(&srv->rl);
 	free(srv->queues);
 	free(srv);

@@ -46,8 +46,9 @@ struct vn_vhu_server;
 /**
  * struct vn_vhu_server_cfg - a protocol core for one device
  * @name: for logs; NULL gives the device's name
- * @vdev: the device; its guest memory map (empty) is filled from
- *        SET_MEM_TABLE. Must outlive the server.
+ * @vdev: the device, with no guest memory bound: the server binds its own
+ *        map, filled from SET_MEM_TABLE, for its lifetime. Must outlive the
+ *        server.
  * @iothreads: queue q runs on @iothreads[q % @nr_iothreads]; at least one
  * @nr_iothreads: entries of @iothreads
  * @poll_ns: period of the avail-ring poll for rings without a kick fd
@@ -72,8 +73,9 @@ struct vn_vhu_server_cfg {
 
 /**
  * vn_vhu_server_new() - create a core in the disconnected state
- * Return: 0, -EINVAL (bad @cfg, or fewer vectors than queues), -ENOMEM, or
- * -errno from timer creation.
+ * Return: 0, -EINVAL (bad @cfg, or fewer vectors than queues), -EBUSY (the
+ * device has another transport's memory bound), -ENOMEM, or -errno from
+ * timer creation.
  * Context: a thread that may wait for the queues' iothreads
  * (vn_iothread_run_sync()): the control thread, or one of them.
  */

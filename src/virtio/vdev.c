@@ -56,7 +56,7 @@ static int check_cfg(const struct vn_vdev_cfg *cfg)
 	/* No packed ring format behind the vq seam yet (vq.c's format_ops()). */
 	if (cfg->features & F(VIRTIO_F_RING_PACKED))
 		return -EINVAL;
-	if (!cfg->ops || !cfg->mem || cfg->nr_queues == 0 || cfg->nr_queues > VN_VDEV_MAX_QUEUES ||
+	if (!cfg->ops || cfg->nr_queues == 0 || cfg->nr_queues > VN_VDEV_MAX_QUEUES ||
 	    qs == 0 || qs > VN_VQ_MAX_SIZE || (qs & (qs - 1)) ||
 	    cfg->config_len > VN_VDEV_MAX_CONFIG || cfg->nr_vectors == 0 ||
 	    cfg->nr_vectors > VN_VDEV_MAX_VECTORS)
@@ -78,7 +78,6 @@ int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out)
 	vdev->device_id = cfg->device_id;
 	vdev->ops = cfg->ops;
 	vdev->opaque = cfg->opaque;
-	vdev->mem = cfg->mem;
 	vdev->device_features = cfg->features | F(VIRTIO_F_VERSION_1);
 	vdev->config_len = cfg->config_len;
 	vdev->nr_queues = cfg->nr_queues;
@@ -113,7 +112,8 @@ int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out)
 	for (unsigned int i = 0; i < cfg->nr_queues; i++) {
 		struct vn_vdev_queue *q = &vdev->queues[i];
 
-		vn_vq_init(&q->vq, cfg->mem, (uint16_t)i, (uint16_t)cfg->queue_size_max, &vdev->rl);
+		/* No memory until a transport binds it (vn_vdev_bind_mem()). */
+		vn_vq_init(&q->vq, NULL, (uint16_t)i, (uint16_t)cfg->queue_size_max, &vdev->rl);
 		vn_vq_set_error_handler(&q->vq, vq_error, vdev);
 		q->vector = VN_VDEV_NO_VECTOR;
 	}
@@ -124,6 +124,47 @@ int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out)
 err_free:
 	vn_vdev_free(vdev);
 	return r;
+}
+
+static void set_mem(struct vn_vdev *vdev, struct vn_gmem *mem)
+{
+	vdev->mem = mem;
+	for (unsigned int i = 0; i < vdev->nr_queues; i++)
+		vn_vq_set_mem(&vdev->queues[i].vq, mem);
+}
+
+int vn_vdev_bind_mem(struct vn_vdev *vdev, struct vn_gmem *mem)
+{
+	int r = 0;
+
+	if (!mem)
+		return -EINVAL;
+	vn_vdev_lock(vdev);
+	if (vdev->mem)
+		r = -EBUSY; /* a transport serves the device already */
+	else
+		set_mem(vdev, mem); /* no queue is ready: none can be without memory */
+	vn_vdev_unlock(vdev);
+	return r;
+}
+
+struct vn_gmem *vn_vdev_mem(const struct vn_vdev *vdev)
+{
+	return vdev->mem;
+}
+
+void vn_vdev_unbind_mem(struct vn_vdev *vdev)
+{
+	vn_vdev_lock(vdev);
+	/*
+	 * The queues stop with the memory they used: a reset (which waits for
+	 * the device type's I/O in flight) leaves none ready, so no thread
+	 * translates through the old map once this returns.
+	 */
+	if (vdev->mem)
+		vn_vdev_reset(vdev);
+	set_mem(vdev, NULL);
+	vn_vdev_unlock(vdev);
 }
 
 void vn_vdev_free(struct vn_vdev *vdev)
@@ -488,7 +529,10 @@ int vn_vdev_queue_enable(struct vn_vdev *vdev, unsigned int q)
 		return -EINVAL;
 	r = vn_vq_enable(&vdev->queues[q].vq);
 	if (r < 0) {
-		/* Rings outside guest memory or misaligned: the driver broke the device. */
+		/*
+		 * Rings outside guest memory or misaligned: the driver broke the
+		 * device. No memory bound (-ENXIO): it cannot work either.
+		 */
 		vn_vdev_set_needs_reset(vdev);
 		return r;
 	}

@@ -120,6 +120,9 @@ VN_MUST_CHECK int vn_vdev_add_hooks(struct vn_vdev *vdev, const struct vn_vdev_h
 int vn_vdev_remove_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h,
 				       void *opaque);
 
+/** vn_vdev_mem() - the guest memory a transport bound, or NULL (vn_vdev_bind_mem()) */
+struct vn_gmem *vn_vdev_mem(const struct vn_vdev *vdev);
+
 /** vn_vdev_queue_vector() - the vector of queue @q (VN_VDEV_NO_VECTOR if none or bad @q) */
 uint16_t vn_vdev_queue_vector(const struct vn_vdev *vdev, unsigned int q);
 

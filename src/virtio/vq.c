@@ -40,6 +40,12 @@ void vn_vq_init(struct vn_vq *vq, const struct vn_gmem *mem, uint16_t index, uin
 	vn_vq_reset(vq);
 }
 
+void vn_vq_set_mem(struct vn_vq *vq, const struct vn_gmem *mem)
+{
+	VN_BUG_ON(vq->ready);
+	vq->mem = mem;
+}
+
 void vn_vq_set_error_handler(struct vn_vq *vq, vn_vq_error_fn *fn, void *opaque)
 {
 	vq->on_error = fn;
@@ -108,6 +114,11 @@ static int check_rings(const struct vn_vq *vq, const struct vq_format_ops *ops, 
 	const uint64_t at[3] = { desc, avail, used };
 	struct vq_layout l;
 
+	/* No transport bound guest memory: there is nothing a ring could be in. */
+	if (!vq->mem) {
+		*field = "memory";
+		return -ENXIO;
+	}
 	if (num == 0 || num > vq->num_max || ops->layout(num, &l) < 0) {
 		*field = "num";
 		return -EINVAL;

@@ -107,13 +107,23 @@ VN_MUST_CHECK int vn_vq_set_addr(struct vn_vq *vq, uint64_t desc, uint64_t avail
 void vn_vq_set_features(struct vn_vq *vq, uint64_t driver_features);
 
 /**
+ * vn_vq_set_mem() - the guest memory the queue translates through (NULL: none)
+ *
+ * A queue without memory refuses to become ready: vn_vq_enable() and
+ * vn_vq_check_state() of a ready state fail with -ENXIO.
+ * Context: the queue is not ready (a programmer error otherwise).
+ */
+void vn_vq_set_mem(struct vn_vq *vq, const struct vn_gmem *mem);
+
+/**
  * vn_vq_enable() - the driver enabled the queue
  *
  * Checks that each ring is aligned as virtio 1.2 §2.7 requires and lies in
  * guest memory.
  *
  * Return: 0; -EINVAL for bad alignment or size; -EFAULT if a ring is
- * outside guest memory. The queue stays not ready on error.
+ * outside guest memory; -ENXIO if no guest memory is bound. The queue stays
+ * not ready on error.
  */
 VN_MUST_CHECK int vn_vq_enable(struct vn_vq *vq);
 

@@ -121,7 +121,6 @@ static int make_dev(struct dev *d, bool readonly)
 {
 	struct vn_blk_cfg cfg = {
 		.name = readonly ? "fz-ro" : "fz-rw",
-		.mem = &g_mem,
 		.readonly = readonly,
 		.backend = readonly ? VN_BLK_BACKEND_POOL : VN_BLK_BACKEND_AUTO,
 		.iothread = g_it,
@@ -142,7 +141,7 @@ static int make_dev(struct dev *d, bool readonly)
 	if (r < 0)
 		return r;
 	d->vdev = vn_blk_vdev(d->blk);
-	return 0;
+	return vn_vdev_bind_mem(d->vdev, &g_mem);
 }
 
 static void setup(void)

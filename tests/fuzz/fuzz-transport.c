@@ -196,7 +196,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mc.nr_irqs = 8;
 	if (vn_machine_new(&mc, &m) < 0)
 		return 0;
-	dc.mem = vn_machine_gmem(m);
 	if (vn_vdev_new(&dc, &vdev) < 0 || vn_vdev_set_queue_handler(vdev, 0, echo) < 0 ||
 	    vn_vdev_set_queue_handler(vdev, 1, echo) < 0)
 		goto out;

@@ -117,7 +117,6 @@ static void sink(void *opaque, enum vn_log_level level, const char *tag, const c
 static const struct vn_vdev_ops ops = {0};
 
 static struct {
-	struct vn_gmem mem;
 	struct vn_vdev *vdev;
 	struct vn_iothread *it;
 	struct vn_vhu_server *srv;
@@ -128,7 +127,6 @@ static void teardown(void)
 	vn_vhu_server_free(fx.srv);
 	vn_iothread_free(fx.it);
 	vn_vdev_free(fx.vdev);
-	vn_gmem_destroy(&fx.mem);
 	memset(&fx, 0, sizeof(fx));
 }
 
@@ -138,7 +136,6 @@ static void setup(void)
 		.name = "fuzz",
 		.device_id = 2,
 		.ops = &ops,
-		.mem = &fx.mem,
 		.features = (1ull << 28) | (1ull << 29), /* INDIRECT_DESC, EVENT_IDX */
 		.nr_queues = 2,
 		.queue_size_max = 256,
@@ -150,7 +147,7 @@ static void setup(void)
 	struct vn_vhu_server_cfg scfg = {0};
 
 	vn_log_set_sink(sink, NULL);
-	if (vn_gmem_init(&fx.mem) < 0 || vn_vdev_new(&vcfg, &fx.vdev) < 0 ||
+	if (vn_vdev_new(&vcfg, &fx.vdev) < 0 ||
 	    vn_vdev_set_queue_handler(fx.vdev, 0, handler) < 0 ||
 	    vn_vdev_set_queue_handler(fx.vdev, 1, handler) < 0 ||
 	    vn_iothread_new(&icfg, &fx.it) < 0)
@@ -266,7 +263,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vn_vhu_server_disconnect(fx.srv);
 	if (count_fds() != before)
 		die("fd leak across a connection");
-	if (vn_gmem_nr_regions(&fx.mem) != 0)
+	if (vn_gmem_nr_regions(vn_vdev_mem(fx.vdev)) != 0)
 		die("guest memory still mapped after disconnect");
 	if (vn_vdev_get_status(fx.vdev) != 0)
 		die("device not reset after disconnect");

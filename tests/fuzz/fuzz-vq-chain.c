@@ -141,11 +141,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (feat & 2)
 		features |= 1ull << VIRTIO_RING_F_EVENT_IDX;
 	struct vn_vdev_cfg cfg = {
-		.name = "fuzz", .device_id = 1, .ops = &ops, .mem = &mem,
+		.name = "fuzz", .device_id = 1, .ops = &ops,
 		.features = features, .nr_queues = 1, .queue_size_max = 128,
 		.config_len = 0, .nr_vectors = 2, .msix = true,
 	};
 	if (vn_vdev_new(&cfg, &vdev))
+		goto out;
+	if (vn_vdev_bind_mem(vdev, &mem))
 		goto out;
 	vq = vn_vdev_queue(vdev, 0);
 

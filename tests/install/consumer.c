@@ -15,6 +15,28 @@ static int answer(void *opaque)
 	return *(int *)opaque + 1;
 }
 
+static const struct vn_vdev_ops no_ops = { 0 };
+
+/* An embedder that drives a device itself binds the memory it built. */
+static int bind_to_device(struct vn_gmem *m)
+{
+	struct vn_vdev_cfg cfg = { .name = "consumer", .device_id = 42, .ops = &no_ops,
+				   .nr_queues = 1, .queue_size_max = 8, .nr_vectors = 2,
+				   .msix = true };
+	struct vn_vdev *vdev;
+	int r = vn_vdev_new(&cfg, &vdev);
+
+	if (r < 0)
+		return r;
+	r = vn_vdev_bind_mem(vdev, m);
+	/* one transport at a time */
+	if (r == 0 && vn_vdev_bind_mem(vdev, m) != -EBUSY)
+		r = -EIO;
+	vn_vdev_unbind_mem(vdev);
+	vn_vdev_free(vdev);
+	return r;
+}
+
 /*
  * Guest memory built by an embedder: a memfd region, and a second view of
  * the same pages at another guest address through vn_gmem_add_fd(), as a
@@ -45,6 +67,8 @@ static int guest_memory(void)
 	/* past the end of the first region: refused, not a crash */
 	if (r == 0 && vn_gmem_read(m, (1 << 20) - 1, buf, 2) != -EFAULT)
 		r = -EIO;
+	if (r == 0)
+		r = bind_to_device(m);
 	vn_gmem_free(m);
 	return r;
 }

@@ -163,7 +163,6 @@ static int rig_init(struct vn_t *t, struct rig *g, const struct rig_opts *o)
 	    !VN_CHECK_OK(t, vn_iothread_start(g->io)))
 		return -1;
 	bc.name = "blk0";
-	bc.mem = vn_machine_gmem(g->m);
 	bc.path = g->path;
 	bc.fd = -1;
 	bc.nr_queues = o->nq;

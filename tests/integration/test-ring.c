@@ -109,7 +109,7 @@ static int rig_init(struct vn_t *t, struct rig *g, bool indirect, bool event_idx
 {
 	uint64_t desc, avail, used, feat = 0;
 	struct vn_vdev_cfg cfg = {
-		.name = "ring", .device_id = 99, .ops = &rig_ops, .mem = &g->dev_mem,
+		.name = "ring", .device_id = 99, .ops = &rig_ops,
 		.nr_queues = 1, .queue_size_max = NUM, .nr_vectors = 1, .msix = true,
 	};
 	int r;
@@ -151,6 +151,8 @@ static int rig_init(struct vn_t *t, struct rig *g, bool indirect, bool event_idx
 	if (!VN_CHECK_OK(t, vn_vdrv_ring_init(&g->ring, &rc)))
 		return -1;
 	if (!VN_CHECK_OK(t, vn_notifier_init(&g->kick)) || !VN_CHECK_OK(t, vn_vdev_new(&cfg, &g->vdev)))
+		return -1;
+	if (!VN_CHECK_OK(t, vn_vdev_bind_mem(g->vdev, &g->dev_mem)))
 		return -1;
 	g->vq = vn_vdev_queue(g->vdev, 0);
 	g->irq_fd = vn_vdev_guest_notifier_fd(g->vdev, 0);

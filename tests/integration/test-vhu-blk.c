@@ -48,7 +48,6 @@ struct rig {
 	char dir[64];
 	char img[96];
 	char sock_path[96];
-	struct vn_gmem mem;
 	struct vn_blk *blk;
 	struct vn_iothread *it;
 	struct vn_vhu_conn *conn;
@@ -297,11 +296,7 @@ static int rig_init(struct rig *r)
 	if (fd < 0 || ftruncate(fd, IMG_SECTORS * 512) < 0)
 		return -errno;
 	close(fd);
-	ret = vn_gmem_init(&r->mem);
-	if (ret < 0)
-		return ret;
 	bcfg.name = "vblk";
-	bcfg.mem = &r->mem;
 	bcfg.path = r->img;
 	bcfg.nr_queues = 1;
 	bcfg.queue_size = 128;
@@ -342,7 +337,6 @@ static void rig_destroy(struct rig *r)
 	vn_vhu_conn_free(r->conn);
 	vn_iothread_free(r->it);
 	vn_blk_free(r->blk);
-	vn_gmem_destroy(&r->mem);
 	vn_gmem_destroy(&r->view);
 	close(r->memfd);
 	close(r->kick);

@@ -290,7 +290,6 @@ static int rig_new(const struct opts *o, struct rig *g)
 	}
 	memset(&bc, 0, sizeof(bc));
 	bc.name = "bench-blk";
-	bc.mem = vn_machine_gmem(g->m);
 	bc.path = o->image;
 	bc.direct = o->direct;
 	bc.nr_queues = o->queues;

@@ -412,7 +412,6 @@ int main(int argc, char **argv)
 		memset(&bc, 0, sizeof(bc));
 		snprintf(name, sizeof(name), "blk%u", i);
 		bc.name = name;
-		bc.mem = vn_machine_gmem(vm.m);
 		bc.path = b->path;
 		bc.fd = -1;
 		bc.nr_queues = b->queues;

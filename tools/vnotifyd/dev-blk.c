@@ -7,7 +7,7 @@
  * be the device's completion iothread), K queue iothreads (queue q on
  * q mod K; they watch the frontend's kick eventfds), and the device's own
  * completion iothread (vn_blk_new() makes it). The vhost-user server maps
- * the frontend's memory into @mem, which the device reads and writes.
+ * the frontend's memory and binds it to the device itself.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include <vnotify/blk.h>
-#include <vnotify/gmem.h>
 #include <vnotify/iothread.h>
 #include <vnotify/log.h>
 #include <vnotify/vhost-user.h>
@@ -35,7 +34,6 @@ struct blk_dev {
 	uint64_t size;
 	unsigned int nr_queues;
 	unsigned int nr_iothreads;
-	struct vn_gmem *mem;
 	struct vn_blk *blk;
 	struct vn_iothread *sock_it;
 	struct vn_iothread *q_its[BLK_MAX_IOTHREADS];
@@ -230,12 +228,6 @@ static int new_device(struct blk_dev *b, const struct vnd_dev_opts *o)
 	};
 	int r;
 
-	r = vn_gmem_new(&b->mem);
-	if (r < 0) {
-		fprintf(stderr, "vnotifyd: %s: %s\n", b->dev.id, VND_STRERROR(r));
-		return r;
-	}
-	cfg.mem = b->mem;
 	r = vn_blk_new(&cfg, &b->blk);
 	if (r < 0) {
 		fprintf(stderr, "vnotifyd: %s: cannot create the virtio-blk device on %s: %s",
@@ -404,7 +396,6 @@ static int blk_destroy(struct vnd_dev *d)
 	for (unsigned int i = 0; i < BLK_MAX_IOTHREADS; i++)
 		vn_iothread_free(b->q_its[i]);
 	vn_iothread_free(b->sock_it);
-	vn_gmem_free(b->mem);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b);

@@ -165,7 +165,6 @@ static inline int bt_init(struct vn_t *t, struct bt *b, const struct bt_opts *o)
 	    !VN_CHECK_OK(t, bt_open_image(b, o->dir, sectors)))
 		return -1;
 	cfg.name = "bt";
-	cfg.mem = &b->mem;
 	cfg.path = b->path;
 	cfg.readonly = o->readonly;
 	cfg.direct = o->direct;
@@ -186,6 +185,9 @@ static inline int bt_init(struct vn_t *t, struct bt *b, const struct bt_opts *o)
 	if (!VN_CHECK_OK(t, r))
 		return r;
 	b->vdev = vn_blk_vdev(b->blk);
+	/* the test plays the transport: it binds the guest memory */
+	if (!VN_CHECK_OK(t, vn_vdev_bind_mem(b->vdev, &b->mem)))
+		return -1;
 	if (o->backend != VN_BLK_BACKEND_AUTO &&
 	    !VN_CHECK(t, strcmp(vn_blk_backend_name(b->blk), bt_backend_name(o->backend)) == 0))
 		return -1;

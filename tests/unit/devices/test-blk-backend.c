@@ -276,18 +276,15 @@ BT_BOTH(test_zero_range_fallback)
 static void test_fd_cfg(struct vn_t *t, enum vn_blk_backend be)
 {
 	struct vn_blk_cfg cfg = {.fd = -1, .backend = be};
-	struct vn_gmem mem;
 	struct vn_blk *blk = NULL;
 	char path[] = "./vn-blk-fd-XXXXXX";
 	int fd, nfd, r;
 
-	VN_REQUIRE_OK(t, vn_gmem_init(&mem));
 	fd = mkostemp(path, O_CLOEXEC);
 	VN_REQUIRE(t, fd >= 0);
 	unlink(path);
 	VN_REQUIRE(t, ftruncate(fd, 1 << 20) == 0);
 	nfd = vn_t_count_fds();
-	cfg.mem = &mem;
 	cfg.fd = fd;
 	r = vn_blk_new(&cfg, &blk);
 	if (r < 0 && be == VN_BLK_BACKEND_URING) {
@@ -299,7 +296,6 @@ static void test_fd_cfg(struct vn_t *t, enum vn_blk_backend be)
 	VN_CHECK_EQ_INT(t, vn_t_count_fds(), nfd);
 	VN_CHECK(t, fcntl(fd, F_GETFD) >= 0);
 	close(fd);
-	vn_gmem_destroy(&mem);
 }
 BT_BOTH(test_fd_cfg)
 

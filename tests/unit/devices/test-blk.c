@@ -706,11 +706,9 @@ BT_BOTH(test_legacy_driver)
 
 static void test_bad_cfg(struct vn_t *t)
 {
-	struct vn_gmem mem;
 	struct vn_blk *blk = NULL;
-	struct vn_blk_cfg c = {.mem = &mem, .path = "/dev/null/none"};
+	struct vn_blk_cfg c = {.path = "/dev/null/none"};
 
-	VN_REQUIRE_OK(t, vn_gmem_init(&mem));
 	VN_CHECK_EQ_INT(t, vn_blk_new(&c, &blk), -ENOTDIR);
 	c.path = NULL;
 	c.fd = -1;
@@ -728,16 +726,12 @@ static void test_bad_cfg(struct vn_t *t)
 	c.nr_queues = 1000;
 	VN_CHECK_EQ_INT(t, vn_blk_new(&c, &blk), -EINVAL);
 	c.nr_queues = 0;
-	c.mem = NULL;
-	VN_CHECK_EQ_INT(t, vn_blk_new(&c, &blk), -EINVAL);
 	/* A directory is neither a file nor a block device. */
-	c.mem = &mem;
 	c.path = "/";
 	c.readonly = true;
 	VN_CHECK_EQ_INT(t, vn_blk_new(&c, &blk), -EINVAL);
 	VN_CHECK(t, blk == NULL);
 	vn_blk_free(NULL);
-	vn_gmem_destroy(&mem);
 }
 
 VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),

@@ -180,7 +180,6 @@ static int fx_init(struct vn_t *t, struct fx *f, const struct fx_opts *o)
 		return -1;
 	f->bus = vn_machine_bus(f->m);
 	f->mem = vn_machine_gmem(f->m);
-	dcfg.mem = f->mem;
 	if (!VN_CHECK_OK(t, vn_iothread_new(&icfg, &f->it)) ||
 	    !VN_CHECK_OK(t, vn_iothread_start(f->it)) ||
 	    !VN_CHECK_OK(t, vn_vdev_new(&dcfg, &f->vdev)))
@@ -448,6 +447,10 @@ static void test_bad_cfg(struct vn_t *t)
 	c.notify_off_multiplier = 4;
 	c.msix_vectors = NQ + 2;
 	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EINVAL);
+	/* a good config, but the device has a transport (and memory) already */
+	c.msix_vectors = 0;
+	VN_CHECK_EQ_INT(t, vn_machine_add_virtio_pci(f.m, &c, &vp), -EBUSY);
+	VN_CHECK(t, vn_vdev_mem(f.vdev) == vn_machine_gmem(f.m));
 	fx_fini(&f);
 }
 
@@ -1032,6 +1035,10 @@ static void test_remove_while_assigned(struct vn_t *t)
 	f.vp = NULL;
 	/* The racing kick was served before removal returned. */
 	VN_CHECK(t, done(&f, 0));
+	/* The device lost the machine's RAM with its transport, and was reset. */
+	VN_CHECK(t, vn_vdev_mem(f.vdev) == NULL);
+	VN_CHECK_EQ_U(t, vn_vdev_get_status(f.vdev), 0);
+	VN_CHECK(t, !vn_vq_is_ready(vn_vdev_queue(f.vdev, 0)));
 	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_VENDOR_ID, 4), 0xffffffffu);
 	VN_CHECK_EQ_INT(t, wr(&f, MMIO, notify_addr(&f, 0), 2, 0), VN_BUS_UNASSIGNED);
 	fx_fini(&f);

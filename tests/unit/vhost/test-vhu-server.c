@@ -63,7 +63,6 @@ struct fx;
 static const struct vn_vdev_ops dev_ops = {0};
 
 struct dev {
-	struct vn_gmem mem;
 	struct vn_vdev *vdev;
 	uint64_t processed[NQ]; /* atomic */
 };
@@ -103,7 +102,6 @@ static int dev_init(struct dev *d)
 		.device_id = 42,
 		.ops = &dev_ops,
 		.opaque = d,
-		.mem = &d->mem,
 		.features = F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |
 			    F(VIRTIO_F_ACCESS_PLATFORM),
 		.nr_queues = NQ,
@@ -116,9 +114,6 @@ static int dev_init(struct dev *d)
 	int r;
 
 	memset(d, 0, sizeof(*d));
-	r = vn_gmem_init(&d->mem);
-	if (r < 0)
-		return r;
 	r = vn_vdev_new(&cfg, &d->vdev);
 	if (r < 0)
 		return r;
@@ -133,7 +128,6 @@ static int dev_init(struct dev *d)
 static void dev_destroy(struct dev *d)
 {
 	vn_vdev_free(d->vdev);
-	vn_gmem_destroy(&d->mem);
 }
 
 static uint64_t processed(struct dev *d, unsigned int q)
@@ -569,7 +563,7 @@ static void test_handshake(struct vn_t *t)
 	VN_REQUIRE_OK(t, fx_init(&x));
 	vn_vhu_server_connect(x.fe.srv);
 	VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, false), 0);
-	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&x.dev.mem), 1);
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(vn_vdev_mem(x.dev.vdev)), 1);
 	VN_CHECK(t, vn_vdev_get_status(x.dev.vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
 	VN_CHECK(t, vn_vdev_has_feature(x.dev.vdev, VIRTIO_RING_F_EVENT_IDX));
 	for (unsigned int q = 0; q < NQ; q++)
@@ -841,7 +835,7 @@ static void test_malformed_acked(struct vn_t *t)
 	run_bad(t, &x, &c);
 
 	/* None of that disturbed the device: the rings still work. */
-	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&x.dev.mem), 1);
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(vn_vdev_mem(x.dev.vdev)), 1);
 	check_request(t, &x, 0, 2);
 	check_request(t, &x, 1, 3);
 	vn_vhu_server_get_stats(x.fe.srv, &st);
@@ -853,7 +847,7 @@ static void test_malformed_acked(struct vn_t *t)
 	c.payload.p.state.index = 5;
 	run_bad(t, &x, &c);
 	vn_vhu_server_disconnect(x.fe.srv);
-	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&x.dev.mem), 0);
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(vn_vdev_mem(x.dev.vdev)), 0);
 	VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
 	fx_destroy(&x);
 }
@@ -900,7 +894,7 @@ static void test_disconnect_reconnect(struct vn_t *t)
 		check_request(t, &x, 1, 200u + (uint32_t)round);
 		vn_vhu_server_disconnect(x.fe.srv);
 		/* everything released: memory, fds, the device back to reset */
-		VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&x.dev.mem), 0);
+		VN_CHECK_EQ_U(t, vn_gmem_nr_regions(vn_vdev_mem(x.dev.vdev)), 0);
 		VN_CHECK_EQ_U(t, vn_vdev_get_status(x.dev.vdev), 0);
 		VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
 		VN_CHECK_OK(t, vn_vhu_server_get_queue_stats(x.fe.srv, 1, &qs));
@@ -924,7 +918,7 @@ static void test_reset_device(struct vn_t *t)
 	VN_CHECK_EQ_INT(t, fe_set(&x.fe, VN_VHU_RESET_DEVICE, NULL, 0, NULL, 0), 0);
 	VN_CHECK_EQ_U(t, vn_vdev_get_status(x.dev.vdev), 0);
 	/* the memory table stays: the frontend sets the rings up again */
-	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&x.dev.mem), 1);
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(vn_vdev_mem(x.dev.vdev)), 1);
 	fe_reset_rings(&x.fe);
 	VN_CHECK_EQ_INT(t,
 			fe_set_u64(&x.fe, VN_VHU_SET_FEATURES,
@@ -1090,7 +1084,7 @@ static void test_socket(struct vn_t *t)
 	/* the frontend goes away: everything is released, the socket listens again */
 	sx_close(&s);
 	VN_CHECK(t, VN_WAIT_FOR(sx_connected(&s, false, 1), 5000));
-	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&s.dev.mem), 0);
+	VN_CHECK_EQ_U(t, vn_gmem_nr_regions(vn_vdev_mem(s.dev.vdev)), 0);
 	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds0);
 
 	/* 2: QEMU's reconnect: the handshake again, I/O again */
@@ -1169,6 +1163,18 @@ static void test_conn_cfg(struct vn_t *t)
 	cfg.socket_path = "/proc/self/status"; /* something that is not a socket */
 	VN_CHECK_EQ_INT(t, vn_vhu_conn_new(&cfg, &c), -EADDRINUSE);
 	VN_CHECK(t, c == NULL);
+
+	/* The front door binds its own map for its lifetime; a second one is refused. */
+	struct vn_vhu_server_cfg scfg = {.vdev = d.vdev, .iothreads = &it, .nr_iothreads = 1};
+	struct vn_vhu_server *s1 = NULL, *s2 = NULL;
+
+	VN_CHECK(t, vn_vdev_mem(d.vdev) == NULL);
+	VN_REQUIRE_OK(t, vn_vhu_server_new(&scfg, &s1));
+	VN_CHECK(t, vn_vdev_mem(d.vdev) != NULL);
+	VN_CHECK_EQ_INT(t, vn_vhu_server_new(&scfg, &s2), -EBUSY);
+	VN_CHECK(t, s2 == NULL);
+	vn_vhu_server_free(s1);
+	VN_CHECK(t, vn_vdev_mem(d.vdev) == NULL);
 	vn_iothread_free(it);
 	dev_destroy(&d);
 }

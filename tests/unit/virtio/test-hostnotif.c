@@ -150,12 +150,14 @@ static void fx_zero_rings(struct fx *f)
 static int fx_new_device(struct fx *f)
 {
 	struct vn_vdev_cfg cfg = {
-		.name = "hn", .device_id = 42, .ops = &fx_ops, .opaque = f, .mem = &f->mem,
+		.name = "hn", .device_id = 42, .ops = &fx_ops, .opaque = f,
 		.features = 1ull << VIRTIO_RING_F_EVENT_IDX, .nr_queues = NQ,
 		.queue_size_max = 256, .config_len = 8, .nr_vectors = 2, .msix = true,
 	};
 	int r = vn_vdev_new(&cfg, &f->vdev);
 
+	if (r == 0)
+		r = vn_vdev_bind_mem(f->vdev, &f->mem);
 	for (unsigned int q = 0; r == 0 && q < NQ; q++)
 		r = vn_vdev_set_queue_handler(f->vdev, q, fx_handler);
 	return r;

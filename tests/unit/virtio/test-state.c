@@ -31,12 +31,14 @@ static int make_source(struct vn_t *t, struct vt *v)
 static int make_dest(struct vn_t *t, struct vt *src, struct vn_vdev **out)
 {
 	struct vn_vdev_cfg cfg = {
-		.name = "dst", .device_id = 42, .ops = src->vdev->ops, .mem = &src->mem,
+		.name = "dst", .device_id = 42, .ops = src->vdev->ops,
 		.features = RING_F, .nr_queues = 2, .queue_size_max = 256, .config_len = 8,
 		.nr_vectors = 2, .msix = true,
 	};
 
-	return VN_CHECK_OK(t, vn_vdev_new(&cfg, out)) ? 0 : -1;
+	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, out)))
+		return -1;
+	return VN_CHECK_OK(t, vn_vdev_bind_mem(*out, &src->mem)) ? 0 : -1;
 }
 
 static void test_round_trip(struct vn_t *t)

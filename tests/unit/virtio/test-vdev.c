@@ -58,7 +58,7 @@ static int mkdev(struct vn_t *t, struct vn_gmem *m, struct dev_state *s, struct 
 		 bool msix)
 {
 	struct vn_vdev_cfg cfg = {
-		.name = "dt", .device_id = 2, .ops = &dt_ops, .opaque = s, .mem = m,
+		.name = "dt", .device_id = 2, .ops = &dt_ops, .opaque = s,
 		.features = F(VIRTIO_RING_F_EVENT_IDX) | F(5),
 		.nr_queues = 3, .queue_size_max = 128, .config_len = 16,
 		.nr_vectors = 4, .msix = msix,
@@ -69,15 +69,16 @@ static int mkdev(struct vn_t *t, struct vn_gmem *m, struct dev_state *s, struct 
 		return -1;
 	if (!VN_CHECK_OK(t, vn_gmem_add_memfd(m, VT_GPA, VT_SIZE, NULL)))
 		return -1;
-	return VN_CHECK_OK(t, vn_vdev_new(&cfg, out)) ? 0 : -1;
+	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, out)))
+		return -1;
+	return VN_CHECK_OK(t, vn_vdev_bind_mem(*out, m)) ? 0 : -1;
 }
 
 static void test_bad_cfg(struct vn_t *t)
 {
-	struct vn_gmem m;
 	struct vn_vdev *d = NULL;
 	struct vn_vdev_cfg cfg = {
-		.ops = &dt_ops, .mem = &m, .nr_queues = 1, .queue_size_max = 100,
+		.ops = &dt_ops, .nr_queues = 1, .queue_size_max = 100,
 		.nr_vectors = 1,
 	};
 
@@ -413,7 +414,61 @@ static void test_rebind_vector_while_raising(struct vn_t *t)
 	vt_fini(&v);
 }
 
-VN_TESTS(VN_TEST(test_bad_cfg), VN_TEST(test_features_negotiation), VN_TEST(test_legacy_driver_ok),
+/*
+ * Guest memory comes from the transport (vn_vdev_bind_mem()): without it no
+ * queue starts; a second transport's memory is refused; unbinding resets
+ * the device, so no queue keeps using the memory that goes away.
+ */
+static void test_mem_binding(struct vn_t *t)
+{
+	struct vn_gmem m, other;
+	struct dev_state s = { 0 };
+	struct vn_vdev *d;
+	struct vn_vdev_cfg cfg = {
+		.name = "dt", .device_id = 2, .ops = &dt_ops, .opaque = &s,
+		.nr_queues = 1, .queue_size_max = 128, .nr_vectors = 2,
+	};
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_init(&other));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, VT_GPA, VT_SIZE, NULL));
+	VN_REQUIRE_OK(t, vn_vdev_new(&cfg, &d));
+	VN_CHECK_OK(t, vn_vdev_set_driver_features(d, F(VIRTIO_F_VERSION_1)));
+	VN_CHECK_OK(t, vn_vdev_set_status(d, S_ACK | S_DRV | S_FOK));
+	VN_CHECK_OK(t, vn_vdev_queue_set_addr(d, 0, VT_DESC, VT_AVAIL, VT_USED));
+	/* nothing bound: the queue refuses to start, the device needs a reset */
+	VN_CHECK_EQ_INT(t, vn_vdev_queue_enable(d, 0), -ENXIO);
+	VN_CHECK(t, !vn_vq_is_ready(vn_vdev_queue(d, 0)));
+	VN_CHECK(t, vn_vdev_get_status(d) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	VN_CHECK_EQ_INT(t, vn_vdev_bind_mem(d, NULL), -EINVAL);
+
+	vn_vdev_reset(d);
+	VN_CHECK_OK(t, vn_vdev_bind_mem(d, &m));
+	/* one transport at a time, even a second one on the same memory */
+	VN_CHECK_EQ_INT(t, vn_vdev_bind_mem(d, &m), -EBUSY);
+	VN_CHECK_EQ_INT(t, vn_vdev_bind_mem(d, &other), -EBUSY);
+	VN_CHECK(t, vn_vdev_mem(d) == &m);
+	VN_CHECK_OK(t, vn_vdev_set_driver_features(d, F(VIRTIO_F_VERSION_1)));
+	VN_CHECK_OK(t, vn_vdev_set_status(d, S_ACK | S_DRV | S_FOK));
+	VN_CHECK_OK(t, vn_vdev_queue_set_addr(d, 0, VT_DESC, VT_AVAIL, VT_USED));
+	VN_CHECK_OK(t, vn_vdev_queue_enable(d, 0));
+	VN_CHECK_OK(t, vn_vdev_set_status(d, S_ACK | S_DRV | S_FOK | S_DOK));
+
+	/* unbinding resets: the queue stops with the memory */
+	s.resets = 0;
+	vn_vdev_unbind_mem(d);
+	VN_CHECK_EQ_INT(t, s.resets, 1);
+	VN_CHECK(t, !vn_vq_is_ready(vn_vdev_queue(d, 0)));
+	VN_CHECK_EQ_U(t, vn_vdev_get_status(d), 0);
+	VN_CHECK(t, vn_vdev_mem(d) == NULL);
+	vn_vdev_unbind_mem(d); /* nothing bound: fine */
+	VN_CHECK_OK(t, vn_vdev_bind_mem(d, &other)); /* free for another transport */
+	vn_vdev_free(d);
+	vn_gmem_destroy(&other);
+	vn_gmem_destroy(&m);
+}
+
+VN_TESTS(VN_TEST(test_bad_cfg), VN_TEST(test_mem_binding), VN_TEST(test_features_negotiation), VN_TEST(test_legacy_driver_ok),
 	 VN_TEST(test_config_space), VN_TEST(test_vectors), VN_TEST(test_hooks),
 	 VN_TEST(test_queue_kick), VN_TEST(test_needs_reset_from_other_thread),
 	 VN_TEST(test_rebind_vector_while_raising))

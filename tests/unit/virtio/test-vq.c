@@ -661,18 +661,15 @@ static void test_accessors(struct vn_t *t)
 /* No device may offer packed rings until the packed format exists behind the seam. */
 static void test_packed_not_offered(struct vn_t *t)
 {
-	struct vn_gmem m;
 	struct vn_vdev *d = NULL;
 	struct vn_vdev_cfg cfg = {
-		.name = "p", .device_id = 1, .ops = &vt_ops, .mem = &m,
+		.name = "p", .device_id = 1, .ops = &vt_ops,
 		.features = F(VIRTIO_F_RING_PACKED), .nr_queues = 1, .queue_size_max = 16,
 		.nr_vectors = 1,
 	};
 
-	VN_REQUIRE_OK(t, vn_gmem_init(&m));
 	VN_CHECK_EQ_INT(t, vn_vdev_new(&cfg, &d), -EINVAL);
 	vn_vdev_free(d);
-	vn_gmem_destroy(&m);
 }
 
 VN_TESTS(VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_pop_indirect_chain),

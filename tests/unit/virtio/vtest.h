@@ -63,7 +63,6 @@ static inline int vt_init_ex(struct vn_t *t, struct vt *v, uint64_t features, un
 		.name = "vt",
 		.device_id = 42,
 		.ops = &vt_ops,
-		.mem = &v->mem,
 		.features = features,
 		.nr_queues = 2,
 		.queue_size_max = 256,
@@ -81,7 +80,8 @@ static inline int vt_init_ex(struct vn_t *t, struct vt *v, uint64_t features, un
 		return -1;
 	if (!VN_CHECK_OK(t, vn_gmem_add_memfd(&v->mem, VT_GPA, VT_SIZE, NULL)))
 		return -1;
-	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, &v->vdev)))
+	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, &v->vdev)) ||
+	    !VN_CHECK_OK(t, vn_vdev_bind_mem(v->vdev, &v->mem)))
 		return -1;
 	v->vq = vn_vdev_queue(v->vdev, 0);
 	r = vn_vdev_set_status(v->vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
