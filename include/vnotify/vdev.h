@@ -18,6 +18,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <vnotify/error.h>
@@ -51,12 +52,33 @@ typedef void vn_vdev_queue_handler_fn(struct vn_vdev *vdev, struct vn_vq *vq);
  *                without it: -EPERM, the config space is read-only)
  * @status_changed: after a status write took effect (not called for reset)
  * @reset: the device resets its own state; queues are reset after it returns
+ *
+ * The device type's own section of the saved state (the DEVICE section of
+ * the stream, beside the core's, the queues' and the transport's); the four
+ * state_* ops come together or not at all:
+ * @state_version: the version of the payload it writes (1 for a first one)
+ * @state_size: payload bytes (fixed for the device's lifetime)
+ * @state_save: write exactly state_size() bytes into @buf. Return 0, or
+ *              -EBUSY while it has work in flight (requests at a backend):
+ *              saving needs a quiesced device. Context: device lock and
+ *              every queue's run lock held.
+ * @state_check: would state_load() accept this payload of @version?
+ *               Return 0, or -EINVAL with *@field set to the refused field's
+ *               name (a static string). It must not change anything.
+ * @state_load: apply a payload state_check() accepted (device lock held)
  */
 struct vn_vdev_ops {
 	int (*validate_features)(struct vn_vdev *vdev, uint64_t features);
 	int (*config_write)(struct vn_vdev *vdev, uint32_t off, const void *buf, uint32_t len);
 	void (*status_changed)(struct vn_vdev *vdev, uint8_t old, uint8_t status);
 	void (*reset)(struct vn_vdev *vdev);
+	uint16_t state_version;
+	size_t (*state_size)(struct vn_vdev *vdev);
+	int (*state_save)(struct vn_vdev *vdev, void *buf, size_t len);
+	int (*state_check)(struct vn_vdev *vdev, unsigned int version, const void *buf, size_t len,
+			   const char **field);
+	void (*state_load)(struct vn_vdev *vdev, unsigned int version, const void *buf,
+			   size_t len);
 };
 
 /**

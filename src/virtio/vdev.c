@@ -223,6 +223,32 @@ int vn_vdev_remove_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h, vo
 	return -ENOENT;
 }
 
+int vn_vdev_add_section(struct vn_vdev *vdev, const struct vn_vdev_section *sec, void *opaque)
+{
+	for (unsigned int i = 0; i < vdev->nr_sections; i++)
+		if (vdev->sections[i].s == sec && vdev->sections[i].opaque == opaque)
+			return -EEXIST;
+	if (vdev->nr_sections == VN_VDEV_MAX_SECTIONS)
+		return -ENOSPC;
+	vdev->sections[vdev->nr_sections].s = sec;
+	vdev->sections[vdev->nr_sections].opaque = opaque;
+	vdev->nr_sections++;
+	return 0;
+}
+
+int vn_vdev_remove_section(struct vn_vdev *vdev, const struct vn_vdev_section *sec, void *opaque)
+{
+	for (unsigned int i = 0; i < vdev->nr_sections; i++) {
+		if (vdev->sections[i].s != sec || vdev->sections[i].opaque != opaque)
+			continue;
+		memmove(&vdev->sections[i], &vdev->sections[i + 1],
+			(vdev->nr_sections - i - 1) * sizeof(vdev->sections[0]));
+		vdev->nr_sections--;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 /* _pre hooks in registration order, _post hooks in reverse, like a stack. */
 #define HOOKS_PRE(vdev, name, ...)                                                   \
 	do {                                                                         \

@@ -60,6 +60,36 @@ struct vn_vdev_hooks {
 /* A queue with its handler, vector and run lock; private to vdev.c. */
 struct vn_vdev_queue;
 
+/**
+ * struct vn_vdev_section - a section of the saved state (state.h) owned by
+ * someone beside the device core: a transport. The core, the queues and
+ * the device type (struct vn_vdev_ops state_*) have theirs built in.
+ * @name: names the section in refusals ("virtio-pci"): "<name>.<field>"
+ * @id: its section id (VN_STATE_SEC_TRANSPORT)
+ * @version: the version this owner writes
+ * @size: payload bytes it writes (fixed for the device's lifetime)
+ * @save: write exactly size() bytes into @buf; 0, or -EBUSY if it has work
+ *        in flight (not quiesced)
+ * @check: would load() accept this payload of @version? 0, or -EINVAL with
+ *         *@field naming the refused field (a string that stays valid)
+ * @load: apply a payload check() accepted; cannot fail
+ *
+ * Context: device lock held; save() also with every queue's run lock held,
+ * so it must not take them.
+ */
+struct vn_vdev_section {
+	const char *name;
+	uint16_t id;
+	uint16_t version;
+	size_t (*size)(void *opaque);
+	int (*save)(void *opaque, uint8_t *buf, size_t len);
+	int (*check)(void *opaque, unsigned int version, const uint8_t *buf, size_t len,
+		     const char **field);
+	void (*load)(void *opaque, unsigned int version, const uint8_t *buf, size_t len);
+};
+
+#define VN_VDEV_MAX_SECTIONS 2
+
 struct vn_vdev {
 	char name[32];
 	uint32_t device_id;
@@ -100,6 +130,12 @@ struct vn_vdev {
 		const struct vn_vdev_hooks *h;
 		void *opaque;
 	} hooks[VN_VDEV_MAX_HOOKS];
+
+	unsigned int nr_sections;
+	struct {
+		const struct vn_vdev_section *s;
+		void *opaque;
+	} sections[VN_VDEV_MAX_SECTIONS];
 };
 
 /**
@@ -122,6 +158,21 @@ int vn_vdev_remove_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h,
 
 /** vn_vdev_mem() - the guest memory a transport bound, or NULL (vn_vdev_bind_mem()) */
 struct vn_gmem *vn_vdev_mem(const struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_add_section() - add a state section (static const table)
+ * Return: 0, -ENOSPC past VN_VDEV_MAX_SECTIONS, -EEXIST if already there.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_add_section(struct vn_vdev *vdev, const struct vn_vdev_section *s,
+				      void *opaque);
+
+/**
+ * vn_vdev_remove_section() - remove it again; a teardown call, not checked
+ * Return: 0 or -ENOENT.
+ * Context: device lock held.
+ */
+int vn_vdev_remove_section(struct vn_vdev *vdev, const struct vn_vdev_section *s, void *opaque);
 
 /** vn_vdev_queue_vector() - the vector of queue @q (VN_VDEV_NO_VECTOR if none or bad @q) */
 uint16_t vn_vdev_queue_vector(const struct vn_vdev *vdev, unsigned int q);

@@ -83,24 +83,25 @@ static void test_round_trip(struct vn_t *t)
 	vt_fini(&v);
 }
 
-/* Offsets in the stream (see state.h) */
+/* Offsets in the stream (see state.h): header, core section, queue 0's section */
 #define OFF_MAGIC 0
 #define OFF_VERSION 4
-#define OFF_DEVID 8
-#define OFF_NQ 12
-#define OFF_CFGVEC 14
-#define OFF_DEVF 16
-#define OFF_DRVF 24
-#define OFF_STATUS 32
-#define OFF_NR 33
-#define OFF_ISR 34
-#define OFF_CFGLEN 40
-#define OFF_Q0 (44 + 8)
-#define Q_NUM 0
-#define Q_READY 2
+#define OFF_CORE (8 + 12)
+#define OFF_DEVID (OFF_CORE + 0)
+#define OFF_NQ (OFF_CORE + 4)
+#define OFF_CFGVEC (OFF_CORE + 6)
+#define OFF_DEVF (OFF_CORE + 8)
+#define OFF_DRVF (OFF_CORE + 16)
+#define OFF_STATUS (OFF_CORE + 24)
+#define OFF_NR (OFF_CORE + 25)
+#define OFF_ISR (OFF_CORE + 26)
+#define OFF_CFGLEN (OFF_CORE + 32)
+#define OFF_Q0 (OFF_CORE + 36 + 8 + 12)
+#define Q_READY 1
+#define Q_NUM 2
 #define Q_VEC 4
-#define Q_LAST 6
-#define Q_USED 8
+#define Q_USED 6
+#define Q_LAST 8 /* the vring base: last_avail_idx for a split ring */
 #define Q_DESC 12
 #define Q_AVAIL 20
 
@@ -114,7 +115,7 @@ struct bad {
 
 static const struct bad bads[] = {
 	{ "magic", OFF_MAGIC, 4, 0x12345678, "magic" },
-	{ "version", OFF_VERSION, 2, 2, "version" },
+	{ "version", OFF_VERSION, 2, 1, "version" }, /* 1: the old fixed-layout stream */
 	{ "device id", OFF_DEVID, 4, 1, "device_id" },
 	{ "queue count", OFF_NQ, 2, 3, "nr_queues" },
 	{ "config vector", OFF_CFGVEC, 2, 7, "config_vector" },
