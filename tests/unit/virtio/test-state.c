@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Device state save/load: round trip, and every refusal leaves the device untouched. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "vtest.h"
@@ -211,4 +212,331 @@ static void test_loaded_hook(struct vn_t *t)
 	vt_fini(&v);
 }
 
-VN_TESTS(VN_TEST(test_round_trip), VN_TEST(test_load_refuses), VN_TEST(test_loaded_hook))
+/* ---- sections ---- */
+
+/* Offset of section (@id, @inst) in @buf, or -1. */
+static long find_sec(const uint8_t *buf, size_t n, uint16_t id, uint16_t inst)
+{
+	size_t off = VN_STATE_HDR_LEN;
+
+	while (off + VN_STATE_SEC_HDR_LEN <= n) {
+		uint16_t sid = (uint16_t)(buf[off] | buf[off + 1] << 8);
+		uint16_t sin = (uint16_t)(buf[off + 2] | buf[off + 3] << 8);
+		uint32_t len = (uint32_t)buf[off + 8] | (uint32_t)buf[off + 9] << 8 |
+			       (uint32_t)buf[off + 10] << 16 | (uint32_t)buf[off + 11] << 24;
+
+		if (sid == id && sin == inst)
+			return (long)off;
+		off += VN_STATE_SEC_HDR_LEN + len;
+	}
+	return -1;
+}
+
+/* Load @buf into @d and check the refusal names @want (and changes nothing). */
+static void expect_refused(struct vn_t *t, struct vn_vdev *d, const uint8_t *buf, size_t n,
+			   const char *want, const char *what)
+{
+	uint8_t before[1024], after[1024];
+	const char *field = NULL;
+	int nb = vn_state_save(d, before, sizeof(before));
+
+	if (!VN_CHECK_EQ_INT(t, vn_state_load(d, buf, n, &field), -EINVAL)) {
+		vn_t_diag("case %s", what);
+		return;
+	}
+	if (!field || strcmp(field, want) != 0)
+		vn_t_fail(t, __FILE__, __LINE__, "case %s: field %s, want %s", what,
+			  field ? field : "(null)", want);
+	VN_CHECK_EQ_INT(t, vn_state_save(d, after, sizeof(after)), nb);
+	if (nb > 0 && memcmp(before, after, (size_t)nb) != 0)
+		vn_t_fail(t, __FILE__, __LINE__, "case %s: device changed", what);
+}
+
+/* Insert a section header + @plen bytes of @fill at @at; returns the new length. */
+static size_t insert_sec(uint8_t *buf, size_t n, size_t at, uint16_t id, uint16_t inst,
+			 uint16_t ver, uint32_t plen, uint8_t fill)
+{
+	memmove(buf + at + VN_STATE_SEC_HDR_LEN + plen, buf + at, n - at);
+	put_le(buf + at, 2, id);
+	put_le(buf + at + 2, 2, inst);
+	put_le(buf + at + 4, 2, ver);
+	put_le(buf + at + 6, 2, 0);
+	put_le(buf + at + 8, 4, plen);
+	memset(buf + at + VN_STATE_SEC_HDR_LEN, fill, plen);
+	return n + VN_STATE_SEC_HDR_LEN + plen;
+}
+
+/* A newer writer's sections (unknown id, or a queue this device lacks) are skipped. */
+static void test_unknown_section_skipped(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vdev *d;
+	uint8_t buf[1024];
+	long q0;
+	size_t n;
+	int r;
+
+	if (make_source(t, &v) || make_dest(t, &v, &d))
+		return;
+	r = vn_state_save(v.vdev, buf, sizeof(buf));
+	VN_REQUIRE(t, r > 0);
+	n = (size_t)r;
+	q0 = find_sec(buf, n, VN_STATE_SEC_QUEUE, 0);
+	VN_REQUIRE(t, q0 > 0);
+	n = insert_sec(buf, n, (size_t)q0, 99, 0, 7, 5, 0xee);         /* in the middle */
+	n = insert_sec(buf, n, n, VN_STATE_SEC_QUEUE, 9, 1, 36, 0xff);  /* a queue we lack */
+	n = insert_sec(buf, n, n, 77, 3, 1, 0, 0);                      /* empty, at the end */
+	VN_CHECK_OK(t, vn_state_load(d, buf, n, NULL));
+	VN_CHECK_EQ_U(t, vn_vq_last_avail(vn_vdev_queue(d, 0)), 3);
+	vn_vdev_free(d);
+	vt_fini(&v);
+}
+
+/* A known section that is truncated, oversized, of another version, repeated or missing. */
+static void test_bad_section_refused(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vdev *d;
+	uint8_t good[1024], bad[1024];
+	long q0, q1;
+	size_t n;
+	int r;
+
+	if (make_source(t, &v) || make_dest(t, &v, &d))
+		return;
+	r = vn_state_save(v.vdev, good, sizeof(good));
+	VN_REQUIRE(t, r > 0);
+	n = (size_t)r;
+	q0 = find_sec(good, n, VN_STATE_SEC_QUEUE, 0);
+	q1 = find_sec(good, n, VN_STATE_SEC_QUEUE, 1);
+	VN_REQUIRE(t, q0 > 0 && q1 > q0);
+
+	/* truncated: the last section runs past the end of the stream */
+	expect_refused(t, d, good, n - 1, "queue[1].length", "truncated");
+	/* its length says more than the stream holds */
+	memcpy(bad, good, n);
+	put_le(bad + q1 + 8, 4, 37);
+	expect_refused(t, d, bad, n, "queue[1].length", "length past the end");
+	/* oversized: a queue section with a byte more than its version has */
+	memcpy(bad, good, n);
+	memmove(bad + q1 + 1, bad + q1, n - (size_t)q1);
+	put_le(bad + q0 + 8, 4, 37);
+	expect_refused(t, d, bad, n + 1, "queue[0].length", "oversized");
+	/* and a short one */
+	memcpy(bad, good, n);
+	put_le(bad + q0 + 8, 4, 35);
+	memmove(bad + q1 - 1, bad + q1, n - (size_t)q1);
+	expect_refused(t, d, bad, n - 1, "queue[0].length", "short");
+	/* a version this reader does not know */
+	memcpy(bad, good, n);
+	put_le(bad + q0 + 4, 2, 2);
+	expect_refused(t, d, bad, n, "queue[0].version", "queue version");
+	memcpy(bad, good, n);
+	put_le(bad + VN_STATE_HDR_LEN + 4, 2, 9);
+	expect_refused(t, d, bad, n, "core.version", "core version");
+	/* the same queue twice */
+	memcpy(bad, good, n);
+	put_le(bad + q1 + 2, 2, 0);
+	expect_refused(t, d, bad, n, "queue[0].repeated", "repeated");
+	/* a queue missing: the stream ends after queue 0 */
+	expect_refused(t, d, good, (size_t)q1, "queue[1]", "missing queue");
+	VN_CHECK_OK(t, vn_state_load(d, good, n, NULL));
+	vn_vdev_free(d);
+	vt_fini(&v);
+}
+
+/* ---- a device type's section and a registered (transport) section ---- */
+
+struct dt {
+	uint32_t value;
+	bool busy;
+	int loads;
+};
+
+static struct dt *dt_of(struct vn_vdev *vdev)
+{
+	return vn_vdev_opaque(vdev);
+}
+
+static size_t dt_size(struct vn_vdev *vdev)
+{
+	return 4;
+}
+
+static int dt_save(struct vn_vdev *vdev, void *buf, size_t len)
+{
+	if (dt_of(vdev)->busy)
+		return -EBUSY;
+	put_le(buf, 4, dt_of(vdev)->value);
+	return 0;
+}
+
+static int dt_check(struct vn_vdev *vdev, unsigned int version, const void *buf, size_t len,
+		    const char **field)
+{
+	const uint8_t *p = buf;
+
+	*field = "version";
+	if (version != 1)
+		return -EINVAL;
+	*field = "length";
+	if (len != 4)
+		return -EINVAL;
+	*field = "value";
+	if (p[3] != 0)
+		return -EINVAL; /* below 2^24 */
+	return 0;
+}
+
+static void dt_load(struct vn_vdev *vdev, unsigned int version, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	dt_of(vdev)->value = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+	dt_of(vdev)->loads++;
+}
+
+static const struct vn_vdev_ops dt_ops = {
+	.state_version = 1, .state_size = dt_size, .state_save = dt_save,
+	.state_check = dt_check, .state_load = dt_load,
+};
+
+static int make_dt(struct vn_t *t, struct vn_gmem *m, struct dt *o, struct vn_vdev **out)
+{
+	struct vn_vdev_cfg cfg = {
+		.name = "dt", .device_id = 7, .ops = &dt_ops, .opaque = o,
+		.nr_queues = 1, .queue_size_max = 16, .config_len = 4, .nr_vectors = 1,
+	};
+
+	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, out)))
+		return -1;
+	return VN_CHECK_OK(t, vn_vdev_bind_mem(*out, m)) ? 0 : -1;
+}
+
+/* A transport-like section: 2 bytes that must be equal. */
+static size_t fs_size(void *opaque)
+{
+	return 2;
+}
+
+static int fs_save(void *opaque, uint8_t *buf, size_t len)
+{
+	buf[0] = buf[1] = *(uint8_t *)opaque;
+	return 0;
+}
+
+static int fs_check(void *opaque, unsigned int version, const uint8_t *buf, size_t len,
+		    const char **field)
+{
+	*field = "length";
+	if (version != 3 || len != 2)
+		return -EINVAL;
+	*field = "pair";
+	return buf[0] == buf[1] ? 0 : -EINVAL;
+}
+
+static void fs_load(void *opaque, unsigned int version, const uint8_t *buf, size_t len)
+{
+	*(uint8_t *)opaque = buf[0];
+}
+
+static const struct vn_vdev_section fake_section = {
+	.name = "fake-transport", .id = VN_STATE_SEC_TRANSPORT, .version = 3,
+	.size = fs_size, .save = fs_save, .check = fs_check, .load = fs_load,
+};
+
+static void test_device_and_transport_sections(struct vn_t *t)
+{
+	struct vn_gmem m;
+	struct dt so = { .value = 0x123456 }, dsto = { 0 };
+	struct vn_vdev *src = NULL, *dst = NULL;
+	uint8_t sx = 0x5a, dx = 0, buf[512], bad[512];
+	long off;
+	int n;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	if (make_dt(t, &m, &so, &src) || make_dt(t, &m, &dsto, &dst))
+		goto out;
+	VN_REQUIRE_OK(t, vn_vdev_add_section(src, &fake_section, &sx));
+	VN_REQUIRE_OK(t, vn_vdev_add_section(dst, &fake_section, &dx));
+	VN_CHECK_EQ_INT(t, vn_vdev_add_section(dst, &fake_section, &dx), -EEXIST);
+	n = vn_state_save(src, buf, sizeof(buf));
+	VN_REQUIRE_EQ_INT(t, n, (int)vn_state_size(src));
+	VN_REQUIRE(t, find_sec(buf, (size_t)n, VN_STATE_SEC_DEVICE, 0) > 0);
+	VN_REQUIRE(t, find_sec(buf, (size_t)n, VN_STATE_SEC_TRANSPORT, 0) > 0);
+	VN_REQUIRE_OK(t, vn_state_load(dst, buf, (size_t)n, NULL));
+	VN_CHECK_EQ_U(t, dsto.value, 0x123456);
+	VN_CHECK_EQ_U(t, dsto.loads, 1);
+	VN_CHECK_EQ_U(t, dx, 0x5a);
+
+	/* each owner's refusal carries its section's name */
+	off = find_sec(buf, (size_t)n, VN_STATE_SEC_DEVICE, 0);
+	memcpy(bad, buf, (size_t)n);
+	bad[off + VN_STATE_SEC_HDR_LEN + 3] = 1;
+	expect_refused(t, dst, bad, (size_t)n, "device.value", "device value");
+	memcpy(bad, buf, (size_t)n);
+	put_le(bad + off + 4, 2, 2);
+	expect_refused(t, dst, bad, (size_t)n, "device.version", "device version");
+	off = find_sec(buf, (size_t)n, VN_STATE_SEC_TRANSPORT, 0);
+	memcpy(bad, buf, (size_t)n);
+	bad[off + VN_STATE_SEC_HDR_LEN + 1] ^= 1;
+	expect_refused(t, dst, bad, (size_t)n, "fake-transport.pair", "transport");
+	VN_CHECK_EQ_U(t, dsto.loads, 1);
+	/* a stream without the transport's section is incomplete */
+	VN_CHECK_OK(t, vn_vdev_remove_section(src, &fake_section, &sx));
+	n = vn_state_save(src, buf, sizeof(buf));
+	VN_REQUIRE(t, n > 0);
+	expect_refused(t, dst, buf, (size_t)n, "fake-transport", "missing transport");
+
+	/* saving needs a quiesced device: an owner with work in flight refuses */
+	so.busy = true;
+	VN_CHECK_EQ_INT(t, vn_state_save(src, buf, sizeof(buf)), -EBUSY);
+	so.busy = false;
+	VN_CHECK(t, vn_state_save(src, buf, sizeof(buf)) > 0);
+out:
+	vn_vdev_free(src);
+	vn_vdev_free(dst);
+	vn_gmem_destroy(&m);
+}
+
+/* Saving holds every queue's run lock: a queue thread in the rings waits, and vice versa. */
+struct saver {
+	struct vn_vdev *vdev;
+	uint8_t buf[1024];
+	int r;
+	int done;
+};
+
+static void *saver_fn(void *opaque)
+{
+	struct saver *s = opaque;
+
+	vn_vdev_lock(s->vdev);
+	s->r = vn_state_save(s->vdev, s->buf, sizeof(s->buf));
+	vn_vdev_unlock(s->vdev);
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_save_waits_for_queue_thread(struct vn_t *t)
+{
+	struct vt v;
+	struct saver s = { 0 };
+	pthread_t th;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	s.vdev = v.vdev;
+	vn_vdev_queue_lock(v.vdev, 1); /* a queue thread is inside queue 1's ring */
+	VN_REQUIRE(t, pthread_create(&th, NULL, saver_fn, &s) == 0);
+	usleep(50 * 1000);
+	VN_CHECK_EQ_INT(t, __atomic_load_n(&s.done, __ATOMIC_ACQUIRE), 0);
+	vn_vdev_queue_unlock(v.vdev, 1);
+	pthread_join(th, NULL);
+	VN_CHECK(t, s.r > 0);
+	vt_fini(&v);
+}
+
+VN_TESTS(VN_TEST(test_round_trip), VN_TEST(test_load_refuses), VN_TEST(test_loaded_hook),
+	 VN_TEST(test_unknown_section_skipped), VN_TEST(test_bad_section_refused),
+	 VN_TEST(test_device_and_transport_sections), VN_TEST(test_save_waits_for_queue_thread))
