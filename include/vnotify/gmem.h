@@ -66,6 +66,11 @@ VN_MUST_CHECK int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t si
  * @offset: where in @fd the region starts (any value: the map aligns the
  *          mapping to pages itself)
  *
+ * A file not sealed with F_SEAL_SHRINK can be truncated by whoever else
+ * holds it; the access that would then raise SIGBUS reads zeroes instead
+ * (a process-wide SIGBUS handler replaces the region with anonymous zero
+ * pages), and the map is marked faulted for its owner to drop the peer.
+ *
  * Return: 0; -EBADF for a negative @fd; -EINVAL for a zero size, a wrap, or
  * a regular file shorter than @offset + @size (its missing pages would fault
  * on the first guest access); -EEXIST, -ENOSPC as vn_gmem_add_memfd();

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mem/gmem-guard.h"
+
 static struct vn_gmem_table *table_alloc(unsigned int nr)
 {
 	struct vn_gmem_table *t;
@@ -42,6 +44,8 @@ int vn_gmem_init(struct vn_gmem *m)
 
 static void region_release(struct vn_gmem_region *r)
 {
+	vn_gmem_guard_remove(r->guard);
+	r->guard = -1;
 	if (r->map_base)
 		munmap(r->map_base, r->map_len);
 	r->map_base = NULL;
@@ -186,10 +190,11 @@ static int check_range(uint64_t gpa, uint64_t size)
 
 int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd, uint64_t offset)
 {
-	struct vn_gmem_region reg = { .gpa = gpa, .size = size, .fd = -1, .fd_offset = offset };
+	struct vn_gmem_region reg = {
+		.gpa = gpa, .size = size, .fd = -1, .fd_offset = offset, .guard = -1};
 	struct stat st;
 	uint64_t end;
-	int r;
+	int r, seals;
 
 	if (fd < 0)
 		return -EBADF;
@@ -206,6 +211,20 @@ int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd, uint6
 	r = map_region(fd, offset, size, &reg);
 	if (r < 0)
 		return r;
+	/*
+	 * Sealed against shrinking (QEMU's memfd backend does it by default):
+	 * no page can vanish. Anything else can be truncated by its owner at
+	 * any time; contain the SIGBUS that would follow (gmem-guard.h).
+	 */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		r = vn_gmem_guard_add(reg.map_base, reg.map_len, &m->faulted);
+		if (r < 0) {
+			region_release(&reg);
+			return r;
+		}
+		reg.guard = r;
+	}
 	reg.fd = fd;
 	r = insert_region(m, &reg);
 	if (r < 0) {
@@ -224,10 +243,11 @@ int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int *fd_ou
 		return r;
 	if (size > INT64_MAX)
 		return -EINVAL;
-	fd = memfd_create("vnotify-guest", MFD_CLOEXEC);
+	fd = memfd_create("vnotify-guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
+	/* Sealed: whoever gets a dup (a frontend) cannot pull pages from under us. */
+	if (ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
 		r = -errno;
 		goto err_close;
 	}
@@ -281,6 +301,17 @@ int vn_gmem_remove(struct vn_gmem *m, uint64_t gpa)
 out:
 	pthread_mutex_unlock(&m->lock);
 	return r;
+}
+
+bool vn_gmem_is_faulted(const struct vn_gmem *m)
+{
+	/* Pairs with the release store of the SIGBUS handler. */
+	return __atomic_load_n(&m->faulted, __ATOMIC_ACQUIRE);
+}
+
+void vn_gmem_clear_faulted(struct vn_gmem *m)
+{
+	__atomic_store_n(&m->faulted, 0, __ATOMIC_RELEASE);
 }
 
 uint64_t vn_gmem_generation(const struct vn_gmem *m)

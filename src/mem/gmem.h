@@ -42,6 +42,7 @@ struct vn_gmem_region {
 	size_t map_len;
 	int fd;               /* backing fd, owned by the map; -1 for none */
 	uint64_t fd_offset;   /* offset of gpa inside fd */
+	int guard;            /* SIGBUS guard slot (gmem-guard.h), -1 for none */
 };
 
 struct vn_gmem_table {
@@ -55,6 +56,7 @@ struct vn_gmem {
 	struct vn_gmem_table *table; /* current snapshot; acquire-load to read */
 	pthread_mutex_t lock;        /* serialises writers (add/remove) */
 	struct vn_gmem_table *retired;
+	int faulted;                 /* atomic: a guarded region was truncated */
 };
 
 /**
@@ -86,6 +88,23 @@ VN_MUST_CHECK int vn_gmem_init(struct vn_gmem *m);
  * Context: no other thread may use @m any more.
  */
 void vn_gmem_destroy(struct vn_gmem *m);
+
+/**
+ * vn_gmem_is_faulted() - did the peer shrink a region's file under us?
+ *
+ * Only a region whose fd was not sealed against shrinking (F_SEAL_SHRINK)
+ * can fault; its SIGBUS was contained (gmem-guard.h) and it now reads as
+ * zeroes. The owner must treat the map as lost: NEEDS_RESET, drop the peer.
+ * Context: any thread.
+ */
+bool vn_gmem_is_faulted(const struct vn_gmem *m);
+
+/**
+ * vn_gmem_clear_faulted() - the faulted regions are gone (removed): the map
+ * may serve a new peer
+ * Context: as vn_gmem_remove().
+ */
+void vn_gmem_clear_faulted(struct vn_gmem *m);
 
 /** vn_gmem_generation() - bumped by every add/remove; 0 for an empty new map */
 uint64_t vn_gmem_generation(const struct vn_gmem *m);

@@ -107,6 +107,7 @@ struct vn_vhu_server {
 	/* statistics, relaxed atomics */
 	uint64_t connections, disconnects, messages, refused, protocol_errors;
 	bool connected;
+	bool fault_seen; /* atomic: memory_lost() said so for this connection */
 	unsigned int mem_regions;
 	uint64_t mem_bytes;
 };
@@ -140,6 +141,28 @@ static void signal_err(struct vhu_queue *q)
 		peer_log(q->srv, "vq %u: error fd: %s", q->index, vn_strerror(r));
 }
 
+/*
+ * The frontend shrank a memory file it had not sealed: the SIGBUS was
+ * contained (the region reads as zeroes now, mem/gmem-guard.h), but that
+ * guest memory is gone. The device needs a reset; the next message drops
+ * the frontend (vn_vhu_server_process()).
+ */
+static bool memory_lost(struct vhu_queue *q)
+{
+	struct vn_vhu_server *srv = q->srv;
+
+	if (!vn_gmem_is_faulted(srv->mem))
+		return false;
+	if (!__atomic_exchange_n(&srv->fault_seen, true, __ATOMIC_ACQ_REL)) {
+		vn_log(VN_LOG_ERR, "vhu",
+		       "%s: vq %u: the frontend truncated its guest memory (SIGBUS contained); "
+		       "device needs reset, dropping the frontend",
+		       srv->name, q->index);
+		vn_vdev_set_needs_reset(srv->vdev);
+	}
+	return true;
+}
+
 /* Context: the queue's thread (or the control thread while detached). */
 static void run_queue(struct vhu_queue *q)
 {
@@ -152,7 +175,7 @@ static void run_queue(struct vhu_queue *q)
 	vn_vdev_queue_unlock(srv->vdev, q->index);
 	if (r > 0)
 		STAT_INC(q->runs);
-	if (broken)
+	if (memory_lost(q) || broken)
 		signal_err(q);
 }
 
@@ -603,6 +626,9 @@ static void unmap_all(struct vn_vhu_server *srv)
 			vn_log(VN_LOG_ERR, "vhu", "%s: region 0x%llx was not mapped", srv->name,
 			       (unsigned long long)srv->regions[i].gpa);
 	srv->nregions = 0;
+	/* Every region the frontend gave is gone, the truncated ones too. */
+	vn_gmem_clear_faulted(srv->mem);
+	__atomic_store_n(&srv->fault_seen, false, __ATOMIC_RELEASE);
 	STAT_SET(srv->mem_regions, 0);
 	STAT_SET(srv->mem_bytes, 0);
 	/*
@@ -1113,6 +1139,13 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 
 	*reply_len = 0;
 	STAT_INC(srv->messages);
+	if (vn_gmem_is_faulted(srv->mem)) {
+		vn_vhu_msg_close_fds(msg);
+		peer_log(srv, "%s: guest memory was truncated by the frontend: dropping it",
+			 vn_vhu_msg_request_name(msg->hdr.request));
+		STAT_INC(srv->protocol_errors);
+		return -EFAULT;
+	}
 	if (vn_vhu_msg_check_hdr(&msg->hdr) < 0 || msg->nfds > VN_VHU_MAX_FDS) {
 		if (msg->nfds > VN_VHU_MAX_FDS)
 			msg->nfds = VN_VHU_MAX_FDS;

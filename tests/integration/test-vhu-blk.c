@@ -14,6 +14,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -638,6 +639,89 @@ static void test_hostile_fds(struct vn_t *t)
 	rig_destroy(&r);
 }
 
+static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg);
+static char logged[4096];
+
+static pthread_mutex_t logged_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool logged_has(const char *what)
+{
+	bool r;
+
+	pthread_mutex_lock(&logged_lock);
+	r = strstr(logged, what) != NULL;
+	pthread_mutex_unlock(&logged_lock);
+	return r;
+}
+
+static void capture(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
+{
+	size_t n;
+
+	pthread_mutex_lock(&logged_lock);
+	n = strlen(logged);
+	snprintf(logged + n, sizeof(logged) - n, "%s: %s\n", tag, msg);
+	pthread_mutex_unlock(&logged_lock);
+	if (getenv("VN_TEST_VERBOSE"))
+		fprintf(stderr, "%s: %s\n", tag, msg);
+}
+
+/* New guest memory for the next frontend (the old memfd is gone). */
+static int new_memory(struct rig *r)
+{
+	vn_gmem_destroy(&r->view);
+	close(r->memfd);
+	r->memfd = memfd_create("guest", MFD_CLOEXEC);
+	if (r->memfd < 0 || ftruncate(r->memfd, (off_t)MEMSZ) < 0)
+		return -errno;
+	if (vn_gmem_init(&r->view) < 0)
+		return -ENOMEM;
+	return vn_gmem_add_fd(&r->view, GPA, MEMSZ, fcntl(r->memfd, F_DUPFD_CLOEXEC, 0), 0);
+}
+
+/*
+ * Issue 12 item 3: the frontend truncates its (unsealed) memfd after
+ * SET_MEM_TABLE, then kicks. The access that would SIGBUS is contained:
+ * this process (the daemon) survives, says so in the log, the frontend is
+ * dropped at its next message, and a new correct frontend is served.
+ */
+static void test_truncated_memory(struct vn_t *t)
+{
+	struct vn_vhu_vring_state s = {.index = 0};
+	uint64_t capacity = 0, f;
+	struct vn_vhu_stats st;
+	struct vn_vhu_msg reply;
+	uint64_t runs;
+	struct rig r;
+
+	VN_REQUIRE_OK(t, rig_init(&r));
+	logged[0] = 0;
+	vn_log_set_sink(capture, NULL);
+	VN_REQUIRE_OK(t, handshake(&r, &capacity));
+	add_req(&r, VIRTIO_BLK_T_IN, 5, NULL);
+	runs = queue_runs(&r);
+	VN_REQUIRE(t, ftruncate(r.memfd, 0) == 0);
+	kick(&r);
+	VN_CHECK(t, VN_WAIT_FOR(queue_runs(&r) > runs, 5000));
+	VN_CHECK(t, VN_WAIT_FOR(logged_has("truncated its guest memory"), 5000));
+	/* The next message drops the frontend. */
+	VN_CHECK(t, xfer(&r, VN_VHU_GET_VRING_BASE, &s, sizeof(s), -1, REPLY, &reply) < 0);
+	VN_CHECK(t, VN_WAIT_FOR((vn_vhu_conn_get_stats(r.conn, &st), !st.connected), 5000));
+	close(r.sock);
+	r.sock = -1;
+	vn_log_set_sink(quiet, NULL);
+	/* A new frontend with new memory is served. */
+	VN_REQUIRE_OK(t, new_memory(&r));
+	r.avail_idx = 0;
+	VN_REQUIRE_OK(t, handshake(&r, &capacity));
+	VN_CHECK_OK(t, get_u64(&r, VN_VHU_GET_FEATURES, &f));
+	add_req(&r, VIRTIO_BLK_T_IN, 5, NULL);
+	kick(&r);
+	VN_CHECK(t, VN_WAIT_FOR(used_idx(&r) == 1, 5000));
+	VN_CHECK_EQ_U(t, status_of(&r, 0), VIRTIO_BLK_S_OK);
+	rig_destroy(&r);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -650,4 +734,5 @@ static void test_setup(struct vn_t *t)
 }
 
 VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
-	 VN_TEST(test_bad_request_no_stall), VN_TEST(test_hostile_fds));
+	 VN_TEST(test_bad_request_no_stall), VN_TEST(test_hostile_fds),
+	 VN_TEST(test_truncated_memory));
