@@ -66,9 +66,6 @@ enum vn_blk_backend {
  * @blk_size: logical block size in bytes: a power of 2, 512..65536
  *            (0 means 512). I/O not aligned to it completes with IOERR.
  * @pool_threads: worker threads of the pool backend (0 means 4)
- * @nr_vectors: interrupt vectors of the device (0 means @nr_queues + 1: one
- *              per queue plus config, for MSI-X)
- * @shared_irq: one shared interrupt line instead of MSI-X vectors
  */
 struct vn_blk_cfg {
 	const char *name;
@@ -86,8 +83,6 @@ struct vn_blk_cfg {
 	unsigned int seg_max;
 	unsigned int blk_size;
 	unsigned int pool_threads;
-	unsigned int nr_vectors;
-	bool shared_irq;
 };
 
 /**
@@ -113,7 +108,10 @@ struct vn_blk_stats {
  * @cfg: the configuration; strings are copied
  * @out: set to the device on success
  *
- * The image's size, rounded down to 512 bytes, is the capacity.
+ * The image's size, rounded down to 512 bytes, is the capacity. The
+ * device has @cfg->nr_queues + 1 interrupt vectors (one per queue, one for
+ * config changes); the transport binds how they reach the guest, and its
+ * guest memory.
  *
  * Return: 0; -EINVAL for a bad @cfg; -errno from open/fstat; -ENOSYS or
  * -errno from io_uring with VN_BLK_BACKEND_URING; -ENOMEM; -errno from

@@ -26,13 +26,16 @@
  *   -ENOENT    ioeventfd deassign names no existing entry exactly; no
  *              guest memory region starts at that address
  *   -ENOSPC    the ioeventfd table (or another bounded table) is full
- *   -EBUSY     the resource is taken (a PCI slot)
+ *   -EBUSY     the resource is taken (a PCI slot; a device that another
+ *              transport has bound)
  *   -EPERM     the device's state forbids it now (driver features written
  *              after FEATURES_OK, a read-only config space)
  *   -EFAULT    a guest address outside guest memory
  *   -ELOOP     a descriptor chain longer than its queue (a loop)
  *   -E2BIG     a descriptor chain needs more iovecs than the caller gave
  *   -EIO       the queue is broken (its device needs a reset) or not ready
+ *   -ENXIO     the device has no guest memory bound, so its queues cannot
+ *              start (see vn_vdev_bind_mem())
  *   -EPROTO    a vhost-user message out of protocol order
  *   -ESHUTDOWN the target thread or loop has stopped
  *   -ENOSYS, -EOPNOTSUPP   the host (kernel, KVM, io_uring) lacks a feature

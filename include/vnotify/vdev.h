@@ -91,9 +91,8 @@ struct vn_vdev_ops {
  * @nr_queues: 1..1024
  * @queue_size_max: power of 2, 1..32768
  * @config_len: bytes of device config space (0..4096)
- * @nr_vectors: guest notifiers (eventfds), 1..2048
- * @msix: true if vectors are MSI-X style (VN_VDEV_NO_VECTOR means no
- *        interrupt); false for one shared line (every interrupt uses vector 0)
+ * @nr_vectors: guest notifiers (eventfds), 1..2048; how they reach the guest
+ *              is the transport's choice (vn_vdev_bind_irq())
  */
 struct vn_vdev_cfg {
 	const char *name;
@@ -105,7 +104,6 @@ struct vn_vdev_cfg {
 	unsigned int queue_size_max;
 	unsigned int config_len;
 	unsigned int nr_vectors;
-	bool msix;
 };
 
 /**
@@ -137,6 +135,31 @@ VN_MUST_CHECK int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **ou
  * Context: no device lock held (it takes it); not on a queue's thread.
  */
 VN_MUST_CHECK int vn_vdev_bind_mem(struct vn_vdev *vdev, struct vn_gmem *mem);
+
+/**
+ * enum vn_vdev_irq - how the transport delivers the device's interrupts
+ * @VN_VDEV_IRQ_VECTORS: one eventfd per vector (MSI-X, vhost-user call fds):
+ *                       a queue or the config change raises its own vector;
+ *                       VN_VDEV_NO_VECTOR stays silent. A new device's model.
+ * @VN_VDEV_IRQ_SHARED: one interrupt line (INTx, virtio-mmio): every
+ *                      interrupt raises vector 0 and the ISR says why.
+ */
+enum vn_vdev_irq {
+	VN_VDEV_IRQ_VECTORS = 0,
+	VN_VDEV_IRQ_SHARED = 1,
+};
+
+/**
+ * vn_vdev_bind_irq() - the transport sets the interrupt model
+ *
+ * The device type does not choose: virtio-pci and the vhost-user server
+ * bind VN_VDEV_IRQ_VECTORS when they take the device, a transport with one
+ * interrupt line binds VN_VDEV_IRQ_SHARED.
+ * Return: 0; -EINVAL for an unknown @model; -EBUSY unless the device is in
+ * its reset state (status 0), since interrupts may be in flight otherwise.
+ * Context: no device lock held (it takes it).
+ */
+VN_MUST_CHECK int vn_vdev_bind_irq(struct vn_vdev *vdev, enum vn_vdev_irq model);
 
 /**
  * vn_vdev_unbind_mem() - take the guest memory away; nothing bound is fine

@@ -28,8 +28,9 @@ struct vn_vhu_conn;
  * struct vn_vhu_conn_cfg - one device on one socket
  * @name: for logs; NULL gives the device's name
  * @socket_path: where to listen; a stale socket there is replaced
- * @vdev: the device; at least as many interrupt vectors as queues, MSI-X
- *        style; no guest memory bound (the server binds its map of the
+ * @vdev: the device; at least as many interrupt vectors as queues (the
+ *        server binds VN_VDEV_IRQ_VECTORS: queue i's call fd is vector i);
+ *        no guest memory bound (the server binds its map of the
  *        frontend's memory while it serves the device). Must outlive the conn.
  * @iothread: runs the socket and the protocol; started, outlives the conn
  * @queue_iothreads: queue q runs on @queue_iothreads[q % n]; NULL: all on

@@ -348,8 +348,8 @@ static int new_vdev(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
 		.nr_queues = blk->nr_queues,
 		.queue_size_max = blk->queue_size,
 		.config_len = BLK_CONFIG_LEN,
-		.nr_vectors = cfg->nr_vectors ? cfg->nr_vectors : blk->nr_queues + 1,
-		.msix = !cfg->shared_irq,
+		/* one per queue plus config; the transport binds their delivery */
+		.nr_vectors = blk->nr_queues + 1,
 	};
 	int r = vn_vdev_new(&vcfg, &blk->vdev);
 

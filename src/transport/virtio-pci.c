@@ -434,6 +434,10 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	if (vp->cfg.msix_vectors > VN_MSIX_MAX_VECTORS)
 		vp->cfg.msix_vectors = VN_MSIX_MAX_VECTORS;
 	vn_ratelimit_init(&vp->rl, 10);
+	/* MSI-X: each vector has its own table entry */
+	r = vn_vdev_bind_irq(cfg->vdev, VN_VDEV_IRQ_VECTORS);
+	if (r < 0)
+		goto err;
 	vp->nr_queues = vn_vdev_nr_queues(cfg->vdev);
 	vp->bar0_addr = VN_PCI_BAR_UNMAPPED;
 	vp->bar4_addr = VN_PCI_BAR_UNMAPPED;

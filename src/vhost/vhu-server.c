@@ -1219,7 +1219,7 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 			return -EINVAL;
 	nq = vn_vdev_nr_queues(cfg->vdev);
 	/* Queue i uses vector i; the u64 of SET_VRING_KICK has 8 bits of index. */
-	if (nq > VN_VHU_VRING_IDX_MASK + 1 || cfg->vdev->nr_vectors < nq || !cfg->vdev->msix)
+	if (nq > VN_VHU_VRING_IDX_MASK + 1 || cfg->vdev->nr_vectors < nq)
 		return -EINVAL;
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -1237,14 +1237,16 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 		free(srv);
 		return r;
 	}
-	srv->mem_bound = true;
-	srv->queues = calloc(nq, sizeof(srv->queues[0]));
+	/* Each ring's call fd is its own vector (queue i uses vector i). */
+	r = vn_vdev_bind_irq(cfg->vdev, VN_VDEV_IRQ_VECTORS);
+	srv->queues = r == 0 ? calloc(nq, sizeof(srv->queues[0])) : NULL;
 	if (!srv->queues) {
 		vn_vdev_unbind_mem(cfg->vdev);
 		vn_gmem_destroy(&srv->map);
 		free(srv);
-		return -ENOMEM;
+		return r < 0 ? r : -ENOMEM;
 	}
+	srv->mem_bound = true;
 	snprintf(srv->name, sizeof(srv->name), "%s", cfg->name ? cfg->name : cfg->vdev->name);
 	srv->vdev = cfg->vdev;
 	srv->nr_queues = nq;

@@ -82,7 +82,7 @@ int vn_vdev_new(const struct vn_vdev_cfg *cfg, struct vn_vdev **out)
 	vdev->config_len = cfg->config_len;
 	vdev->nr_queues = cfg->nr_queues;
 	vdev->nr_vectors = cfg->nr_vectors;
-	vdev->msix = cfg->msix;
+	vdev->msix = true; /* VN_VDEV_IRQ_VECTORS until a transport binds another model */
 	pthread_mutex_init(&vdev->lock, NULL);
 	pthread_mutex_init(&vdev->config_lock, NULL);
 	vn_ratelimit_init(&vdev->rl, 10);
@@ -144,6 +144,22 @@ int vn_vdev_bind_mem(struct vn_vdev *vdev, struct vn_gmem *mem)
 		r = -EBUSY; /* a transport serves the device already */
 	else
 		set_mem(vdev, mem); /* no queue is ready: none can be without memory */
+	vn_vdev_unlock(vdev);
+	return r;
+}
+
+int vn_vdev_bind_irq(struct vn_vdev *vdev, enum vn_vdev_irq model)
+{
+	int r = 0;
+
+	if (model != VN_VDEV_IRQ_VECTORS && model != VN_VDEV_IRQ_SHARED)
+		return -EINVAL;
+	vn_vdev_lock(vdev);
+	/* raise_irq() reads the model without a lock: only while nothing can raise */
+	if (vn_vdev_get_status(vdev) != 0)
+		r = -EBUSY;
+	else
+		vdev->msix = model == VN_VDEV_IRQ_VECTORS;
 	vn_vdev_unlock(vdev);
 	return r;
 }

@@ -116,7 +116,7 @@ struct vn_vdev {
 	struct vn_vdev_queue *queues;
 
 	unsigned int nr_vectors;
-	bool msix;
+	bool msix;                      /* VN_VDEV_IRQ_VECTORS; else SHARED */
 	struct vn_notifier *vectors;
 	/*
 	 * One per vector: raising an interrupt and replacing the vector's

@@ -180,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vn_vdev_cfg dc = {
 		.name = "fuzz", .device_id = 2, .ops = &echo_ops,
 		.features = (1ull << 28) | (1ull << 29) | (1ull << 40), .nr_queues = 2,
-		.queue_size_max = 16, .config_len = 16, .nr_vectors = 3, .msix = true,
+		.queue_size_max = 16, .config_len = 16, .nr_vectors = 3,
 	};
 	static const unsigned int mults[4] = { 4, 0, 2, 4096 };
 	struct vn_iothread *it = iothread();

@@ -141,7 +141,6 @@ static void setup(void)
 		.queue_size_max = 256,
 		.config_len = 60,
 		.nr_vectors = 3,
-		.msix = true,
 	};
 	struct vn_iothread_cfg icfg = {.name = "fuzz-vhu"};
 	struct vn_vhu_server_cfg scfg = {0};

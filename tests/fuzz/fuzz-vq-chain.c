@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct vn_vdev_cfg cfg = {
 		.name = "fuzz", .device_id = 1, .ops = &ops,
 		.features = features, .nr_queues = 1, .queue_size_max = 128,
-		.config_len = 0, .nr_vectors = 2, .msix = true,
+		.config_len = 0, .nr_vectors = 2,
 	};
 	if (vn_vdev_new(&cfg, &vdev))
 		goto out;

@@ -21,8 +21,7 @@ static const struct vn_vdev_ops no_ops = { 0 };
 static int bind_to_device(struct vn_gmem *m)
 {
 	struct vn_vdev_cfg cfg = { .name = "consumer", .device_id = 42, .ops = &no_ops,
-				   .nr_queues = 1, .queue_size_max = 8, .nr_vectors = 2,
-				   .msix = true };
+				   .nr_queues = 1, .queue_size_max = 8, .nr_vectors = 2 };
 	struct vn_vdev *vdev;
 	int r = vn_vdev_new(&cfg, &vdev);
 

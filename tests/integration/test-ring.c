@@ -110,7 +110,7 @@ static int rig_init(struct vn_t *t, struct rig *g, bool indirect, bool event_idx
 	uint64_t desc, avail, used, feat = 0;
 	struct vn_vdev_cfg cfg = {
 		.name = "ring", .device_id = 99, .ops = &rig_ops,
-		.nr_queues = 1, .queue_size_max = NUM, .nr_vectors = 1, .msix = true,
+		.nr_queues = 1, .queue_size_max = NUM, .nr_vectors = 1,
 	};
 	int r;
 

@@ -170,7 +170,7 @@ static int fx_init(struct vn_t *t, struct fx *f, const struct fx_opts *o)
 	struct vn_vdev_cfg dcfg = {
 		.name = "echo", .device_id = DEV_ID, .ops = &fx_ops, .opaque = f,
 		.features = DEV_FEATURES, .nr_queues = NQ, .queue_size_max = NUM, .config_len = 8,
-		.nr_vectors = NQ + 1, .msix = true,
+		.nr_vectors = NQ + 1,
 	};
 
 	memset(f, 0, sizeof(*f));

@@ -108,7 +108,6 @@ static int dev_init(struct dev *d)
 		.queue_size_max = QMAX,
 		.config_len = CONFIG_LEN,
 		.nr_vectors = NQ + 1,
-		.msix = true,
 	};
 	uint8_t pattern[CONFIG_LEN];
 	int r;

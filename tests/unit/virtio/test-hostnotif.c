@@ -152,7 +152,7 @@ static int fx_new_device(struct fx *f)
 	struct vn_vdev_cfg cfg = {
 		.name = "hn", .device_id = 42, .ops = &fx_ops, .opaque = f,
 		.features = 1ull << VIRTIO_RING_F_EVENT_IDX, .nr_queues = NQ,
-		.queue_size_max = 256, .config_len = 8, .nr_vectors = 2, .msix = true,
+		.queue_size_max = 256, .config_len = 8, .nr_vectors = 2,
 	};
 	int r = vn_vdev_new(&cfg, &f->vdev);
 

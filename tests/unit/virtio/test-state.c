@@ -34,7 +34,7 @@ static int make_dest(struct vn_t *t, struct vt *src, struct vn_vdev **out)
 	struct vn_vdev_cfg cfg = {
 		.name = "dst", .device_id = 42, .ops = src->vdev->ops,
 		.features = RING_F, .nr_queues = 2, .queue_size_max = 256, .config_len = 8,
-		.nr_vectors = 2, .msix = true,
+		.nr_vectors = 2,
 	};
 
 	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, out)))

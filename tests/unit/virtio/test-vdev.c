@@ -61,7 +61,7 @@ static int mkdev(struct vn_t *t, struct vn_gmem *m, struct dev_state *s, struct 
 		.name = "dt", .device_id = 2, .ops = &dt_ops, .opaque = s,
 		.features = F(VIRTIO_RING_F_EVENT_IDX) | F(5),
 		.nr_queues = 3, .queue_size_max = 128, .config_len = 16,
-		.nr_vectors = 4, .msix = msix,
+		.nr_vectors = 4,
 	};
 
 	memset(s, 0, sizeof(*s));
@@ -70,6 +70,9 @@ static int mkdev(struct vn_t *t, struct vn_gmem *m, struct dev_state *s, struct 
 	if (!VN_CHECK_OK(t, vn_gmem_add_memfd(m, VT_GPA, VT_SIZE, NULL)))
 		return -1;
 	if (!VN_CHECK_OK(t, vn_vdev_new(&cfg, out)))
+		return -1;
+	/* the test plays the transport: it binds the memory and the interrupt model */
+	if (!msix && !VN_CHECK_OK(t, vn_vdev_bind_irq(*out, VN_VDEV_IRQ_SHARED)))
 		return -1;
 	return VN_CHECK_OK(t, vn_vdev_bind_mem(*out, m)) ? 0 : -1;
 }
@@ -147,6 +150,27 @@ static void test_legacy_driver_ok(struct vn_t *t)
 	VN_CHECK_OK(t, vn_vdev_set_status(d, S_ACK | S_DRV | S_DOK));
 	VN_CHECK(t, vn_vdev_is_legacy(d));
 	VN_CHECK(t, vn_vdev_queue(d, 0)->event_idx);
+	vn_vdev_free(d);
+	vn_gmem_destroy(&m);
+}
+
+/* A transport with one interrupt line: every interrupt raises vector 0. */
+static void test_shared_line(struct vn_t *t)
+{
+	struct vn_gmem m;
+	struct dev_state s;
+	struct vn_vdev *d;
+	uint8_t b[2] = { 7, 8 };
+
+	if (mkdev(t, &m, &s, &d, false))
+		return;
+	VN_CHECK_OK(t, vn_vdev_set_config_vector(d, 3));
+	VN_CHECK_OK(t, vn_vdev_set_driver_features(d, F(VIRTIO_F_VERSION_1)));
+	VN_CHECK_OK(t, vn_vdev_set_status(d, S_ACK | S_DRV | S_FOK | S_DOK));
+	VN_CHECK_OK(t, vn_vdev_config_update(d, 0, b, 2));
+	VN_CHECK(t, vt_fd_fired(vn_vdev_guest_notifier_fd(d, 0)));
+	VN_CHECK(t, !vt_fd_fired(vn_vdev_guest_notifier_fd(d, 3)));
+	VN_CHECK_EQ_U(t, vn_vdev_isr_read_clear(d), VN_VDEV_ISR_CONFIG);
 	vn_vdev_free(d);
 	vn_gmem_destroy(&m);
 }
@@ -463,12 +487,20 @@ static void test_mem_binding(struct vn_t *t)
 	VN_CHECK(t, vn_vdev_mem(d) == NULL);
 	vn_vdev_unbind_mem(d); /* nothing bound: fine */
 	VN_CHECK_OK(t, vn_vdev_bind_mem(d, &other)); /* free for another transport */
+
+	/* the interrupt model: only in the reset state, only a known one */
+	VN_CHECK_EQ_INT(t, vn_vdev_bind_irq(d, (enum vn_vdev_irq)7), -EINVAL);
+	VN_CHECK_OK(t, vn_vdev_set_status(d, S_ACK));
+	VN_CHECK_EQ_INT(t, vn_vdev_bind_irq(d, VN_VDEV_IRQ_SHARED), -EBUSY);
+	vn_vdev_reset(d);
+	VN_CHECK_OK(t, vn_vdev_bind_irq(d, VN_VDEV_IRQ_SHARED));
+	VN_CHECK_OK(t, vn_vdev_bind_irq(d, VN_VDEV_IRQ_VECTORS));
 	vn_vdev_free(d);
 	vn_gmem_destroy(&other);
 	vn_gmem_destroy(&m);
 }
 
-VN_TESTS(VN_TEST(test_bad_cfg), VN_TEST(test_mem_binding), VN_TEST(test_features_negotiation), VN_TEST(test_legacy_driver_ok),
+VN_TESTS(VN_TEST(test_bad_cfg), VN_TEST(test_mem_binding), VN_TEST(test_shared_line), VN_TEST(test_features_negotiation), VN_TEST(test_legacy_driver_ok),
 	 VN_TEST(test_config_space), VN_TEST(test_vectors), VN_TEST(test_hooks),
 	 VN_TEST(test_queue_kick), VN_TEST(test_needs_reset_from_other_thread),
 	 VN_TEST(test_rebind_vector_while_raising))

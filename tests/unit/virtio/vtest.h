@@ -68,7 +68,6 @@ static inline int vt_init_ex(struct vn_t *t, struct vt *v, uint64_t features, un
 		.queue_size_max = 256,
 		.config_len = 8,
 		.nr_vectors = 2,
-		.msix = true,
 	};
 	int r;
 
