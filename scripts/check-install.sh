@@ -25,6 +25,10 @@ trap 'rm -rf "$tmp"' EXIT
 # comment or a function-pointer member cannot be mistaken for one.
 abi_check() {
 	local so=$1 map=src/libvnotify.map bad=0 name where
+	if ! command -v gcc >/dev/null || ! command -v nm >/dev/null; then
+		echo "check-install: the ABI check needs gcc (-aux-info) and nm (binutils)" >&2
+		return 1
+	fi
 	for h in include/vnotify/*.h; do
 		printf '#include <vnotify/%s>\n' "$(basename "$h")"
 	done > "$tmp/all.c"
