@@ -73,7 +73,9 @@ struct vn_vq_elem {
  * Context: the queue's owning thread.
  * Return: 1 if a chain was taken, 0 if the queue is empty, -EIO if the queue
  * is broken or not ready, or the guest error: -EINVAL (malformed value),
- * -ELOOP (chain longer than the queue), -EFAULT (outside guest memory),
+ * -ELOOP (a loop: more direct descriptors than the ring holds, an indirect
+ * table walked past its end, or a chain longer than the largest queue size
+ * the device supports), -EFAULT (outside guest memory),
  * -EOVERFLOW (byte total above 4 GiB - 1), -E2BIG (more than @iov_cap iovecs).
  */
 VN_MUST_CHECK int vn_vq_pop(struct vn_vq *vq, struct vn_vq_elem *elem);

@@ -90,12 +90,22 @@ static int add_buffer(struct walk *w, const struct desc *d)
 	return 0;
 }
 
-/* Counts a descriptor against the chain bound: no chain is longer than the queue. */
-static int count(struct walk *w)
+/*
+ * Counts a descriptor against the chain bound. Direct descriptors: at most
+ * the ring's size (more means a loop). With an indirect table, the chain
+ * may be as long as the largest queue the device supports (num_max), even
+ * on a smaller ring: virtio 1.2 §2.7.5.3.1 asks the driver for no more than
+ * the queue size, but devices advertise seg_max from their largest queue
+ * (QEMU: queue_size - 2; we: at most num_max - 2), which the driver reads
+ * before it sizes the ring, and Linux builds indirect tables of seg_max + 2
+ * whatever ring size it got (a QEMU queue-size below 128). §2.7.4.1 lets a
+ * device allow a reasonable limit of its own: ours is num_max.
+ */
+static int count(struct walk *w, unsigned int limit)
 {
-	if (++w->visited > w->vq->num)
-		return vq_fail(w->vq, -ELOOP, "head %u: chain longer than the queue (%u)",
-			       w->elem->head, w->vq->num);
+	if (++w->visited > limit)
+		return vq_fail(w->vq, -ELOOP, "head %u: chain longer than %u descriptors",
+			       w->elem->head, limit);
 	return 0;
 }
 
@@ -122,8 +132,12 @@ static int walk_indirect(struct walk *w, const struct desc *ind)
 		return vq_fail(vq, r, "head %u: indirect table 0x%llx+0x%x outside guest memory",
 			       w->elem->head, (unsigned long long)ind->addr, ind->len);
 	max = ind->len / 16;
-	for (;;) {
-		r = count(w);
+	for (uint32_t n = 0;; n++) {
+		/* More entries visited than the table holds: a loop inside it. */
+		if (n >= max)
+			return vq_fail(vq, -ELOOP, "head %u: loop in the indirect table",
+				       w->elem->head);
+		r = count(w, vq->num_max);
 		if (r < 0)
 			return r;
 		r = read_desc(w, ind->addr, i, &d);
@@ -161,7 +175,7 @@ static int walk_chain(struct walk *w)
 		 */
 		if (d.flags & VRING_DESC_F_INDIRECT)
 			return walk_indirect(w, &d);
-		r = count(w);
+		r = count(w, vq->num);
 		if (r < 0)
 			return r;
 		r = add_buffer(w, &d);
