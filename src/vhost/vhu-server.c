@@ -171,7 +171,14 @@ static void run_queue(struct vhu_queue *q)
 
 	vn_vdev_queue_lock(srv->vdev, q->index);
 	r = vn_vdev_queue_kick(srv->vdev, q->index);
-	broken = vn_vq_is_broken(queue_vq(q));
+	/*
+	 * A broken ring, or a device-level error (a malformed request puts
+	 * virtio-blk into NEEDS_RESET with the ring intact): without a backend
+	 * channel for a config-change message, the error fd is how the
+	 * frontend learns that the device stopped, and why its queue did.
+	 */
+	broken = vn_vq_is_broken(queue_vq(q)) ||
+		 (vn_vdev_get_status(srv->vdev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 	vn_vdev_queue_unlock(srv->vdev, q->index);
 	if (r > 0)
 		STAT_INC(q->runs);

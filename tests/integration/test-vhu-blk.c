@@ -639,6 +639,32 @@ static void test_hostile_fds(struct vn_t *t)
 	rig_destroy(&r);
 }
 
+/*
+ * A malformed request sets NEEDS_RESET on the device while the ring stays
+ * intact; over vhost-user the frontend must still hear of it: the queue's
+ * error fd fires (there is no backend channel for a config-change message).
+ */
+static void test_needs_reset_signals_err_fd(struct vn_t *t)
+{
+	uint64_t capacity = 0, v = 0;
+	struct pollfd p;
+	struct rig r;
+	int err;
+
+	VN_REQUIRE_OK(t, rig_init(&r));
+	VN_REQUIRE_OK(t, handshake(&r, &capacity));
+	err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	VN_REQUIRE(t, err >= 0);
+	VN_REQUIRE_OK(t, set_u64(&r, VN_VHU_SET_VRING_ERR, 0, err));
+	queue_bad(&r, BAD_SHORT_HDR);
+	kick(&r);
+	p = (struct pollfd){.fd = err, .events = POLLIN};
+	VN_CHECK_EQ_INT(t, poll(&p, 1, 5000), 1);
+	VN_CHECK(t, read(err, &v, 8) == 8 && v == 1);
+	close(err);
+	rig_destroy(&r);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg);
 static char logged[4096];
 
@@ -735,4 +761,4 @@ static void test_setup(struct vn_t *t)
 
 VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
 	 VN_TEST(test_bad_request_no_stall), VN_TEST(test_hostile_fds),
-	 VN_TEST(test_truncated_memory));
+	 VN_TEST(test_truncated_memory), VN_TEST(test_needs_reset_signals_err_fd));
