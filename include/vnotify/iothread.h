@@ -39,14 +39,26 @@ VN_MUST_CHECK int vn_iothread_start(struct vn_iothread *it);
  * vn_iothread_run_sync() - run @fn(@opaque) on the iothread and wait for it
  *
  * Called from the iothread itself, it runs @fn directly. If the thread is
- * not running, @fn runs in the caller's thread (nobody else can touch the
- * loop then).
+ * not running, or has stopped taking calls because it is stopping, @fn runs
+ * in the caller's thread (nobody else can touch the loop then). Either way
+ * @fn runs exactly once: the call allocates nothing and cannot fail, so
+ * teardown paths may rely on it.
  *
- * Return: what @fn returned, or -ENOMEM.
+ * Return: what @fn returned.
  * Context: any thread; never while holding a lock @fn or the iothread's
  * other handlers may take.
  */
 int vn_iothread_run_sync(struct vn_iothread *it, vn_iothread_fn *fn, void *opaque);
+
+/**
+ * vn_iothread_run_sync_void() - vn_iothread_run_sync() for work without a result
+ *
+ * Same rules: runs @fn(@opaque) exactly once, on the iothread if it takes
+ * calls, else in the caller; cannot fail. For teardown and barriers, where
+ * there is nothing to report.
+ * Context: as vn_iothread_run_sync().
+ */
+void vn_iothread_run_sync_void(struct vn_iothread *it, vn_bh_fn *fn, void *opaque);
 
 /**
  * vn_iothread_stop() - stop the loop and join the thread

@@ -113,7 +113,7 @@ static int attach_fn(void *opaque)
 }
 
 /* Detach, then drain: a write that landed in the eventfd is not lost. */
-static int detach_drain_fn(void *opaque)
+static void detach_drain_fn(void *opaque)
 {
 	struct promo_dyn *d = opaque;
 
@@ -121,7 +121,6 @@ static int detach_drain_fn(void *opaque)
 		vn_loop_del_fd(vn_iothread_loop(d->p->cfg.iothread), vn_notifier_fd(&d->n));
 	if (vn_notifier_test_and_clear(&d->n) > 0)
 		replay(d);
-	return 0;
 }
 
 /* ---- on the caller, outside the lock ---- */
@@ -141,7 +140,7 @@ static void dyn_drop(struct promo_dyn *d)
 	if (r)
 		vn_log(VN_LOG_ERR, "promoter", "%s: deassign of a dynamic ioeventfd failed: %s",
 		       d->p->region->name, vn_strerror(r));
-	vn_iothread_run_sync(d->p->cfg.iothread, detach_drain_fn, d);
+	vn_iothread_run_sync_void(d->p->cfg.iothread, detach_drain_fn, d);
 	dyn_free(d);
 }
 
@@ -183,7 +182,7 @@ static struct promo_dyn *dyn_create(struct vn_promoter *p, uint64_t offset, unsi
 	return d;
 
 err_detach:
-	vn_iothread_run_sync(p->cfg.iothread, detach_drain_fn, d);
+	vn_iothread_run_sync_void(p->cfg.iothread, detach_drain_fn, d);
 err_free:
 	dyn_free(d);
 	*err = r;

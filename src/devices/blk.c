@@ -176,7 +176,7 @@ static int attach_fn(void *opaque)
 	return 0;
 }
 
-static int detach_fn(void *opaque)
+static void detach_fn(void *opaque)
 {
 	struct vn_blk *blk = opaque;
 	struct vn_loop *loop = vn_iothread_loop(blk->it);
@@ -190,7 +190,6 @@ static int detach_fn(void *opaque)
 	}
 	vn_timer_free(blk->delay_timer);
 	blk->delay_timer = NULL;
-	return 0;
 }
 
 static int check_cfg(const struct vn_blk_cfg *cfg)
@@ -445,7 +444,7 @@ void vn_blk_free(struct vn_blk *blk)
 		drain_queues(blk);
 	}
 	if (blk->it) {
-		(void)vn_iothread_run_sync(blk->it, detach_fn, blk);
+		vn_iothread_run_sync_void(blk->it, detach_fn, blk);
 		if (blk->own_it)
 			vn_iothread_free(blk->it);
 	}

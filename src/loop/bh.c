@@ -17,6 +17,11 @@ static struct vn_bh *bh_alloc(struct vn_loop *loop, vn_bh_fn *fn, void *opaque, 
 	return bh;
 }
 
+void vn_bh_init_embedded(struct vn_loop *loop, struct vn_bh *bh, vn_bh_fn *fn, void *opaque)
+{
+	*bh = (struct vn_bh){ .loop = loop, .fn = fn, .opaque = opaque, .embedded = true };
+}
+
 int vn_bh_new(struct vn_loop *loop, vn_bh_fn *fn, void *opaque, struct vn_bh **out)
 {
 	struct vn_bh *bh;
@@ -98,6 +103,7 @@ void vn_bh_free(struct vn_bh *bh)
 	if (!bh)
 		return;
 	loop = bh->loop;
+	VN_BUG_ON(bh->embedded); /* its owner's storage, never counted in live_bhs */
 	VN_BUG_ON(vn_loop_owned_elsewhere(loop));
 	pthread_mutex_lock(&loop->bh_lock);
 	if (bh->scheduled)
@@ -135,9 +141,15 @@ int vn_loop_run_bhs(struct vn_loop *loop)
 		pthread_mutex_unlock(&loop->bh_lock);
 		if (!bh)
 			break;
+		/*
+		 * Read before the call: an embedded bottom half's storage may be
+		 * gone as soon as its function has signalled its owner.
+		 */
+		bool oneshot = bh->oneshot;
+
 		bh->fn(bh->opaque);
 		ran++;
-		if (bh->oneshot)
+		if (oneshot)
 			free(bh);
 	}
 	VN_LOOP_STAT_ADD(loop, bh_runs, (uint64_t)ran);

@@ -24,8 +24,15 @@ struct vn_iothread {
 	int loop_err;
 };
 
+/*
+ * One synchronous call. It lives in the caller's stack frame, bottom half
+ * included, so queueing it allocates nothing and cannot fail: teardown
+ * paths rely on that.
+ */
 struct sync_call {
-	vn_iothread_fn *fn;
+	struct vn_bh bh;
+	vn_iothread_fn *fn;   /* exactly one of fn and vfn is set */
+	vn_bh_fn *vfn;
 	void *opaque;
 	int ret;
 	bool done;
@@ -96,47 +103,71 @@ int vn_iothread_start(struct vn_iothread *it)
 	return r;
 }
 
+static int call_fn(struct sync_call *c)
+{
+	if (c->fn)
+		return c->fn(c->opaque);
+	c->vfn(c->opaque);
+	return 0;
+}
+
 static void sync_trampoline(void *opaque)
 {
 	struct sync_call *c = opaque;
-	int ret = c->fn(c->opaque);
+	int ret = call_fn(c);
 
 	pthread_mutex_lock(&c->lock);
 	c->ret = ret;
 	c->done = true;
+	/* c may be gone once the lock is dropped: its caller is waiting for this */
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
 
-int vn_iothread_run_sync(struct vn_iothread *it, vn_iothread_fn *fn, void *opaque)
+static int run_sync(struct vn_iothread *it, struct sync_call *c)
 {
-	struct sync_call c = { .fn = fn, .opaque = opaque };
-	int r;
-
 	if (vn_loop_in_thread(it->loop))
-		return fn(opaque);
+		return call_fn(c);
 
 	pthread_mutex_lock(&it->lock);
 	if (!it->accepting) {
 		pthread_mutex_unlock(&it->lock);
 		/* Nobody runs the loop: the caller may act on it directly. */
-		return fn(opaque);
+		return call_fn(c);
 	}
-	pthread_mutex_init(&c.lock, NULL);
-	pthread_cond_init(&c.cond, NULL);
-	/* Queued under it->lock, so the thread's final drain cannot miss it. */
-	r = vn_loop_call(it->loop, sync_trampoline, &c);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	vn_bh_init_embedded(it->loop, &c->bh, sync_trampoline, c);
+	/*
+	 * Scheduled under it->lock, so the thread's final drain (which starts
+	 * after accepting went false under the same lock) cannot miss it. The
+	 * bottom half queues behind every one posted before it: callers use
+	 * that order (a no-op call as a barrier).
+	 */
+	vn_bh_schedule(&c->bh);
 	pthread_mutex_unlock(&it->lock);
-	if (r == 0) {
-		pthread_mutex_lock(&c.lock);
-		while (!c.done)
-			pthread_cond_wait(&c.cond, &c.lock);
-		pthread_mutex_unlock(&c.lock);
-		r = c.ret;
-	}
-	pthread_cond_destroy(&c.cond);
-	pthread_mutex_destroy(&c.lock);
-	return r;
+
+	pthread_mutex_lock(&c->lock);
+	while (!c->done)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	return c->ret;
+}
+
+int vn_iothread_run_sync(struct vn_iothread *it, vn_iothread_fn *fn, void *opaque)
+{
+	struct sync_call c = { .fn = fn, .opaque = opaque };
+
+	return run_sync(it, &c);
+}
+
+void vn_iothread_run_sync_void(struct vn_iothread *it, vn_bh_fn *fn, void *opaque)
+{
+	struct sync_call c = { .vfn = fn, .opaque = opaque };
+
+	run_sync(it, &c); /* its result is 0: there is no function result */
 }
 
 void vn_iothread_stop(struct vn_iothread *it)

@@ -32,6 +32,7 @@ struct vn_bh {
 	void *opaque;
 	bool scheduled;   /* guarded by loop->bh_lock */
 	bool oneshot;     /* a vn_loop_call(): freed after it runs */
+	bool embedded;    /* in its owner's storage: never freed by the loop */
 	struct vn_bh *next;
 };
 
@@ -79,6 +80,15 @@ struct vn_loop {
 #define VN_LOOP_STAT_ADD(loop, field, n) \
 	__atomic_store_n(&(loop)->stats.field, (loop)->stats.field + (n), __ATOMIC_RELAXED)
 
+/*
+ * bh.c: set up a bottom half in the caller's storage (a stack frame, a
+ * struct). It needs no allocation, so scheduling it cannot fail; the loop
+ * never frees it and does not touch it once its function has started, so
+ * the owner may release the storage as soon as the function has signalled
+ * completion. It is not counted in live_bhs: the owner must not let it die
+ * while scheduled.
+ */
+void vn_bh_init_embedded(struct vn_loop *loop, struct vn_bh *bh, vn_bh_fn *fn, void *opaque);
 /* bh.c: run every pending bottom half once; returns how many ran. */
 int vn_loop_run_bhs(struct vn_loop *loop);
 /* timer.c: run expired timers in deadline order; returns how many ran. */

@@ -265,13 +265,12 @@ static int listen_fn(void *opaque)
 	return c->listening ? 0 : -EIO;
 }
 
-static int teardown_fn(void *opaque)
+static void teardown_fn(void *opaque)
 {
 	struct vn_vhu_conn *c = opaque;
 
 	conn_drop(c, false);
 	listen_detach(c);
-	return 0;
 }
 
 /* Replace a stale socket at @path; refuse to remove anything else. */
@@ -367,7 +366,7 @@ void vn_vhu_conn_free(struct vn_vhu_conn *c)
 {
 	if (!c)
 		return;
-	(void)vn_iothread_run_sync(c->it, teardown_fn, c);
+	vn_iothread_run_sync_void(c->it, teardown_fn, c);
 	if (c->listen_fd >= 0) {
 		close(c->listen_fd);
 		unlink(c->path);

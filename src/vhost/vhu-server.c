@@ -267,17 +267,16 @@ static int attach_fn(void *opaque)
 	return 0;
 }
 
-static int detach_fn(void *opaque)
+static void detach_fn(void *opaque)
 {
 	struct vhu_queue *q = opaque;
 
 	if (!__atomic_load_n(&q->attached, __ATOMIC_RELAXED))
-		return 0;
+		return;
 	if (q->kick_fd >= 0)
 		vn_loop_del_fd(q->loop, q->kick_fd);
 	vn_timer_cancel(q->timer);
 	__atomic_store_n(&q->attached, false, __ATOMIC_RELAXED);
-	return 0;
 }
 
 static int inflight_fn(void *opaque)
@@ -302,7 +301,7 @@ static bool ring_enabled(const struct vhu_queue *q)
 
 static void ring_detach(struct vhu_queue *q)
 {
-	(void)vn_iothread_run_sync(q->it, detach_fn, q);
+	vn_iothread_run_sync_void(q->it, detach_fn, q);
 }
 
 /* Attach or detach the ring's notifier to match its state. */
@@ -484,7 +483,7 @@ struct stop_args {
 	uint16_t last_avail;
 };
 
-static int stop_fn(void *opaque)
+static void stop_fn(void *opaque)
 {
 	struct stop_args *a = opaque;
 	struct vn_vhu_server *srv = a->q->srv;
@@ -495,7 +494,6 @@ static int stop_fn(void *opaque)
 	VN_BUG_ON(vn_vdev_queue_reset(srv->vdev, a->q->index) < 0); /* index checked */
 	vn_vdev_queue_unlock(srv->vdev, a->q->index);
 	vn_vdev_unlock(srv->vdev);
-	return 0;
 }
 
 static void close_kick(struct vhu_queue *q)
@@ -520,7 +518,7 @@ static uint16_t ring_stop(struct vhu_queue *q)
 	ring_detach(q);
 	drain_device(q->srv);
 	(void)ring_drain(q);
-	(void)vn_iothread_run_sync(q->it, stop_fn, &a);
+	vn_iothread_run_sync_void(q->it, stop_fn, &a);
 	close_kick(q);
 	q->started = false;
 	q->base = a.last_avail;
@@ -568,7 +566,7 @@ static int set_call_fn(void *opaque)
 	return r;
 }
 
-static int set_err_fn(void *opaque)
+static void set_err_fn(void *opaque)
 {
 	struct fd_args *a = opaque;
 	int old = a->q->err_fd;
@@ -576,7 +574,6 @@ static int set_err_fn(void *opaque)
 	a->q->err_fd = a->fd;
 	a->q->err_signalled = false;
 	a->fd = old; /* the caller closes the old one */
-	return 0;
 }
 
 /* Queue @q interrupts through @fd from now on (takes ownership either way). */
@@ -608,7 +605,7 @@ static void set_err_fd(struct vhu_queue *q, int fd)
 {
 	struct fd_args a = {.q = q, .fd = fd};
 
-	(void)vn_iothread_run_sync(q->it, set_err_fn, &a);
+	vn_iothread_run_sync_void(q->it, set_err_fn, &a);
 	if (a.fd >= 0)
 		close(a.fd);
 }
@@ -798,7 +795,7 @@ static void ring_kill(struct vhu_queue *q)
 {
 	struct stop_args a = {.q = q};
 
-	(void)vn_iothread_run_sync(q->it, stop_fn, &a);
+	vn_iothread_run_sync_void(q->it, stop_fn, &a);
 	close_kick(q);
 	q->started = false;
 	q->base = a.last_avail; /* where a restart resumes */
@@ -1197,20 +1194,19 @@ void vn_vhu_server_disconnect(struct vn_vhu_server *srv)
 	vn_trace(vhu_disconnect, "dev=%s", srv->name);
 }
 
-struct timer_args {
-	struct vhu_queue *q;
-	bool create;
-};
-
-static int timer_fn(void *opaque)
+static int timer_new_fn(void *opaque)
 {
-	struct timer_args *a = opaque;
+	struct vhu_queue *q = opaque;
 
-	if (a->create)
-		return vn_timer_new(a->q->loop, poll_timer, a->q, &a->q->timer);
-	vn_timer_free(a->q->timer);
-	a->q->timer = NULL;
-	return 0;
+	return vn_timer_new(q->loop, poll_timer, q, &q->timer);
+}
+
+static void timer_free_fn(void *opaque)
+{
+	struct vhu_queue *q = opaque;
+
+	vn_timer_free(q->timer);
+	q->timer = NULL;
 }
 
 int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server **out)
@@ -1267,7 +1263,6 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 	vn_ratelimit_init(&srv->rl, 10);
 	for (unsigned int i = 0; i < nq; i++) {
 		struct vhu_queue *q = &srv->queues[i];
-		struct timer_args a = {.q = q, .create = true};
 
 		q->srv = srv;
 		q->index = i;
@@ -1275,7 +1270,7 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 		q->err_fd = -1;
 		q->it = cfg->iothreads[i % cfg->nr_iothreads];
 		q->loop = vn_iothread_loop(q->it);
-		r = vn_iothread_run_sync(q->it, timer_fn, &a);
+		r = vn_iothread_run_sync(q->it, timer_new_fn, q);
 		if (r < 0)
 			goto err_free;
 	}
@@ -1294,10 +1289,9 @@ void vn_vhu_server_free(struct vn_vhu_server *srv)
 	vn_vhu_server_disconnect(srv);
 	for (unsigned int i = 0; i < srv->nr_queues; i++) {
 		struct vhu_queue *q = &srv->queues[i];
-		struct timer_args a = {.q = q, .create = false};
 
 		if (q->timer)
-			(void)vn_iothread_run_sync(q->it, timer_fn, &a);
+			vn_iothread_run_sync_void(q->it, timer_free_fn, q);
 	}
 	/* The disconnect reset the device and unmapped the regions; now the map goes. */
 	if (srv->mem_bound)

@@ -438,7 +438,7 @@ static int setup_on_iothread(void *opaque)
 	return 0;
 }
 
-static int teardown_on_iothread(void *opaque)
+static void teardown_on_iothread(void *opaque)
 {
 	struct vn_hostnotif *hn = opaque;
 
@@ -453,19 +453,17 @@ static int teardown_on_iothread(void *opaque)
 	}
 	vn_timer_free(hn->safety);
 	hn->safety = NULL;
-	return 0;
 }
 
-static int noop(void *opaque)
+static void noop(void *opaque)
 {
-	return 0;
 }
 
 void vn_hostnotif_sync(struct vn_hostnotif *hn)
 {
 	/* FIFO: this call runs after every bottom half posted before it. */
 	if (hn->iothread)
-		(void)vn_iothread_run_sync(hn->iothread, noop, NULL);
+		vn_iothread_run_sync_void(hn->iothread, noop, NULL);
 }
 
 int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **out)
@@ -519,7 +517,7 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 
 err:
 	if (hn->iothread)
-		(void)vn_iothread_run_sync(hn->iothread, teardown_on_iothread, hn);
+		vn_iothread_run_sync_void(hn->iothread, teardown_on_iothread, hn);
 	free(hn->q);
 	free(hn);
 	return r;
@@ -534,7 +532,7 @@ void vn_hostnotif_free(struct vn_hostnotif *hn)
 	(void)vn_vdev_remove_hooks(hn->vdev, &hostnotif_hooks, hn);
 	vn_vdev_unlock(hn->vdev);
 	if (hn->iothread)
-		(void)vn_iothread_run_sync(hn->iothread, teardown_on_iothread, hn);
+		vn_iothread_run_sync_void(hn->iothread, teardown_on_iothread, hn);
 	for (unsigned int i = 0; i < hn->nr; i++) {
 		vn_notifier_cleanup(&hn->q[i].n);
 	}

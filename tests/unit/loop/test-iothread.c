@@ -6,6 +6,7 @@
 
 #include "base/notifier.h"
 #include "harness.h"
+#include "loop/loop.h"
 
 struct where {
 	struct vn_iothread *it;
@@ -180,6 +181,147 @@ static void test_stop_while_calls_in_flight(struct vn_t *t)
 	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds_before);
 }
 
+/* Counts its runs and where the last one ran. */
+struct once {
+	int runs;
+	pthread_t thread;
+};
+
+static void count_run(void *opaque)
+{
+	struct once *o = opaque;
+
+	__atomic_add_fetch(&o->runs, 1, __ATOMIC_RELAXED);
+	o->thread = pthread_self();
+}
+
+/*
+ * Holds the iothread inside a bottom half until released. The bottom half is
+ * posted from an fd handler, so it runs in the loop iteration's last round
+ * of bottom halves: a call queued while it holds is left for the iothread's
+ * final drain once a stop has been requested.
+ */
+struct gate {
+	struct vn_notifier n;
+	struct vn_loop *loop;
+	int posted;
+	int entered;
+	int release;
+};
+
+static void hold(void *opaque)
+{
+	struct gate *g = opaque;
+
+	__atomic_store_n(&g->entered, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&g->release, __ATOMIC_ACQUIRE))
+		poll(NULL, 0, 1);
+}
+
+static void on_gate(void *opaque, uint32_t events)
+{
+	struct gate *g = opaque;
+
+	if (vn_notifier_test_and_clear(&g->n) == 1)
+		g->posted = vn_loop_call(g->loop, hold, g);
+}
+
+static int gate_attach(void *opaque)
+{
+	struct gate *g = opaque;
+
+	return vn_loop_add_fd(g->loop, vn_notifier_fd(&g->n), VN_LOOP_READ, on_gate, NULL, g);
+}
+
+struct teardown_caller {
+	struct vn_iothread *it;
+	struct once o;
+	pthread_t self;
+	int done;
+};
+
+static void *stopper(void *arg)
+{
+	vn_iothread_stop(arg);
+	return NULL;
+}
+
+static void *call_once(void *arg)
+{
+	struct teardown_caller *c = arg;
+
+	c->self = pthread_self();
+	vn_iothread_run_sync_void(c->it, count_run, &c->o);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Teardown paths: a call made while the iothread is stopping (the stop is
+ * requested, the thread is still busy) runs exactly once, on the iothread,
+ * in its final drain; a call after the stop runs exactly once in the caller.
+ * Neither can fail, so callers need not check a result.
+ */
+static void test_call_while_stopping_runs_once(struct vn_t *t)
+{
+	struct vn_iothread *it;
+	struct vn_loop *loop;
+	struct gate g = { 0 };
+	struct teardown_caller c = { 0 };
+	struct teardown_caller after = { 0 };
+	pthread_t st, ct;
+
+	VN_REQUIRE_OK(t, vn_iothread_new(NULL, &it));
+	loop = vn_iothread_loop(it);
+	c.it = it;
+	g.loop = loop;
+	VN_REQUIRE_OK(t, vn_notifier_init(&g.n));
+	VN_REQUIRE_OK(t, vn_iothread_start(it));
+	VN_REQUIRE_OK(t, vn_iothread_run_sync(it, gate_attach, &g));
+	VN_REQUIRE_OK(t, vn_notifier_set(&g.n));
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&g.entered, __ATOMIC_ACQUIRE), 5000));
+	VN_REQUIRE(t, pthread_create(&st, NULL, stopper, it) == 0);
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE), 5000));
+	VN_REQUIRE(t, pthread_create(&ct, NULL, call_once, &c) == 0);
+	/* the call is queued behind hold() (which left the queue when it began) */
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&loop->bh_pending, __ATOMIC_ACQUIRE), 5000));
+	VN_CHECK_EQ_INT(t, __atomic_load_n(&c.o.runs, __ATOMIC_RELAXED), 0);
+	__atomic_store_n(&g.release, 1, __ATOMIC_RELEASE);
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&c.done, __ATOMIC_ACQUIRE), 5000));
+	pthread_join(ct, NULL);
+	pthread_join(st, NULL);
+	VN_CHECK_EQ_INT(t, c.o.runs, 1);
+	VN_CHECK(t, !pthread_equal(c.o.thread, c.self));
+	VN_CHECK(t, !pthread_equal(c.o.thread, pthread_self()));
+
+	/* after the stop: a caller's thread of its own, so a lost call fails, not hangs */
+	after.it = it;
+	VN_REQUIRE(t, pthread_create(&ct, NULL, call_once, &after) == 0);
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&after.done, __ATOMIC_ACQUIRE), 5000));
+	pthread_join(ct, NULL);
+	VN_CHECK_EQ_INT(t, after.o.runs, 1);
+	VN_CHECK(t, pthread_equal(after.o.thread, after.self));
+	VN_CHECK_EQ_INT(t, g.posted, 0);
+	VN_CHECK_OK(t, vn_loop_del_fd(loop, vn_notifier_fd(&g.n)));
+	vn_iothread_free(it);
+	vn_notifier_cleanup(&g.n);
+}
+
+/* Never started: the call runs once, in the caller, and cannot fail. */
+static void test_call_never_started_runs_once(struct vn_t *t)
+{
+	struct teardown_caller c = { 0 };
+	pthread_t ct;
+
+	VN_REQUIRE_OK(t, vn_iothread_new(NULL, &c.it));
+	VN_REQUIRE(t, pthread_create(&ct, NULL, call_once, &c) == 0);
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&c.done, __ATOMIC_ACQUIRE), 5000));
+	pthread_join(ct, NULL);
+	VN_CHECK_EQ_INT(t, c.o.runs, 1);
+	VN_CHECK(t, pthread_equal(c.o.thread, c.self));
+	vn_iothread_free(c.it);
+}
+
 static int busy(void *opaque)
 {
 	volatile uint64_t x = 0;
@@ -204,4 +346,5 @@ static void test_cpu_time(struct vn_t *t)
 
 VN_TESTS(VN_TEST(test_run_sync_on_named_thread), VN_TEST(test_run_sync_from_iothread),
 	 VN_TEST(test_kick_handled_on_iothread), VN_TEST(test_stop_while_calls_in_flight),
+	 VN_TEST(test_call_while_stopping_runs_once), VN_TEST(test_call_never_started_runs_once),
 	 VN_TEST(test_cpu_time))
