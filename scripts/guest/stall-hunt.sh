@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the guest's queue-depth workload against a backend N times and
-# tallies the verdicts: the stall investigation of issue 7. Every run keeps
+# tallies the verdicts, to tell how often a backend stalls. Every run keeps
 # its console and the evidence under OUT/run-K; nothing is retried.
 #   scripts/guest/stall-hunt.sh BACKEND RUNS OUT [e2e.sh options] [-- run-qemu.sh options]
 # e.g. scripts/guest/stall-hunt.sh qsd 12 build/hunt-msix \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e: vnotifyd restarted while QEMU keeps running (issue 7). QEMU's
+# e2e: vnotifyd restarted while QEMU keeps running. QEMU's
 # vhost-user chardev has reconnect=1; in the middle of the guest's workload
 # vnotifyd is stopped with SIGTERM (it finishes the I/O in flight first) and
 # a new vnotifyd starts on the same socket and image. QEMU reconnects, and

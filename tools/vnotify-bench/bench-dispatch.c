@@ -7,7 +7,7 @@
  * probes), all inside one region. The fast path writes those addresses
  * round-robin: each write matches and signals its eventfd. The sync path
  * writes the register next to each one: the table misses and a trivial
- * region callback runs. The goal (issue 3): 1000 entries cost no more than
+ * region callback runs. The goal: 1000 entries cost no more than
  * 1.5x one entry.
  */
 #include <errno.h>

@@ -2,7 +2,7 @@
 /*
  * The split virtqueue through its API, with rings written by hand.
  *
- * Each hostile case (issue 4 item 3) has its own test. Each is built so that
+ * Each hostile case has its own test. Each is built so that
  * the chain would pop successfully if that one check were missing: a test
  * fails without its check, not merely because some other check fires.
  */
