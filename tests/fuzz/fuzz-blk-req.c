@@ -44,6 +44,7 @@
 #include <vnotify/iothread.h>
 #include <vnotify/vdev.h>
 
+#include "fuzz/fuzz-input.h"
 #include "base/log.h"
 #include "mem/gmem.h"
 #include "virtio/vdev.h"
@@ -65,33 +66,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_REQS 32u
 
 #define F(bit) (1ull << (bit))
-
-struct in {
-	const uint8_t *p;
-	size_t left;
-};
-
-static uint8_t u8(struct in *in)
-{
-	if (!in->left)
-		return 0;
-	in->left--;
-	return *in->p++;
-}
-
-static uint16_t u16(struct in *in)
-{
-	return (uint16_t)(u8(in) | u8(in) << 8);
-}
-
-static uint64_t u64(struct in *in)
-{
-	uint64_t v = 0;
-
-	for (unsigned int i = 0; i < 8; i++)
-		v |= (uint64_t)u8(in) << (8 * i);
-	return v;
-}
 
 static void die(const char *what)
 {
@@ -224,9 +198,9 @@ static const uint32_t types[8] = {
 };
 
 /* Decode one request and make it available. Return: its head, or -1 if out of room. */
-static int add_request(struct in *in, unsigned int nreq, uint16_t *next_desc, uint16_t *avail)
+static int add_request(struct vn_fz_in *in, unsigned int nreq, uint16_t *next_desc, uint16_t *avail)
 {
-	uint8_t shape = u8(in), tsel = u8(in), ssel = u8(in);
+	uint8_t shape = vn_fz_u8(in), tsel = vn_fz_u8(in), ssel = vn_fz_u8(in);
 	struct virtio_blk_outhdr h;
 	struct seg s[10];
 	unsigned int n = 0, ndata = shape & 7;
@@ -239,19 +213,19 @@ static int add_request(struct in *in, unsigned int nreq, uint16_t *next_desc, ui
 	else if (ssel < 255)
 		sector = IMG_SIZE / 512 - (ssel - 128u);
 	else
-		sector = u64(in);
+		sector = vn_fz_u64(in);
 	h.type = htole32(tsel < 200 ? types[tsel % 8] : (uint32_t)tsel << 24);
 	h.ioprio = 0;
 	h.sector = htole64(sector);
 	w(HDR(nreq), &h, sizeof(h));
 	s[n++] = (struct seg){.addr = HDR(nreq), .len = (shape & 64) ? 8 : 16};
 	for (unsigned int i = 0; i < ndata; i++) {
-		uint16_t len = u16(in);
-		uint8_t fl = u8(in);
-		uint64_t addr = DATA + (u16(in) * 16ull) % DATASZ;
+		uint16_t len = vn_fz_u16(in);
+		uint8_t fl = vn_fz_u8(in);
+		uint64_t addr = DATA + (vn_fz_u16(in) * 16ull) % DATASZ;
 
 		if (fl & 2) {
-			addr = u64(in);
+			addr = vn_fz_u64(in);
 			if ((fl & 1) && addr < DATA && addr + len > GPA)
 				g_clobbered = true;
 		}
@@ -261,8 +235,7 @@ static int add_request(struct in *in, unsigned int nreq, uint16_t *next_desc, ui
 		if (fl & 4) {
 			uint8_t payload[16];
 
-			for (unsigned int k = 0; k < 16; k++)
-				payload[k] = u8(in);
+			vn_fz_bytes(in, payload, sizeof(payload));
 			if (!(fl & 2) && len >= 16)
 				w(addr, payload, 16);
 		}
@@ -355,7 +328,7 @@ static void check(struct dev *d, const int *heads, const unsigned int *req_of_he
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct in in = {.p = data, .left = size};
+	struct vn_fz_in in = vn_fz_in(data, size);
 	uint8_t setup_bits;
 	struct dev *d;
 	int heads[MAX_REQS];
@@ -366,7 +339,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!g_ready)
 		setup();
-	setup_bits = u8(&in);
+	setup_bits = vn_fz_u8(&in);
 	g_clobbered = false;
 	d = &g_dev[setup_bits & 1];
 	if (driver_init(d, setup_bits))
@@ -380,7 +353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned int i = 0; i < NUM; i++)
 		req_of_head[i] = UINT32_MAX;
 	while (in.left && nreq < MAX_REQS) {
-		uint8_t shape = in.p[0];
+		uint8_t shape = vn_fz_peek_u8(&in);
 		int head = add_request(&in, nreq, &next_desc, &avail);
 
 		if (head < 0)

@@ -9,23 +9,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz/fuzz-input.h"
 #include "unit/bus/ioev-model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct vn_fz_in in = vn_fz_in(data, size);
 	struct ioev_rig rig;
+	const uint8_t *op;
 	char why[300];
 
-	if (size < 1)
+	if (!in.left)
 		return 0;
-	if (ioev_rig_init(&rig, 1u + data[0] % 12u) != 0)
+	if (ioev_rig_init(&rig, 1u + vn_fz_u8(&in) % 12u) != 0)
 		return 0; /* out of fds: not the table's fault */
-	data++;
-	size--;
-	for (; size >= IOEV_RIG_OP_SIZE; data += IOEV_RIG_OP_SIZE, size -= IOEV_RIG_OP_SIZE) {
-		if (!ioev_rig_step(&rig, data, why, sizeof(why))) {
+	while ((op = vn_fz_take(&in, IOEV_RIG_OP_SIZE))) {
+		if (!ioev_rig_step(&rig, op, why, sizeof(why))) {
 			fprintf(stderr, "fuzz-ioev: table and model disagree: %s\n", why);
 			abort();
 		}

@@ -14,12 +14,10 @@
  * can always be removed.
  */
 #include <dirent.h>
-#include <endian.h>
 #include <linux/pci_regs.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <vnotify/bus.h>
 #include <vnotify/iothread.h>
@@ -27,6 +25,7 @@
 #include <vnotify/machine.h>
 #include <vnotify/pci.h>
 
+#include "fuzz/fuzz-input.h"
 #include "hw/machine.h"
 #include "mem/gmem.h"
 #include "virtio/vdev.h"
@@ -122,18 +121,17 @@ static void firmware(struct vn_bus *bus, uint64_t v)
 	(void)vn_bus_write(bus, VN_SPACE_PIO, 0xcfc, 2, v & 7);
 }
 
-static void run(struct vn_machine *m, struct vn_gmem *mem, const uint8_t *d, size_t n)
+static void run(struct vn_machine *m, struct vn_gmem *mem, struct vn_fz_in *in)
 {
 	struct vn_bus *bus = vn_machine_bus(m);
-	unsigned int ops = 0;
+	const uint8_t *op;
 
-	for (; n >= OP_SIZE && ops < MAX_OPS; d += OP_SIZE, n -= OP_SIZE, ops++) {
-		uint8_t kind = d[0], sz = d[1];
-		uint16_t off = (uint16_t)(d[2] | (d[3] << 8));
-		uint64_t v;
+	for (unsigned int ops = 0; ops < MAX_OPS && (op = vn_fz_take(in, OP_SIZE)); ops++) {
+		struct vn_fz_in rec = vn_fz_in(op, OP_SIZE);
+		uint8_t kind = vn_fz_u8(&rec), sz = vn_fz_u8(&rec);
+		uint16_t off = vn_fz_u16(&rec);
+		uint64_t v = vn_fz_u64(&rec);
 
-		memcpy(&v, d + 4, 8);
-		v = le64toh(v);
 		switch (kind % 9) {
 		case 0: /* conf1 address: mostly our slot */
 			(void)vn_bus_write(bus, VN_SPACE_PIO, 0xcf8, 4,
@@ -184,12 +182,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	};
 	static const unsigned int mults[4] = { 4, 0, 2, 4096 };
 	struct vn_iothread *it = iothread();
+	struct vn_fz_in in = vn_fz_in(data, size);
 	int fds;
 	uint8_t opt;
 
-	if (size < 1)
+	if (!in.left)
 		return 0;
-	opt = data[0];
+	opt = vn_fz_u8(&in);
 	fds = count_fds();
 	vn_machine_cfg_init(&mc);
 	mc.ram_size = RAM;
@@ -205,7 +204,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pc.notify_off_multiplier = mults[(opt >> 3) & 3];
 	if (vn_machine_add_virtio_pci(m, &pc, &vp) < 0)
 		goto out;
-	run(m, vn_machine_gmem(m), data + 1, size - 1);
+	run(m, vn_machine_gmem(m), &in);
 	vn_machine_resume(m);
 out:
 	vn_virtio_pci_remove(vp);

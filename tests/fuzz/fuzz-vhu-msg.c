@@ -35,6 +35,7 @@
 #include <vnotify/iothread.h>
 #include <vnotify/loop.h>
 
+#include "fuzz/fuzz-input.h"
 #include "base/log.h"
 #include "vhost/vhu-msg.h"
 #include "vhost/vhu-server.h"
@@ -46,28 +47,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MEMFD_SIZE 0x10000
 #define MAX_MSGS 256
-
-struct in {
-	const uint8_t *p;
-	size_t left;
-};
-
-static uint8_t u8(struct in *in)
-{
-	if (!in->left)
-		return 0;
-	in->left--;
-	return *in->p++;
-}
-
-static uint32_t le(struct in *in, int bytes)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < bytes; i++)
-		v |= (uint32_t)u8(in) << (8 * i);
-	return v;
-}
 
 static void die(const char *what)
 {
@@ -181,7 +160,7 @@ static int make_fd(bool memfd, const uint8_t *fill, size_t fill_len)
 }
 
 /* Decode and feed one message. Return: process()'s result, or 1 at end of input. */
-static int one_message(struct in *in, struct vn_vhu_msg *m, struct vn_vhu_msg *reply)
+static int one_message(struct vn_fz_in *in, struct vn_vhu_msg *m, struct vn_vhu_msg *reply)
 {
 	unsigned int nfds, kinds, fill;
 	size_t fill_len, len = 0;
@@ -191,27 +170,22 @@ static int one_message(struct in *in, struct vn_vhu_msg *m, struct vn_vhu_msg *r
 
 	if (in->left < 13)
 		return 1;
-	nfds = (u8(in) & 0xf) % (VN_VHU_MAX_FDS + 1);
-	kinds = u8(in);
-	fill = u8(in);
+	nfds = (vn_fz_u8(in) & 0xf) % (VN_VHU_MAX_FDS + 1);
+	kinds = vn_fz_u8(in);
+	fill = vn_fz_u8(in);
 	memset(&m->hdr, 0, sizeof(m->hdr));
-	m->hdr.request = le(in, 4);
-	m->hdr.flags = le(in, 4);
-	size = le(in, 2);
+	m->hdr.request = vn_fz_u32(in);
+	m->hdr.flags = vn_fz_u32(in);
+	size = vn_fz_u16(in);
 	fill_len = (size_t)fill * 64;
 	if (!(kinds & ((1u << nfds) - 1)))
 		fill_len = 0;
-	if (fill_len > in->left)
-		fill_len = in->left;
-	fill_p = in->p;
-	in->p += fill_len;
-	in->left -= fill_len;
+	fill_p = vn_fz_take_upto(in, &fill_len);
 	if (size <= VN_VHU_MAX_PAYLOAD) {
-		if (size > in->left)
-			size = (uint32_t)in->left;
-		memcpy(m->p.raw, in->p, size);
-		in->p += size;
-		in->left -= size;
+		size_t n = size;
+
+		memcpy(m->p.raw, vn_fz_take_upto(in, &n), n);
+		size = (uint32_t)n;
 	}
 	m->hdr.size = size;
 	m->nfds = 0;
@@ -242,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct vn_vhu_msg m, reply;
 	static unsigned int runs;
-	struct in in = {.p = data, .left = size};
+	struct vn_fz_in in = vn_fz_in(data, size);
 	int before;
 
 	/*

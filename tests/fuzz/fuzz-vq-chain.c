@@ -27,6 +27,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 
+#include "fuzz/fuzz-input.h"
 #include "base/log.h"
 #include "mem/gmem.h"
 #include "virtio/vdev.h"
@@ -36,24 +37,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define BASE 0x10000ull
 #define IOV_CAP 64
-
-struct in {
-	const uint8_t *p;
-	size_t left;
-};
-
-static uint8_t u8(struct in *in)
-{
-	if (!in->left)
-		return 0;
-	in->left--;
-	return *in->p++;
-}
-
-static uint16_t u16(struct in *in)
-{
-	return (uint16_t)(u8(in) | u8(in) << 8);
-}
 
 static void sink(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
@@ -105,9 +88,9 @@ static void check_elem(const struct vn_gmem *m, const struct vn_vq_elem *e, unsi
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct in in = { .p = data, .left = size };
-	unsigned int num = 1u << (u8(&in) % 8);
-	uint8_t feat = u8(&in), rb = u8(&in);
+	struct vn_fz_in in = vn_fz_in(data, size);
+	unsigned int num = 1u << (vn_fz_u8(&in) % 8);
+	uint8_t feat = vn_fz_u8(&in), rb = vn_fz_u8(&in);
 	unsigned int nreg = (rb & 15) + 1;
 	uint64_t gpa = BASE, desc, avail, used, ds, as, us;
 	struct vn_gmem mem;
@@ -123,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	/* the memory map: small regions, maybe a hole after the first */
 	for (unsigned int i = 0; i < nreg; i++) {
-		uint64_t sz = 64ull * (u8(&in) + 1u);
+		uint64_t sz = 64ull * (vn_fz_u8(&in) + 1u);
 
 		if (vn_gmem_add_memfd(&mem, gpa, sz, NULL))
 			goto out;
@@ -154,21 +137,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* descriptor table and avail ring from the input (ignore unmapped bytes) */
 	for (unsigned int i = 0; i < num; i++) {
 		struct vring_desc d;
-		uint64_t a = 0;
+		uint64_t a = vn_fz_u64(&in);
 
-		for (int k = 0; k < 8; k++)
-			a |= (uint64_t)u8(&in) << (8 * k);
 		if (!(a >> 63))
 			a = BASE + a % (gpa - BASE + 64);
 		d.addr = htole64(a);
-		d.len = htole32((uint32_t)(u8(&in) | u8(&in) << 8 | (uint32_t)u8(&in) << 16));
-		d.flags = htole16(u8(&in) & 7);
-		d.next = htole16(u16(&in));
+		d.len = htole32((uint32_t)vn_fz_le(&in, 3));
+		d.flags = htole16(vn_fz_u8(&in) & 7);
+		d.next = htole16(vn_fz_u16(&in));
 		(void)!vn_gmem_write(&mem, desc + 16ull * i, &d, sizeof(d));
 	}
-	uint16_t aidx = u16(&in);
+	uint16_t aidx = vn_fz_u16(&in);
 	for (unsigned int i = 0; i < num; i++) {
-		uint16_t h = htole16(u16(&in));
+		uint16_t h = htole16(vn_fz_u16(&in));
 
 		(void)!vn_gmem_write(&mem, avail + 4 + 2ull * i, &h, 2);
 	}
@@ -187,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* operations; always end with a drain to the first error or empty */
 	for (unsigned int step = 0; step < 4 * num + 8; step++) {
-		uint8_t op = in.left ? u8(&in) : 0;
+		uint8_t op = vn_fz_u8(&in); /* 0 (pop) past the end */
 		struct vn_vq_elem e = { .iov = iov, .iov_cap = (op >> 4) + 1 };
 
 		switch (op & 3) {
@@ -224,8 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				/* the guest rewrites a descriptor between pops */
 				uint8_t b[16];
 
-				for (int k = 0; k < 16; k++)
-					b[k] = u8(&in);
+				vn_fz_bytes(&in, b, sizeof(b));
 				(void)!vn_gmem_write(&mem, desc + 16ull * (op >> 4) % (16ull * num), b, 16);
 			}
 			break;
