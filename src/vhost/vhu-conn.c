@@ -153,13 +153,25 @@ static int rx(struct vn_vhu_conn *c)
 				return 0;
 			return -EPIPE;
 		}
-		if (!take_fds(c, &mh))
+		if (!take_fds(c, &mh)) {
+			/* Every refusal names the request, the field and the value. */
+			vn_log(VN_LOG_WARN, "vhu",
+			       "%s: refusing %s (request %u): more than %u fds (fd count)", c->name,
+			       c->got >= VN_VHU_HDR_SIZE ? vn_vhu_msg_request_name(c->msg.hdr.request)
+							 : "a message",
+			       c->got >= VN_VHU_HDR_SIZE ? c->msg.hdr.request : 0, VN_VHU_MAX_FDS);
 			return -EPROTO;
+		}
 		if (n == 0)
 			return -EPIPE;
 		c->got += (size_t)n;
-		if (c->got == VN_VHU_HDR_SIZE && vn_vhu_msg_check_hdr(&c->msg.hdr) < 0)
+		if (c->got == VN_VHU_HDR_SIZE && vn_vhu_msg_check_hdr(&c->msg.hdr) < 0) {
+			char why[160];
+
+			vn_log(VN_LOG_WARN, "vhu", "%s: refusing %s", c->name,
+			       vn_vhu_msg_describe_hdr(&c->msg.hdr, why, sizeof(why)));
 			return -EPROTO;
+		}
 		if (c->got >= VN_VHU_HDR_SIZE && c->got - VN_VHU_HDR_SIZE == c->msg.hdr.size)
 			return 1;
 	}

@@ -2,6 +2,7 @@
 #include "vhost/vhu-msg.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -77,6 +78,25 @@ int vn_vhu_msg_check_hdr(const struct vn_vhu_hdr *hdr)
 	return 0;
 }
 
+char *vn_vhu_msg_describe_hdr(const struct vn_vhu_hdr *hdr, char *buf, size_t len)
+{
+	const char *name = vn_vhu_msg_request_name(hdr->request);
+
+	if ((hdr->flags & VN_VHU_FLAG_VERSION_MASK) != VN_VHU_VERSION)
+		snprintf(buf, len, "%s (request %u): version %u in flags 0x%x, want %u", name,
+			 hdr->request, hdr->flags & VN_VHU_FLAG_VERSION_MASK, hdr->flags,
+			 VN_VHU_VERSION);
+	else if (hdr->flags & VN_VHU_FLAG_REPLY)
+		snprintf(buf, len, "%s (request %u): REPLY flag set in flags 0x%x of a request",
+			 name, hdr->request, hdr->flags);
+	else if (hdr->size > VN_VHU_MAX_PAYLOAD)
+		snprintf(buf, len, "%s (request %u): payload size %u > %u", name, hdr->request,
+			 hdr->size, VN_VHU_MAX_PAYLOAD);
+	else if (len)
+		buf[0] = 0;
+	return buf;
+}
+
 int vn_vhu_msg_claim_fd(struct vn_vhu_msg *msg, unsigned int i)
 {
 	int fd;
@@ -149,31 +169,47 @@ int vn_vhu_msg_check_config(const struct vn_vhu_msg *msg)
 }
 
 /* The row's checks: fds, size, queue index, then the row's own check. */
+/* Say which field refused the message, and its value (for the log). */
+#define WHY(d, err, ...)                                                                           \
+	({                                                                                         \
+		if ((d)->why && (d)->why_len)                                                      \
+			snprintf((d)->why, (d)->why_len, __VA_ARGS__);                             \
+		(err);                                                                             \
+	})
+
 static int check_row(const struct vn_vhu_dispatch *d, const struct vn_vhu_req *row,
 		     const struct vn_vhu_msg *msg)
 {
 	uint64_t v;
 
 	if (msg->nfds < row->min_fds || msg->nfds > row->max_fds)
-		return -EBADF;
+		return WHY(d, -EBADF, "fd count %u, want %u..%u", msg->nfds, row->min_fds,
+			   row->max_fds);
 	if (msg->hdr.size < row->min_size || msg->hdr.size > row->max_size)
-		return -EMSGSIZE;
+		return WHY(d, -EMSGSIZE, "payload size %u, want %u..%u", msg->hdr.size,
+			   row->min_size, row->max_size);
 	switch (row->idx) {
 	case VN_VHU_IDX_U32:
 		if (msg->hdr.size < sizeof(uint32_t) || msg->p.state.index >= d->nr_queues)
-			return -ERANGE;
+			return WHY(d, -ERANGE, "queue index %u, want < %u", msg->p.state.index,
+				   d->nr_queues);
 		break;
 	case VN_VHU_IDX_VRING_FD:
 		if (msg->hdr.size < sizeof(uint64_t))
-			return -EMSGSIZE;
+			return WHY(d, -EMSGSIZE, "payload size %u, want 8", msg->hdr.size);
 		v = msg->p.u64;
 		if (v & ~(VN_VHU_VRING_IDX_MASK | VN_VHU_VRING_NOFD))
-			return -EINVAL;
+			return WHY(d, -EINVAL, "ring word 0x%llx: unknown bits 0x%llx",
+				   (unsigned long long)v,
+				   (unsigned long long)(v & ~(VN_VHU_VRING_IDX_MASK |
+							      VN_VHU_VRING_NOFD)));
 		if ((v & VN_VHU_VRING_IDX_MASK) >= d->nr_queues)
-			return -ERANGE;
+			return WHY(d, -ERANGE, "queue index %llu, want < %u",
+				   (unsigned long long)(v & VN_VHU_VRING_IDX_MASK), d->nr_queues);
 		/* bit 8 says "no fd in the ancillary data": it must agree */
 		if (!!(v & VN_VHU_VRING_NOFD) != (msg->nfds == 0))
-			return -EBADF;
+			return WHY(d, -EBADF, "no-fd bit %u with %u fds",
+				   !!(v & VN_VHU_VRING_NOFD), msg->nfds);
 		break;
 	default:
 		break;
@@ -205,7 +241,7 @@ int vn_vhu_msg_dispatch(const struct vn_vhu_dispatch *d, struct vn_vhu_msg *msg,
 	if (msg->hdr.request < d->nr_rows && d->table[msg->hdr.request].handler)
 		row = &d->table[msg->hdr.request];
 	if (!row) {
-		r = -EOPNOTSUPP;
+		r = WHY(d, -EOPNOTSUPP, "request number %u not supported", msg->hdr.request);
 		goto out;
 	}
 	r = check_row(d, row, msg);

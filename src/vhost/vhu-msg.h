@@ -226,6 +226,9 @@ struct vn_vhu_req {
  * @nr_queues: queue indexes must be below this
  * @reply_ack: REPLY_ACK is negotiated: NEED_REPLY gets a u64 0/1 answer
  * @ctx: passed to handlers
+ * @why: optional (NULL): on a refusal by the table's checks, receives the
+ *       field and its value ("fd count 2, want 1..1"), for the log
+ * @why_len: bytes at @why
  */
 struct vn_vhu_dispatch {
 	const struct vn_vhu_req *table;
@@ -233,6 +236,8 @@ struct vn_vhu_dispatch {
 	unsigned int nr_queues;
 	bool reply_ack;
 	void *ctx;
+	char *why;
+	size_t why_len;
 };
 
 /**
@@ -245,6 +250,14 @@ struct vn_vhu_dispatch {
  * Return: 0 or -EPROTO.
  */
 VN_MUST_CHECK int vn_vhu_msg_check_hdr(const struct vn_vhu_hdr *hdr);
+
+/**
+ * vn_vhu_msg_describe_hdr() - why vn_vhu_msg_check_hdr() refuses @hdr, in
+ * words naming the request, the field and its value (for the log)
+ * @buf: receives the text, NUL-terminated
+ * Return: @buf; an empty string if the header is fine.
+ */
+char *vn_vhu_msg_describe_hdr(const struct vn_vhu_hdr *hdr, char *buf, size_t len);
 
 /**
  * vn_vhu_msg_dispatch() - check @msg against its row, run the handler, reply

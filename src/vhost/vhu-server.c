@@ -1139,7 +1139,11 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 		.reply_ack = srv->acked_protocol & F(VN_VHU_PROTOCOL_F_REPLY_ACK),
 		.ctx = srv,
 	};
+	char why[160] = "";
 	int r, err = 0;
+
+	d.why = why;
+	d.why_len = sizeof(why);
 
 	*reply_len = 0;
 	STAT_INC(srv->messages);
@@ -1151,11 +1155,17 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 		return -EFAULT;
 	}
 	if (vn_vhu_msg_check_hdr(&msg->hdr) < 0 || msg->nfds > VN_VHU_MAX_FDS) {
+		/* Every refusal names the request, the field and the value. */
+		if (vn_vhu_msg_check_hdr(&msg->hdr) < 0)
+			peer_log(srv, "refusing %s",
+				 vn_vhu_msg_describe_hdr(&msg->hdr, why, sizeof(why)));
+		else
+			peer_log(srv, "refusing %s (request %u): %u fds (fd count) > %u",
+				 vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request,
+				 msg->nfds, VN_VHU_MAX_FDS);
 		if (msg->nfds > VN_VHU_MAX_FDS)
 			msg->nfds = VN_VHU_MAX_FDS;
 		vn_vhu_msg_close_fds(msg);
-		peer_log(srv, "bad header: request %u flags 0x%x size %u", msg->hdr.request,
-			 msg->hdr.flags, msg->hdr.size);
 		STAT_INC(srv->refused);
 		STAT_INC(srv->protocol_errors);
 		return -EPROTO;
@@ -1163,9 +1173,9 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 	r = vn_vhu_msg_dispatch(&d, msg, reply, reply_len, &err);
 	if (err < 0) {
 		STAT_INC(srv->refused);
-		peer_log(srv, "%s (request %u, size %u, flags 0x%x) refused: %s",
+		peer_log(srv, "%s (request %u, size %u, flags 0x%x) refused: %s%s%s",
 			 vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request, msg->hdr.size,
-			 msg->hdr.flags, vn_strerror(err));
+			 msg->hdr.flags, why, why[0] ? ": " : "", vn_strerror(err));
 	}
 	if (r < 0)
 		STAT_INC(srv->protocol_errors);

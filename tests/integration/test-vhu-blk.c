@@ -748,6 +748,86 @@ static void test_truncated_memory(struct vn_t *t)
 	rig_destroy(&r);
 }
 
+/* Send a header (and up to 4096 payload bytes) with @nfds copies of fd 0's dup. */
+static int raw_send(const char *path, const struct vn_vhu_hdr *h, unsigned int nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 16)];
+		struct cmsghdr align;
+	} ctl;
+	static uint8_t payload[4096];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct iovec iov[2] = {{.iov_base = (void *)h, .iov_len = sizeof(*h)},
+			       {.iov_base = payload, .iov_len = sizeof(payload)}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	int fds[16], sock;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		for (unsigned int i = 0; i < nfds; i++)
+			fds[i] = eventfd(0, EFD_CLOEXEC);
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	(void)sendmsg(sock, &mh, MSG_NOSIGNAL);
+	for (unsigned int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return sock;
+}
+
+/*
+ * Terse refusals (issue 12): every refused header or message names the
+ * request, the field and the value in the log, not just "Protocol error".
+ */
+static void test_refusals_say_why(struct vn_t *t)
+{
+	static const struct {
+		struct vn_vhu_hdr h;
+		unsigned int nfds;
+		const char *want;
+	} cases[] = {
+		{{VN_VHU_SET_FEATURES, VN_VHU_VERSION, 5000}, 0,
+		 "SET_FEATURES (request 2): payload size 5000 > 4096"},
+		{{VN_VHU_GET_FEATURES, 0x2, 0}, 0,
+		 "GET_FEATURES (request 1): version 2 in flags 0x2, want 1"},
+		{{VN_VHU_SET_OWNER, VN_VHU_VERSION | VN_VHU_FLAG_REPLY, 0}, 0,
+		 "SET_OWNER (request 3): REPLY flag set in flags 0x5"},
+		{{VN_VHU_SET_VRING_KICK, VN_VHU_VERSION, 8}, 9, "more than 8 fds (fd count)"},
+		{{VN_VHU_SET_OWNER, VN_VHU_VERSION, 0}, 1, "SET_OWNER (request 3, size 0, flags 0x1) "
+							   "refused: fd count 1, want 0..0"},
+	};
+	struct vn_vhu_stats st;
+	struct rig r;
+
+	VN_REQUIRE_OK(t, rig_init(&r));
+	for (unsigned int i = 0; i < VN_ARRAY_SIZE(cases); i++) {
+		int sock;
+
+		pthread_mutex_lock(&logged_lock);
+		logged[0] = 0;
+		pthread_mutex_unlock(&logged_lock);
+		vn_log_set_sink(capture, NULL);
+		sock = raw_send(r.sock_path, &cases[i].h, cases[i].nfds);
+		VN_REQUIRE(t, sock >= 0);
+		if (!VN_CHECK(t, VN_WAIT_FOR(logged_has(cases[i].want), 5000)))
+			vn_t_diag("want \"%s\", log:\n%s", cases[i].want, logged);
+		close(sock);
+		VN_CHECK(t, VN_WAIT_FOR((vn_vhu_conn_get_stats(r.conn, &st), !st.connected), 5000));
+	}
+	vn_log_set_sink(quiet, NULL);
+	rig_destroy(&r);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -761,4 +841,5 @@ static void test_setup(struct vn_t *t)
 
 VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
 	 VN_TEST(test_bad_request_no_stall), VN_TEST(test_hostile_fds),
-	 VN_TEST(test_truncated_memory), VN_TEST(test_needs_reset_signals_err_fd));
+	 VN_TEST(test_truncated_memory), VN_TEST(test_needs_reset_signals_err_fd),
+	 VN_TEST(test_refusals_say_why));
