@@ -665,7 +665,6 @@ static void test_needs_reset_signals_err_fd(struct vn_t *t)
 	rig_destroy(&r);
 }
 
-static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg);
 static char logged[4096];
 
 static pthread_mutex_t logged_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -721,8 +720,9 @@ static void test_truncated_memory(struct vn_t *t)
 	struct rig r;
 
 	VN_REQUIRE_OK(t, rig_init(&r));
+	pthread_mutex_lock(&logged_lock);
 	logged[0] = 0;
-	vn_log_set_sink(capture, NULL);
+	pthread_mutex_unlock(&logged_lock);
 	VN_REQUIRE_OK(t, handshake(&r, &capacity));
 	add_req(&r, VIRTIO_BLK_T_IN, 5, NULL);
 	runs = queue_runs(&r);
@@ -735,7 +735,6 @@ static void test_truncated_memory(struct vn_t *t)
 	VN_CHECK(t, VN_WAIT_FOR((vn_vhu_conn_get_stats(r.conn, &st), !st.connected), 5000));
 	close(r.sock);
 	r.sock = -1;
-	vn_log_set_sink(quiet, NULL);
 	/* A new frontend with new memory is served. */
 	VN_REQUIRE_OK(t, new_memory(&r));
 	r.avail_idx = 0;
@@ -816,7 +815,6 @@ static void test_refusals_say_why(struct vn_t *t)
 		pthread_mutex_lock(&logged_lock);
 		logged[0] = 0;
 		pthread_mutex_unlock(&logged_lock);
-		vn_log_set_sink(capture, NULL);
 		sock = raw_send(r.sock_path, &cases[i].h, cases[i].nfds);
 		VN_REQUIRE(t, sock >= 0);
 		if (!VN_CHECK(t, VN_WAIT_FOR(logged_has(cases[i].want), 5000)))
@@ -824,19 +822,13 @@ static void test_refusals_say_why(struct vn_t *t)
 		close(sock);
 		VN_CHECK(t, VN_WAIT_FOR((vn_vhu_conn_get_stats(r.conn, &st), !st.connected), 5000));
 	}
-	vn_log_set_sink(quiet, NULL);
 	rig_destroy(&r);
 }
 
-static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
-{
-	if (getenv("VN_TEST_VERBOSE"))
-		fprintf(stderr, "%s: %s\n", tag, msg);
-}
-
+/* One sink for the whole run (it records for the tests that check the log). */
 static void test_setup(struct vn_t *t)
 {
-	vn_log_set_sink(quiet, NULL);
+	vn_log_set_sink(capture, NULL);
 }
 
 VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
