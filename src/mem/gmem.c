@@ -52,6 +52,8 @@ static void region_release(struct vn_gmem_region *r)
 	if (r->fd >= 0)
 		close(r->fd);
 	r->fd = -1;
+	free(r->dirty);
+	r->dirty = NULL;
 }
 
 void vn_gmem_destroy(struct vn_gmem *m)
@@ -224,6 +226,13 @@ int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd, uint6
 			return r;
 		}
 		reg.guard = r;
+	}
+	/* Pages the region touches, from the one holding gpa to the one holding its last byte. */
+	reg.dirty_bits = (gpa + size - 1) / VN_GMEM_LOG_PAGE - gpa / VN_GMEM_LOG_PAGE + 1;
+	reg.dirty = calloc((size_t)((reg.dirty_bits + 63) / 64), sizeof(uint64_t));
+	if (!reg.dirty) {
+		region_release(&reg);
+		return -ENOMEM;
 	}
 	reg.fd = fd;
 	r = insert_region(m, &reg);
@@ -466,7 +475,11 @@ int vn_gmem_read(const struct vn_gmem *m, uint64_t gpa, void *buf, size_t len)
 
 int vn_gmem_write(const struct vn_gmem *m, uint64_t gpa, const void *buf, size_t len)
 {
-	return copy(m, gpa, (void *)buf, len, true);
+	int r = copy(m, gpa, (void *)buf, len, true);
+
+	if (r == 0)
+		vn_gmem_log_write(m, gpa, len);
+	return r;
 }
 
 static uint16_t *le16_ptr(const struct vn_gmem *m, uint64_t gpa)
@@ -495,6 +508,7 @@ static uint16_t *le16_ptr(const struct vn_gmem *m, uint64_t gpa)
 		if (!p)                                                         \
 			return -EFAULT;                                         \
 		__atomic_store_n(p, htole16(v), order);                         \
+		vn_gmem_log_write(m, gpa, 2);                                   \
 		return 0;                                                       \
 	}
 
@@ -504,3 +518,96 @@ LE16_LOAD(vn_gmem_load_le16_relaxed, __ATOMIC_RELAXED)
 LE16_STORE(vn_gmem_store_le16_release, __ATOMIC_RELEASE)
 LE16_STORE(vn_gmem_store_le16_seqcst, __ATOMIC_SEQ_CST)
 LE16_STORE(vn_gmem_store_le16_relaxed, __ATOMIC_RELAXED)
+
+/* ---- dirty log ---- */
+
+void vn_gmem_log_enable(struct vn_gmem *m, bool on)
+{
+	pthread_mutex_lock(&m->lock);
+	if (on && !m->log) {
+		const struct vn_gmem_table *t = m->table;
+
+		for (unsigned int i = 0; i < t->nr; i++)
+			for (uint64_t w = 0; w < (t->r[i].dirty_bits + 63) / 64; w++)
+				__atomic_store_n(&t->r[i].dirty[w], 0, __ATOMIC_RELAXED);
+	}
+	/* seq_cst: the cleared bitmaps are visible before the first new mark. */
+	__atomic_store_n(&m->log, on, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void mark_region(const struct vn_gmem_region *g, uint64_t first, uint64_t last)
+{
+	uint64_t base = g->gpa / VN_GMEM_LOG_PAGE;
+
+	for (uint64_t p = first; p <= last; p++) {
+		uint64_t bit = p - base;
+
+		/* Release: the data written before the mark is visible to whoever takes it. */
+		__atomic_fetch_or(&g->dirty[bit / 64], 1ull << (bit % 64), __ATOMIC_RELEASE);
+	}
+}
+
+void vn_gmem_log_mark(const struct vn_gmem *m, uint64_t gpa, uint64_t len)
+{
+	const struct vn_gmem_table *t = snapshot(m);
+	uint64_t end;
+
+	if (len == 0)
+		return;
+	if (vn_add_overflow(gpa, len - 1, &end))
+		end = UINT64_MAX;
+	/* Regions are sorted and few: walk those that overlap [gpa, end]. */
+	for (unsigned int i = 0; i < t->nr; i++) {
+		const struct vn_gmem_region *g = &t->r[i];
+		uint64_t glast = g->gpa + g->size - 1, lo, hi;
+
+		if (g->gpa > end)
+			break;
+		if (glast < gpa)
+			continue;
+		lo = gpa > g->gpa ? gpa : g->gpa;
+		hi = end < glast ? end : glast;
+		mark_region(g, lo / VN_GMEM_LOG_PAGE, hi / VN_GMEM_LOG_PAGE);
+	}
+}
+
+static const struct vn_gmem_region *region_at(const struct vn_gmem_table *t, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < t->nr; i++)
+		if (t->r[i].gpa == gpa)
+			return &t->r[i];
+	return NULL;
+}
+
+uint64_t vn_gmem_log_pages(const struct vn_gmem *m, uint64_t gpa)
+{
+	const struct vn_gmem_region *g = region_at(snapshot(m), gpa);
+
+	return g ? g->dirty_bits : 0;
+}
+
+long vn_gmem_log_get_clear(struct vn_gmem *m, uint64_t gpa, uint64_t *bits, uint64_t nbits)
+{
+	const struct vn_gmem_region *g;
+	long n = -ENOENT;
+
+	/* The lock keeps the region (and its bitmap) from going away meanwhile. */
+	pthread_mutex_lock(&m->lock);
+	g = region_at(m->table, gpa);
+	if (!g)
+		goto out;
+	n = -ENOSPC;
+	if (nbits < g->dirty_bits)
+		goto out;
+	memset(bits, 0, (size_t)((nbits + 63) / 64) * sizeof(uint64_t));
+	n = 0;
+	for (uint64_t w = 0; w < (g->dirty_bits + 63) / 64; w++) {
+		/* Acquire: pairs with the release mark; the page's data is visible. */
+		bits[w] = __atomic_exchange_n(&g->dirty[w], 0, __ATOMIC_ACQUIRE);
+		n += __builtin_popcountll(bits[w]);
+	}
+out:
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}

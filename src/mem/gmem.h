@@ -43,6 +43,13 @@ struct vn_gmem_region {
 	int fd;               /* backing fd, owned by the map; -1 for none */
 	uint64_t fd_offset;   /* offset of gpa inside fd */
 	int guard;            /* SIGBUS guard slot (gmem-guard.h), -1 for none */
+	/*
+	 * Dirty log: bit i is page (gpa / VN_GMEM_LOG_PAGE) + i, for every
+	 * VN_GMEM_LOG_PAGE page the region touches. Atomic words; shared by
+	 * the snapshots that hold the region, freed with it.
+	 */
+	uint64_t *dirty;
+	uint64_t dirty_bits;
 };
 
 struct vn_gmem_table {
@@ -57,7 +64,72 @@ struct vn_gmem {
 	pthread_mutex_t lock;        /* serialises writers (add/remove) */
 	struct vn_gmem_table *retired;
 	int faulted;                 /* atomic: a guarded region was truncated */
+	bool log;                    /* dirty logging on; relaxed atomic */
 };
+
+/*
+ * Dirty log (migration, vhost-user LOG_ALL): which pages of guest memory
+ * the device wrote. Every device write goes through here: vn_gmem_write()
+ * and the le16 stores log themselves; writes through mapped iovecs (chain
+ * buffers) are logged by the virtqueue when the chain is pushed, all of
+ * its device-writable buffers (virtio 1.2 §2.7.8.2 lets a device write
+ * more than the used length says). Off, the cost is one predicted branch
+ * per write.
+ *
+ * The page size is the vhost-user log's (4 KiB), whatever the host's.
+ */
+#define VN_GMEM_LOG_PAGE 4096u
+
+/**
+ * vn_gmem_log_enable() - turn dirty logging on or off
+ *
+ * Turning it on clears every bitmap first. A write that races with the
+ * switch may or may not be logged: turn it on before the first full copy
+ * of guest memory, with the devices' queues quiesced (their run locks
+ * give the order) or the copy started after this returns.
+ * Context: serialised with region changes (takes the map's lock).
+ */
+void vn_gmem_log_enable(struct vn_gmem *m, bool on);
+
+/** vn_gmem_log_is_enabled() - is dirty logging on? Context: any thread. */
+static inline bool vn_gmem_log_is_enabled(const struct vn_gmem *m)
+{
+	/* Relaxed: see vn_gmem_log_enable() for how the switch is ordered. */
+	return __atomic_load_n(&m->log, __ATOMIC_RELAXED);
+}
+
+/* The slow half of vn_gmem_log_write(): set the bits of [gpa, gpa + len). */
+void vn_gmem_log_mark(const struct vn_gmem *m, uint64_t gpa, uint64_t len);
+
+/**
+ * vn_gmem_log_write() - record that the device wrote [gpa, gpa + len)
+ *
+ * The one hook every device write into guest memory passes; call it after
+ * the write. Bytes outside guest memory are ignored.
+ * Context: any thread.
+ */
+static inline void vn_gmem_log_write(const struct vn_gmem *m, uint64_t gpa, uint64_t len)
+{
+	if (VN_UNLIKELY(vn_gmem_log_is_enabled(m)))
+		vn_gmem_log_mark(m, gpa, len);
+}
+
+/**
+ * vn_gmem_log_get_clear() - take the dirty bits of the region starting at @gpa
+ * @bits: receives bit i = page (@gpa / VN_GMEM_LOG_PAGE) + i; zeroed first
+ * @nbits: bits in @bits (at least the region's page count)
+ *
+ * Each word is taken and cleared at once, so a page written meanwhile is
+ * in this result or in the next one, never lost.
+ * Return: the number of dirty pages; -ENOENT if no region starts at @gpa,
+ * -ENOSPC if @nbits is too small.
+ * Context: any thread.
+ */
+VN_MUST_CHECK long vn_gmem_log_get_clear(struct vn_gmem *m, uint64_t gpa, uint64_t *bits,
+					 uint64_t nbits);
+
+/** vn_gmem_log_pages() - pages of the region at @gpa in the log, or 0 if none */
+uint64_t vn_gmem_log_pages(const struct vn_gmem *m, uint64_t gpa);
 
 /**
  * vn_gmem_reclaim() - free the snapshots replaced so far

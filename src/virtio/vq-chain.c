@@ -202,3 +202,47 @@ int vq_split_walk(struct vn_vq *vq, struct vn_vq_elem *elem)
 	elem->ndesc = (uint16_t)w.visited;
 	return 0;
 }
+
+/*
+ * Dirty-log the device-writable buffers of the chain at @head when it is
+ * pushed: the device wrote them through the pop's iovecs, which gmem does
+ * not see. All of them, not only the used length: a device may write more
+ * than it reports (virtio 1.2 §2.7.8.2). The chain was checked at the pop
+ * and the driver must leave it alone while the device owns it, so this walk
+ * only has to stay bounded, not judge: on anything odd it stops quietly
+ * (a page it misses is one a misbehaving driver changed under the device).
+ */
+void vq_split_log_chain(struct vn_vq *vq, uint16_t head)
+{
+	uint64_t table = vq->desc;
+	unsigned int max = vq->num;
+	bool in_indirect = false;
+	uint16_t i = head;
+
+	/* At most num buffer descriptors plus one indirect, as the pop allowed. */
+	for (unsigned int n = 0; n <= vq->num; n++) {
+		struct desc d;
+		struct vring_desc raw;
+
+		if (i >= max || vn_gmem_read(vq->mem, table + 16ull * i, &raw, sizeof(raw)) < 0)
+			return;
+		d.addr = le64toh(raw.addr);
+		d.len = le32toh(raw.len);
+		d.flags = le16toh(raw.flags);
+		d.next = le16toh(raw.next);
+		if (d.flags & VRING_DESC_F_INDIRECT) {
+			if (in_indirect || d.len == 0 || d.len % 16)
+				return;
+			in_indirect = true;
+			table = d.addr;
+			max = d.len / 16;
+			i = 0;
+			continue;
+		}
+		if (d.flags & VRING_DESC_F_WRITE)
+			vn_gmem_log_mark(vq->mem, d.addr, d.len);
+		if (!(d.flags & VRING_DESC_F_NEXT))
+			return;
+		i = d.next;
+	}
+}

@@ -39,6 +39,8 @@ struct vq_format_ops {
 	int (*layout)(unsigned int num, struct vq_layout *l);
 	int (*pop)(struct vn_vq *vq, struct vn_vq_elem *elem);
 	int (*push)(struct vn_vq *vq, uint16_t head, uint32_t len);
+	/* dirty-log the device-writable buffers of the popped chain at @head (never fails) */
+	void (*log_chain)(struct vn_vq *vq, uint16_t head);
 	int (*should_notify)(struct vn_vq *vq);
 	void (*disable_notify)(struct vn_vq *vq);
 	int (*enable_notify)(struct vn_vq *vq);
@@ -94,5 +96,8 @@ int vq_fail(struct vn_vq *vq, int err, const char *fmt, ...)
 
 /* The split format's chain walk (vq-chain.c): pop the chain at @head. */
 int vq_split_walk(struct vn_vq *vq, struct vn_vq_elem *elem);
+
+/* Dirty-log the chain's device-writable buffers, at push (vq-chain.c). */
+void vq_split_log_chain(struct vn_vq *vq, uint16_t head);
 
 #endif

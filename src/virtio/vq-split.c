@@ -250,6 +250,7 @@ const struct vq_format_ops vq_split_ops = {
 	.layout = split_layout,
 	.pop = split_pop,
 	.push = split_push,
+	.log_chain = vq_split_log_chain,
 	.should_notify = split_should_notify,
 	.disable_notify = split_disable_notify,
 	.enable_notify = split_enable_notify,

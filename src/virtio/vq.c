@@ -221,6 +221,12 @@ int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 	/* Pushing what was never popped is a device bug, not a guest one. */
 	VN_BUG_ON(vq->inflight == 0 || head >= vq->num);
 	/*
+	 * The device wrote the chain's buffers through the pop's iovecs, which
+	 * gmem does not see: log them now, before the chain goes back.
+	 */
+	if (VN_UNLIKELY(vn_gmem_log_is_enabled(vq->mem)))
+		vq->ops->log_chain(vq, head);
+	/*
 	 * A broken ring takes nothing back, and the chain must not stay counted:
 	 * whoever waits for the ring to drain (GET_VRING_BASE, a memory table
 	 * change) would wait for a push that never comes. It is abandoned.
@@ -239,6 +245,9 @@ void vn_vq_abandon(struct vn_vq *vq, uint16_t head)
 	if (!vq->ready)
 		return;
 	VN_BUG_ON(vq->inflight == 0 || head >= vq->num);
+	/* The device may have written part of it: the log must still say so. */
+	if (VN_UNLIKELY(vn_gmem_log_is_enabled(vq->mem)))
+		vq->ops->log_chain(vq, head);
 	vq->inflight--;
 	vq->n_abandoned++;
 }

@@ -704,6 +704,78 @@ out:
 }
 BT_BOTH(test_legacy_driver)
 
+/* Dirty pages of guest memory as page offsets from BT_GPA ("2 88"), taken and cleared. */
+static void bt_dirty(struct vn_t *t, struct bt *b, char *out, size_t cap)
+{
+	static uint64_t bits[BT_MEMSZ / VN_GMEM_LOG_PAGE / 64];
+	size_t at = 0;
+
+	out[0] = 0;
+	if (!VN_CHECK(t, vn_gmem_log_get_clear(&b->mem, BT_GPA, bits, VN_ARRAY_SIZE(bits) * 64) >=
+				 0))
+		return;
+	for (unsigned int i = 0; i < VN_ARRAY_SIZE(bits) * 64; i++)
+		if (bits[i / 64] & (1ull << (i % 64)))
+			at += (size_t)snprintf(out + at, cap - at, "%s%u", at ? " " : "", i);
+}
+
+#define BT_CHECK_DIRTY(t, b, want)                                                       \
+	do {                                                                             \
+		char got_[256];                                                          \
+		bt_dirty(t, b, got_, sizeof(got_));                                      \
+		if (strcmp(got_, want) != 0)                                             \
+			vn_t_fail(t, __FILE__, __LINE__, "dirty pages \"%s\", want \"%s\"",  \
+				  got_, want);                                           \
+	} while (0)
+
+/* Queue a request with the log off (the driver's writes are not the device's), then run it. */
+static int dirty_req(struct vn_t *t, struct bt *b, uint32_t type, const struct bt_seg *segs,
+		     unsigned int n, bool log)
+{
+	uint16_t head = bt_queue_req(b, 0, type, 10, segs, n, false), id;
+	uint32_t len;
+
+	if (log)
+		vn_gmem_log_enable(&b->mem, true);
+	if (!VN_CHECK_EQ_INT(t, bt_kick(b, 0), 1) || !VN_CHECK(t, bt_wait_used(b, 0, 1)))
+		return -1;
+	vn_gmem_log_enable(&b->mem, false);
+	bt_pop_used(b, 0, &id, &len);
+	return VN_CHECK_EQ_U(t, id, head) ? bt_status(b, 0, head) : -1;
+}
+
+/*
+ * The dirty log holds exactly what the device wrote: a read request's data
+ * pages, its status byte and the used ring; a write request's status and
+ * used ring only (the data it read is not dirty); with the log off, nothing.
+ */
+static void test_dirty_log(struct vn_t *t, enum vn_blk_backend be)
+{
+	struct bt_opts o = {.backend = be};
+	struct bt_seg in[2] = {
+		{.gpa = BT_DATA + 0x800, .len = 0x1000, .in = true},    /* pages 256, 257 */
+		{.gpa = BT_DATA + 0x5000, .len = 512, .in = true},      /* page 261 */
+	};
+	struct bt_seg out[2] = {
+		{.gpa = BT_DATA + 0x800, .len = 0x1000},
+		{.gpa = BT_DATA + 0x5000, .len = 512},
+	};
+	struct bt b;
+
+	if (bt_init(t, &b, &o))
+		goto out;
+	VN_CHECK_EQ_INT(t, dirty_req(t, &b, VIRTIO_BLK_T_IN, in, 2, false), VIRTIO_BLK_S_OK);
+	BT_CHECK_DIRTY(t, &b, "");
+	/* used ring page 2, status byte page 0x58 (88), the data */
+	VN_CHECK_EQ_INT(t, dirty_req(t, &b, VIRTIO_BLK_T_IN, in, 2, true), VIRTIO_BLK_S_OK);
+	BT_CHECK_DIRTY(t, &b, "2 88 256 257 261");
+	VN_CHECK_EQ_INT(t, dirty_req(t, &b, VIRTIO_BLK_T_OUT, out, 2, true), VIRTIO_BLK_S_OK);
+	BT_CHECK_DIRTY(t, &b, "2 88");
+out:
+	bt_fini(&b);
+}
+BT_BOTH(test_dirty_log)
+
 static void test_bad_cfg(struct vn_t *t)
 {
 	struct vn_blk *blk = NULL;
@@ -743,4 +815,4 @@ VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),
 	 BT_TESTS_BOTH(test_malformed), BT_TESTS_BOTH(test_break_with_request_in_flight),
 	 BT_TESTS_BOTH(test_readonly),
 	 BT_TESTS_BOTH(test_injected_errors), BT_TESTS_BOTH(test_multiqueue),
-	 BT_TESTS_BOTH(test_legacy_driver), VN_TEST(test_bad_cfg))
+	 BT_TESTS_BOTH(test_legacy_driver), BT_TESTS_BOTH(test_dirty_log), VN_TEST(test_bad_cfg))

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest memory: translation, bounds, splitting, copies, index accessors, threads. */
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -269,7 +271,87 @@ static void test_truncated_region_contained(struct vn_t *t)
 	vn_gmem_destroy(&m);
 }
 
+/* ---- dirty log ---- */
+
+/* The dirty pages of the region at @gpa, as a string of page offsets ("0 3 4"). */
+static void dirty_str(struct vn_t *t, struct vn_gmem *m, uint64_t gpa, char *out, size_t cap)
+{
+	uint64_t bits[64];
+	uint64_t n = vn_gmem_log_pages(m, gpa);
+	long got;
+	size_t at = 0;
+
+	out[0] = 0;
+	VN_REQUIRE(t, n > 0 && n <= 64 * 64);
+	got = vn_gmem_log_get_clear(m, gpa, bits, 64 * 64);
+	VN_REQUIRE(t, got >= 0);
+	for (uint64_t i = 0; i < n; i++)
+		if (bits[i / 64] & (1ull << (i % 64)))
+			at += (size_t)snprintf(out + at, cap - at, "%s%llu", at ? " " : "",
+					       (unsigned long long)i);
+}
+
+#define CHECK_DIRTY(t, m, gpa, want)                                                    \
+	do {                                                                            \
+		char got_[256];                                                         \
+		dirty_str(t, m, gpa, got_, sizeof(got_));                               \
+		if (strcmp(got_, want) != 0)                                            \
+			vn_t_fail(t, __FILE__, __LINE__, "dirty pages \"%s\", want \"%s\"", \
+				  got_, want);                                          \
+	} while (0)
+
+static void test_dirty_log(struct vn_t *t)
+{
+	struct vn_gmem m;
+	uint8_t buf[0x3000] = { 1 };
+	uint64_t bits[4];
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x10000, 0x10000, NULL));
+	/* a region that starts inside a page: bit 0 is the page holding its first byte */
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0x20800, 0x2000, NULL));
+	VN_CHECK_EQ_U(t, vn_gmem_log_pages(&m, 0x10000), 16);
+	VN_CHECK_EQ_U(t, vn_gmem_log_pages(&m, 0x20800), 3);
+	VN_CHECK(t, !vn_gmem_log_is_enabled(&m));
+
+	/* off: nothing is recorded */
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x10000, buf, 16));
+	VN_CHECK_OK(t, vn_gmem_store_le16_release(&m, 0x12000, 1));
+	CHECK_DIRTY(t, &m, 0x10000, "");
+
+	vn_gmem_log_enable(&m, true);
+	VN_CHECK(t, vn_gmem_log_is_enabled(&m));
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x10ff0, buf, 0x20));        /* pages 0, 1 */
+	VN_CHECK_OK(t, vn_gmem_store_le16_seqcst(&m, 0x15ffe, 7));      /* page 5 */
+	VN_CHECK_OK(t, vn_gmem_store_le16_relaxed(&m, 0x17000, 7));     /* page 7 */
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x1f000, buf, 0x1000));       /* page 15, exactly */
+	/* reads and failed writes record nothing */
+	VN_CHECK_OK(t, vn_gmem_read(&m, 0x1a000, buf, 16));
+	VN_CHECK_EQ_INT(t, vn_gmem_write(&m, 0x1fff0, buf, 0x20), -EFAULT);
+	CHECK_DIRTY(t, &m, 0x10000, "0 1 5 7 15");
+	CHECK_DIRTY(t, &m, 0x10000, "");        /* taken and cleared */
+	/* a write across two regions marks both; mark() is the iovec path's hook */
+	vn_gmem_log_mark(&m, 0x1fffe, 0x900);
+	CHECK_DIRTY(t, &m, 0x10000, "15");
+	CHECK_DIRTY(t, &m, 0x20800, "0");
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x227ff, buf, 1));             /* its last byte */
+	CHECK_DIRTY(t, &m, 0x20800, "2");
+
+	VN_CHECK_EQ_INT(t, vn_gmem_log_get_clear(&m, 0x10001, bits, 256), -ENOENT);
+	VN_CHECK_EQ_INT(t, vn_gmem_log_get_clear(&m, 0x10000, bits, 8), -ENOSPC);
+
+	/* off again: nothing more; on again: what was left from before is gone */
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x13000, buf, 1));
+	vn_gmem_log_enable(&m, false);
+	VN_CHECK_OK(t, vn_gmem_write(&m, 0x14000, buf, 1));
+	VN_CHECK_OK(t, vn_gmem_store_le16_release(&m, 0x14000, 1));
+	vn_gmem_log_enable(&m, true);
+	CHECK_DIRTY(t, &m, 0x10000, "");
+	vn_gmem_destroy(&m);
+}
+
 VN_TESTS(VN_TEST(test_add_overlap_and_remove), VN_TEST(test_map_splits_and_bounds),
 	 VN_TEST(test_copy_across_regions), VN_TEST(test_le16_accessors),
 	 VN_TEST(test_adopt_fd_second_view), VN_TEST(test_concurrent_readers_and_writer),
-	 VN_TEST(test_reclaim_retired_snapshots), VN_TEST(test_truncated_region_contained))
+	 VN_TEST(test_reclaim_retired_snapshots), VN_TEST(test_truncated_region_contained),
+	 VN_TEST(test_dirty_log))
