@@ -237,6 +237,30 @@ else
 	bad "vnotifyd still running 5 s after SIGTERM" "$dir/main.err"
 fi
 
+# A restart while the old daemon still holds the image's lock (after a
+# kill -9 the kernel releases it only when the old io_uring is torn down,
+# some 0.1 s later): the new daemon waits for the lock, up to 2 s.
+start old --blk "path=$img,socket=$dir/old.sock"
+old=$vpid
+if wait_for "$dir/old.out" "ready"; then
+	start new --blk "path=$img,socket=$dir/new.sock"
+	new=$vpid
+	sleep 0.3
+	if grep -q ready "$dir/new.out"; then
+		bad "the new daemon got the image while the old one held it" "$dir/new.out"
+	else
+		kill -TERM "$old"
+		exited "$old"
+		wait_for "$dir/new.out" "ready" 30 &&
+			ok "a lock released 0.3 s after the restart is taken: $(cat "$dir/new.out")" ||
+			bad "the new daemon did not wait for the lock" "$dir/new.out" "$dir/new.err"
+	fi
+	kill -TERM "$new"
+	exited "$new"
+else
+	bad "lock handover: first daemon never ready" "$dir/old.err"
+fi
+
 # Read-only, backend=pool; --trace (it replaces VNOTIFY_TRACE, which would
 # be refused here); SIGINT while a frontend is connected with a ring up.
 VNOTIFY_TRACE=no_such_point start ro --trace vhu_connect,blk_backend \

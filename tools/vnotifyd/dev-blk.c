@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vnotify/blk.h>
@@ -126,6 +127,34 @@ static struct blk_dev *to_blk(struct vnd_dev *d)
 	return (struct blk_dev *)((char *)d - offsetof(struct blk_dev, dev));
 }
 
+/*
+ * Take the image's lock, retrying for up to LOCK_WAIT_MS: a vnotifyd killed
+ * with -9 a moment ago still holds it while the kernel tears down its
+ * io_uring (the ring's file references go asynchronously, some 0.1 s), and
+ * a restart must not be refused for that. Backoff from 5 ms, doubling,
+ * at most 200 ms between tries.
+ * Return: 0, or -errno of the last try.
+ */
+#define LOCK_WAIT_MS 2000
+
+static int lock_image(int fd, struct flock *lk)
+{
+	unsigned int waited = 0, step = 5;
+
+	for (;;) {
+		struct timespec ts;
+
+		if (fcntl(fd, F_OFD_SETLK, lk) == 0)
+			return 0;
+		if ((errno != EAGAIN && errno != EACCES) || waited >= LOCK_WAIT_MS)
+			return -errno;
+		ts = (struct timespec){.tv_sec = 0, .tv_nsec = (long)step * 1000000L};
+		nanosleep(&ts, NULL);
+		waited += step;
+		step = step * 2 > 200 ? 200 : step * 2;
+	}
+}
+
 /* Open the image ourselves first: the errors can then say what to do. */
 static int open_image(struct blk_dev *b, bool direct)
 {
@@ -171,13 +200,13 @@ static int open_image(struct blk_dev *b, bool direct)
 	 * on the whole file keeps a second vnotifyd (or a QEMU block layer,
 	 * which locks bytes of it) off while we serve it.
 	 */
-	if (fcntl(b->fd, F_OFD_SETLK, &lk) < 0) {
-		r = -errno;
+	r = lock_image(b->fd, &lk);
+	if (r < 0) {
 		if (r == -EAGAIN || r == -EACCES) {
 			fprintf(stderr,
 				"vnotifyd: %s: %s is in use by another process (it holds a lock on "
-				"it); stop that process, or serve a copy\n",
-				id, b->path);
+				"it, still after %u ms); stop that process, or serve a copy\n",
+				id, b->path, LOCK_WAIT_MS);
 			return -EBUSY;
 		}
 		/* file systems without locks: serve anyway */
