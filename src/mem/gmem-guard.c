@@ -101,6 +101,15 @@ out:
 	return r;
 }
 
+static int orphan_flag;
+
+void vn_gmem_guard_orphan(int slot)
+{
+	if (slot < 0 || slot >= GUARD_SLOTS)
+		return;
+	__atomic_store_n(&slots[slot].faulted, &orphan_flag, __ATOMIC_RELAXED);
+}
+
 void vn_gmem_guard_remove(int slot)
 {
 	if (slot < 0 || slot >= GUARD_SLOTS)

@@ -36,4 +36,12 @@ VN_MUST_CHECK int vn_gmem_guard_add(void *base, size_t len, int *faulted);
  */
 void vn_gmem_guard_remove(int slot);
 
+/**
+ * vn_gmem_guard_orphan() - keep guarding a slot whose owner goes away (a
+ * mapping left in place on purpose, see vn_gmem_remove_keep_mapped()): a
+ * fault is still contained, and sets a flag nobody reads
+ * Context: any thread.
+ */
+void vn_gmem_guard_orphan(int slot);
+
 #endif

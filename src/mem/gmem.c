@@ -282,7 +282,19 @@ err_close:
 	return r;
 }
 
+static int remove_region(struct vn_gmem *m, uint64_t gpa, bool keep_mapped);
+
 int vn_gmem_remove(struct vn_gmem *m, uint64_t gpa)
+{
+	return remove_region(m, gpa, false);
+}
+
+int vn_gmem_remove_keep_mapped(struct vn_gmem *m, uint64_t gpa)
+{
+	return remove_region(m, gpa, true);
+}
+
+static int remove_region(struct vn_gmem *m, uint64_t gpa, bool keep_mapped)
 {
 	struct vn_gmem_table *old, *t;
 	struct vn_gmem_region victim;
@@ -305,6 +317,12 @@ int vn_gmem_remove(struct vn_gmem *m, uint64_t gpa)
 	memcpy(t->r, old->r, i * sizeof(t->r[0]));
 	memcpy(&t->r[i], &old->r[i + 1], (old->nr - i - 1) * sizeof(t->r[0]));
 	publish(m, t);
+	if (keep_mapped) {
+		/* Leaked: a truncation of its file is still contained. */
+		vn_gmem_guard_orphan(victim.guard);
+		victim.guard = -1;
+		victim.map_base = NULL;
+	}
 	region_release(&victim);
 	r = 0;
 out:

@@ -162,6 +162,20 @@ VN_MUST_CHECK int vn_gmem_init(struct vn_gmem *m);
 void vn_gmem_destroy(struct vn_gmem *m);
 
 /**
+ * vn_gmem_remove_keep_mapped() - vn_gmem_remove() that leaves the pages
+ * mapped, leaked on purpose
+ *
+ * For a region that requests still in flight may touch (a drain timed
+ * out): unmapping it under them would turn their accesses into crashes or,
+ * worse, into writes to whatever is mapped there next. The region leaves
+ * the map (no new translation finds it) but its pages stay; its fd is
+ * closed (the mapping holds the file).
+ * Return: as vn_gmem_remove().
+ * Context: as vn_gmem_remove().
+ */
+VN_MUST_CHECK int vn_gmem_remove_keep_mapped(struct vn_gmem *m, uint64_t gpa);
+
+/**
  * vn_gmem_is_faulted() - did the peer shrink a region's file under us?
  *
  * Only a region whose fd was not sealed against shrinking (F_SEAL_SHRINK)

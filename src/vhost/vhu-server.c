@@ -108,6 +108,7 @@ struct vn_vhu_server {
 	uint64_t connections, disconnects, messages, refused, protocol_errors;
 	bool connected;
 	bool fault_seen; /* atomic: memory_lost() said so for this connection */
+	bool drain_stuck; /* a drain timed out: requests may still use the map */
 	unsigned int mem_regions;
 	uint64_t mem_bytes;
 };
@@ -336,6 +337,8 @@ static int ring_drain(struct vhu_queue *q)
 			       "%s: vq %u: %d requests still in flight after %llu ms", srv->name,
 			       q->index, n - q->orphans,
 			       (unsigned long long)(srv->drain_timeout_ns / 1000000));
+			/* Their buffers must stay mapped: see unmap_all(). */
+			srv->drain_stuck = true;
 			return -ETIMEDOUT;
 		}
 		/* Completions may need our own loop (a device completing on it). */
@@ -625,11 +628,29 @@ static void ring_forget(struct vhu_queue *q)
 
 static void unmap_all(struct vn_vhu_server *srv)
 {
-	for (unsigned int i = 0; i < srv->nregions; i++)
-		if (vn_gmem_remove(srv->mem, srv->regions[i].gpa) < 0)
+	bool stuck = srv->drain_stuck;
+
+	/*
+	 * A drain that timed out left requests in flight whose buffers point
+	 * into these regions (issue 11 item 7): never unmap under them. The
+	 * regions leave the map but stay mapped, leaked on purpose.
+	 */
+	if (stuck && srv->nregions)
+		vn_log(VN_LOG_ERR, "vhu",
+		       "%s: requests still in flight after a drain timeout: leaving %u guest "
+		       "memory regions mapped (leaked) rather than unmapping them under I/O",
+		       srv->name, srv->nregions);
+	for (unsigned int i = 0; i < srv->nregions; i++) {
+		uint64_t gpa = srv->regions[i].gpa;
+		int r = stuck ? vn_gmem_remove_keep_mapped(srv->mem, gpa)
+			      : vn_gmem_remove(srv->mem, gpa);
+
+		if (r < 0)
 			vn_log(VN_LOG_ERR, "vhu", "%s: region 0x%llx was not mapped", srv->name,
-			       (unsigned long long)srv->regions[i].gpa);
+			       (unsigned long long)gpa);
+	}
 	srv->nregions = 0;
+	srv->drain_stuck = false;
 	/* Every region the frontend gave is gone, the truncated ones too. */
 	vn_gmem_clear_faulted(srv->mem);
 	__atomic_store_n(&srv->fault_seen, false, __ATOMIC_RELEASE);
@@ -638,9 +659,11 @@ static void unmap_all(struct vn_vhu_server *srv)
 	/*
 	 * Every caller has quiesced the queues (nothing translates now): free
 	 * the old snapshots, or a daemon whose frontends reconnect all day
-	 * keeps every memory table it ever saw.
+	 * keeps every memory table it ever saw. Not after a timed-out drain:
+	 * its stuck requests' thread may still hold an old snapshot.
 	 */
-	(void)vn_gmem_reclaim(srv->mem);
+	if (!stuck)
+		(void)vn_gmem_reclaim(srv->mem);
 }
 
 /* Stop every ring, reset the device and forget the rings' setup. */

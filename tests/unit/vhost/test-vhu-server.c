@@ -65,6 +65,8 @@ static const struct vn_vdev_ops dev_ops = {0};
 struct dev {
 	struct vn_vdev *vdev;
 	uint64_t processed[NQ]; /* atomic */
+	bool hold;		/* atomic: pop, never push (a request that never ends) */
+	uint8_t *held;		/* atomic: the held request's first buffer */
 };
 
 static void dev_handler(struct vn_vdev *vdev, struct vn_vq *vq)
@@ -78,6 +80,12 @@ static void dev_handler(struct vn_vdev *vdev, struct vn_vq *vq)
 		vn_vq_disable_notify(vq);
 		while ((r = vn_vq_pop(vq, &e)) > 0) {
 			uint32_t v = 0, w;
+
+			if (__atomic_load_n(&d->hold, __ATOMIC_ACQUIRE)) {
+				__atomic_store_n(&d->held, (uint8_t *)iov[0].iov_base,
+						 __ATOMIC_RELEASE);
+				continue;
+			}
 
 			if (e.out_num && iov[0].iov_len >= 4)
 				memcpy(&v, iov[0].iov_base, 4);
@@ -965,6 +973,46 @@ static void test_mem_table_change_running(struct vn_t *t)
 	fx_destroy(&x);
 }
 
+/*
+ * Issue 11 item 7: a request that never completes, then SET_MEM_TABLE. The
+ * drain times out (2 s here); the old mapping must stay, because the
+ * request's buffers point into it: reading them afterwards must not crash.
+ */
+static void test_mem_table_after_drain_timeout(struct vn_t *t)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint32_t v = 0;
+	uint64_t gpa;
+	uint8_t *p, *now;
+	struct fx x;
+
+	VN_REQUIRE_OK(t, fx_init(&x));
+	VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, false), 0);
+	check_request(t, &x, 0, 1);
+	__atomic_store_n(&x.dev.hold, true, __ATOMIC_RELEASE);
+	gpa = GPA + BUF(0, x.fe.avail_idx[0] % NUM);
+	fe_add(&x.fe, 0, 0x5eed);
+	fe_kick(&x.fe, 0);
+	VN_CHECK(t, RUN_UNTIL(&x, __atomic_load_n(&x.dev.held, __ATOMIC_ACQUIRE) != NULL));
+	p = __atomic_load_n(&x.dev.held, __ATOMIC_ACQUIRE);
+	VN_REQUIRE(t, p != NULL);
+	VN_CHECK_EQ_INT(t, fe_mem_table(&x.fe, UVA), 0);
+	/*
+	 * The stuck request's buffer is still the old mapping: mapped (msync
+	 * says ENOMEM for a hole), and not reused by the new table's mapping
+	 * (which would make the request write into whatever is there now).
+	 */
+	now = vn_gmem_ptr(x.dev.vdev->mem, gpa, 4);
+	VN_CHECK(t, now != NULL && now != p);
+	VN_REQUIRE_OK(t, msync((void *)((uintptr_t)p & ~(uintptr_t)(pg - 1)), (size_t)pg,
+			       MS_ASYNC));
+	memcpy(&v, p, sizeof(v));
+	VN_CHECK_EQ_U(t, v, 0x5eed);
+	__atomic_store_n(&x.dev.hold, false, __ATOMIC_RELEASE);
+	vn_vhu_server_disconnect(x.fe.srv);
+	fx_destroy(&x);
+}
+
 /* A chain the device cannot accept: the ring breaks and the err fd fires. */
 static void test_guest_error_signals_err_fd(struct vn_t *t)
 {
@@ -1194,4 +1242,5 @@ VN_TESTS(VN_TEST(test_setup), VN_TEST(test_handshake), VN_TEST(test_rings_start_
 	 VN_TEST(test_polling_ring), VN_TEST(test_reply_ack), VN_TEST(test_malformed_acked),
 	 VN_TEST(test_malformed_unacked), VN_TEST(test_disconnect_reconnect),
 	 VN_TEST(test_reset_device), VN_TEST(test_mem_table_change_running),
+	 VN_TEST(test_mem_table_after_drain_timeout),
 	 VN_TEST(test_guest_error_signals_err_fd), VN_TEST(test_socket), VN_TEST(test_conn_cfg));
