@@ -325,3 +325,68 @@ void vn_msix_control_changed(struct vn_msix *x)
 	for (unsigned int v = 0; v < x->nr; v++)
 		update_logged(x, v);
 }
+
+/* ---- saved state ---- */
+
+static size_t pba_bytes(const struct vn_msix *x)
+{
+	return ((x->nr + 63) / 64) * 8ull;
+}
+
+size_t vn_msix_state_size(const struct vn_msix *x)
+{
+	return (size_t)x->nr * VN_MSIX_ENTRY_SIZE + pba_bytes(x);
+}
+
+void vn_msix_state_save(struct vn_msix *x, uint8_t *buf)
+{
+	size_t tl = (size_t)x->nr * VN_MSIX_ENTRY_SIZE;
+
+	/* A masked vector's signal still sits in its eventfd: make it a PBA bit. */
+	for (unsigned int v = 0; v < x->nr; v++)
+		collect_pending(x, v);
+	memcpy(buf, x->table, tl);
+	for (size_t w = 0; w < pba_bytes(x) / 8; w++) {
+		uint64_t le = htole64(x->pba[w]);
+
+		memcpy(buf + tl + 8 * w, &le, 8);
+	}
+}
+
+int vn_msix_state_check(const struct vn_msix *x, const uint8_t *buf, size_t len,
+			const char **field)
+{
+	size_t tl = (size_t)x->nr * VN_MSIX_ENTRY_SIZE;
+
+	*field = "msix.length";
+	if (len != vn_msix_state_size(x))
+		return -EINVAL;
+	/* Reserved bits of Vector Control are zero (vn_msix_bar_write() keeps them so). */
+	*field = "msix.table";
+	for (unsigned int v = 0; v < x->nr; v++) {
+		const uint8_t *ctrl = buf + v * VN_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL;
+
+		if ((ctrl[0] & ~PCI_MSIX_ENTRY_CTRL_MASKBIT) || ctrl[1] || ctrl[2] || ctrl[3])
+			return -EINVAL;
+	}
+	*field = "msix.pba";
+	for (unsigned int b = x->nr; b < pba_bytes(x) * 8; b++)
+		if (buf[tl + b / 8] & (1u << (b % 8)))
+			return -EINVAL;
+	return 0;
+}
+
+void vn_msix_state_load(struct vn_msix *x, const uint8_t *buf)
+{
+	size_t tl = (size_t)x->nr * VN_MSIX_ENTRY_SIZE;
+
+	memcpy(x->table, buf, tl);
+	for (size_t w = 0; w < pba_bytes(x) / 8; w++) {
+		uint64_t le;
+
+		memcpy(&le, buf + tl + 8 * w, 8);
+		x->pba[w] = le64toh(le);
+	}
+	for (unsigned int v = 0; v < x->nr; v++)
+		update_logged(x, v);
+}

@@ -21,6 +21,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <vnotify/machine.h>
@@ -121,6 +122,37 @@ void vn_msix_bar_write(struct vn_msix *x, uint64_t off, unsigned int size, uint6
  * written; apply Enable and Function Mask
  */
 void vn_msix_control_changed(struct vn_msix *x);
+
+/*
+ * Saved state (the transport's section): the vector table as the guest
+ * wrote it, then the PBA words. Enable and Function Mask live in config
+ * space, which the transport restores through a config write
+ * (vn_msix_control_changed() then binds every vector for the loaded table).
+ */
+
+/** vn_msix_state_size() - bytes of the table and PBA */
+size_t vn_msix_state_size(const struct vn_msix *x);
+
+/**
+ * vn_msix_state_save() - write the table and PBA (pending signals collected first)
+ * Context: as a BAR access (the device lock of the owner).
+ */
+void vn_msix_state_save(struct vn_msix *x, uint8_t *buf);
+
+/**
+ * vn_msix_state_check() - would vn_msix_state_load() take @buf?
+ * Return: 0, or -EINVAL with *@field "msix.length", "msix.table" (a reserved
+ * Vector Control bit) or "msix.pba" (a pending bit past the last vector).
+ */
+VN_MUST_CHECK int vn_msix_state_check(const struct vn_msix *x, const uint8_t *buf, size_t len,
+				      const char **field);
+
+/**
+ * vn_msix_state_load() - take a checked table and PBA; every vector is
+ * rebound for them (a pending one on an unmasked vector is delivered)
+ * Context: as a BAR access.
+ */
+void vn_msix_state_load(struct vn_msix *x, const uint8_t *buf);
 
 /** vn_msix_enabled() - MSI-X Enable as applied */
 static inline bool vn_msix_enabled(const struct vn_msix *x)

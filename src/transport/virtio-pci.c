@@ -364,6 +364,10 @@ static int setup_func(struct vn_virtio_pci *vp)
 	if (r < 0)
 		return r;
 	vp->msix_ok = true;
+	/* Where a loaded table and PBA wait for vn_virtio_pci_state_finish(). */
+	vp->loaded_msix = malloc(vn_msix_state_size(&vp->msix));
+	if (!vp->loaded_msix)
+		return -ENOMEM;
 	bar = (struct vn_pci_bar_cfg){
 		.size = vp->msix.bar_size,
 		.name = "virtio-msix",
@@ -480,6 +484,10 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	update_gate(vp);
 	r = vn_vdev_add_hooks(vp->vdev, &pci_hooks, vp);
 	vp->hooks_added = r == 0;
+	if (r == 0) {
+		r = vn_vdev_add_section(vp->vdev, &vn_virtio_pci_section, vp);
+		vp->section_added = r == 0;
+	}
 	if (r == 0)
 		r = vn_msix_bind_all(&vp->msix);
 	vn_vdev_unlock(vp->vdev);
@@ -516,6 +524,8 @@ void vn_virtio_pci_remove(struct vn_virtio_pci *vp)
 	vn_vdev_lock(vp->vdev);
 	if (vp->hooks_added)
 		(void)vn_vdev_remove_hooks(vp->vdev, &pci_hooks, vp);
+	if (vp->section_added)
+		(void)vn_vdev_remove_section(vp->vdev, &vn_virtio_pci_section, vp);
 	vn_vdev_unlock(vp->vdev);
 	/* Resets the device: no queue uses the machine's RAM after this. */
 	if (vp->mem_bound)
@@ -524,6 +534,7 @@ void vn_virtio_pci_remove(struct vn_virtio_pci *vp)
 	if (vp->msix_ok)
 		vn_msix_destroy(&vp->msix);
 	vn_ratelimit_destroy(&vp->rl);
+	free(vp->loaded_msix);
 	free(vp->vqs);
 	free(vp);
 }

@@ -71,6 +71,15 @@ struct vn_virtio_pci {
 	uint64_t gate_base; /* the BAR base the registered notifiers use */
 
 	struct vn_virtio_pci_stats stats; /* atomic adds */
+
+	/*
+	 * Loaded config space and MSI-X table + PBA, until
+	 * vn_virtio_pci_state_finish() applies them (device lock).
+	 */
+	uint8_t loaded_config[VN_PCI_CONFIG_SIZE];
+	uint8_t *loaded_msix;
+	bool config_loaded;
+	bool section_added;
 };
 
 #define VN_VP_STAT_INC(vp, field) __atomic_add_fetch(&(vp)->stats.field, 1, __ATOMIC_RELAXED)
@@ -81,6 +90,18 @@ struct vn_virtio_pci {
  * <vnotify/pci.h>; vn_virtio_pci_get_stats() is the public view)
  */
 struct vn_hostnotif *vn_virtio_pci_hostnotif(struct vn_virtio_pci *vp);
+
+/* The transport's section of the saved device state (virtio-pci-state.c). */
+extern const struct vn_vdev_section vn_virtio_pci_section;
+
+/**
+ * vn_virtio_pci_state_finish() - after vn_state_load(): replay the loaded
+ * PCI configuration space (BARs, command register, MSI-X control) through
+ * the config cycle path, so decoding, the bus master gate and MSI-X
+ * binding follow it. Nothing to do if no state was loaded since.
+ * Context: no device lock held (a config write takes the host lock first).
+ */
+void vn_virtio_pci_state_finish(struct vn_virtio_pci *vp);
 
 /* BAR region callbacks (each takes the device lock). */
 extern const struct vn_region_ops vn_virtio_pci_legacy_ops;

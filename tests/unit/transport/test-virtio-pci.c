@@ -24,6 +24,7 @@
 #include "hw/machine.h"
 #include "mem/gmem.h"
 #include "virtio/hostnotif.h"
+#include "virtio/state.h"
 #include "virtio/vdev.h"
 
 #define NQ 2
@@ -957,6 +958,140 @@ static void test_msix_routing(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/* ---- saved state: the transport's section ---- */
+
+/* Offset of the first section with @id in a state stream, or 0. */
+static size_t state_sec(const uint8_t *b, size_t n, uint16_t id)
+{
+	size_t off = VN_STATE_HDR_LEN;
+
+	while (off + VN_STATE_SEC_HDR_LEN <= n) {
+		uint32_t len = (uint32_t)b[off + 8] | (uint32_t)b[off + 9] << 8 |
+			       (uint32_t)b[off + 10] << 16 | (uint32_t)b[off + 11] << 24;
+
+		if ((b[off] | b[off + 1] << 8) == id)
+			return off;
+		off += VN_STATE_SEC_HDR_LEN + len;
+	}
+	return 0;
+}
+
+static void state_refused(struct vn_t *t, struct fx *d, const uint8_t *buf, size_t n,
+			  const char *want)
+{
+	const char *field = NULL;
+	int r;
+
+	vn_vdev_lock(d->vdev);
+	r = vn_state_load(d->vdev, buf, n, &field);
+	vn_vdev_unlock(d->vdev);
+	VN_CHECK_EQ_INT(t, r, -EINVAL);
+	if (!field || strcmp(field, want) != 0)
+		vn_t_fail(t, __FILE__, __LINE__, "field %s, want %s", field ? field : "(null)",
+			  want);
+}
+
+/*
+ * A paused source's feature selects, queue select, BARs, command register,
+ * MSI-X table, control and a pending PBA bit arrive on a fresh destination
+ * (its firmware placed BAR0 elsewhere), and take effect there; a bad
+ * section is refused by name.
+ */
+static void test_state_transport_section(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	static uint8_t buf[8192], bad[8192], ram[0x4000];
+	struct fx s, d;
+	unsigned int cap;
+	size_t sec, p;
+	int n, r;
+
+	VN_REQUIRE(t, fx_init(t, &s, &o) == 0);
+	VN_REQUIRE(t, fx_init(t, &d, &o) == 0);
+	cap = find_vcap(&s, PCI_CAP_ID_MSIX, 0);
+	msix_entry(&s, 1, 7, false);
+	msix_entry(&s, 2, 9, true);
+	cfg_write(&s, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	modern_driver(&s, true);
+	drain_irqs(&s);
+	VN_REQUIRE(t, request(&s, 1) >= 0); /* vector 2 is masked: a PBA bit */
+	cfg_write(&s, PCI_BASE_ADDRESS_0, 4, 0xd000);
+	wr(&s, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4, 1);
+	wr(&s, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4, 1);
+	wr(&s, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2, 1);
+
+	vn_machine_pause(s.m);
+	vn_vdev_lock(s.vdev);
+	n = vn_state_save(s.vdev, buf, sizeof(buf));
+	vn_vdev_unlock(s.vdev);
+	VN_REQUIRE(t, n > 0);
+	sec = state_sec(buf, (size_t)n, VN_STATE_SEC_TRANSPORT);
+	VN_REQUIRE(t, sec > 0);
+	/* guest memory travels separately: the rings */
+	for (unsigned int q = 0; q < NQ; q++) {
+		VN_REQUIRE_OK(t, vn_gmem_read(s.mem, RING_BASE + 0x10000ull * q, ram, sizeof(ram)));
+		VN_REQUIRE_OK(t, vn_gmem_write(d.mem, RING_BASE + 0x10000ull * q, ram, sizeof(ram)));
+	}
+
+	/* a destination that decodes nothing yet: the load must turn it on */
+	cfg_write(&d, PCI_COMMAND, 2, 0);
+
+	/* refusals, named, before the good load */
+	p = sec + VN_STATE_SEC_HDR_LEN;
+	memcpy(bad, buf, (size_t)n);
+	bad[p + 10] = NQ + 1;
+	state_refused(t, &d, bad, (size_t)n, "virtio-pci.nr_queues");
+	memcpy(bad, buf, (size_t)n);
+	bad[p + 12 + 28 * NQ + PCI_VENDOR_ID] ^= 1;
+	state_refused(t, &d, bad, (size_t)n, "virtio-pci.pci_config");
+	p += 12 + 28 * NQ + 256 + 4; /* the MSI-X table */
+	memcpy(bad, buf, (size_t)n);
+	bad[p + PCI_MSIX_ENTRY_VECTOR_CTRL + 1] = 1;
+	state_refused(t, &d, bad, (size_t)n, "virtio-pci.msix.table");
+	memcpy(bad, buf, (size_t)n);
+	bad[p + 16 * (NQ + 1)] |= 1u << (NQ + 1); /* past the last vector */
+	state_refused(t, &d, bad, (size_t)n, "virtio-pci.msix.pba");
+	memcpy(bad, buf, (size_t)n);
+	bad[sec + 4] = 2;
+	state_refused(t, &d, bad, (size_t)n, "virtio-pci.version");
+
+	vn_vdev_lock(d.vdev);
+	r = vn_state_load(d.vdev, buf, (size_t)n, NULL);
+	vn_vdev_unlock(d.vdev);
+	VN_REQUIRE_OK(t, r);
+	vn_virtio_pci_state_finish(d.vp);
+	/* config space, and what follows from it */
+	VN_CHECK_EQ_U(t, cfg_read(&d, PCI_BASE_ADDRESS_0, 4), cfg_read(&s, PCI_BASE_ADDRESS_0, 4));
+	VN_CHECK_EQ_U(t, cfg_read(&d, PCI_BASE_ADDRESS_4, 4), cfg_read(&s, PCI_BASE_ADDRESS_4, 4));
+	VN_CHECK_EQ_U(t, cfg_read(&d, PCI_COMMAND, 2), cfg_read(&s, PCI_COMMAND, 2));
+	VN_CHECK_EQ_U(t, cfg_read(&d, cap + PCI_MSIX_FLAGS, 2), PCI_MSIX_FLAGS_ENABLE | NQ);
+	VN_CHECK_EQ_U(t, rd(&d, PIO, 0xd000 + VIRTIO_PCI_QUEUE_NUM, 2), NUM); /* BAR0 moved */
+	/* registers */
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4), 1u);
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4), 1u);
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2), 1u);
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, COMMON(VIRTIO_PCI_COMMON_STATUS), 1),
+		      rd(&s, MMIO, COMMON(VIRTIO_PCI_COMMON_STATUS), 1));
+	/* MSI-X table and PBA; unmasking the pending vector delivers it here */
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_DATA, 4), 7u);
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, BAR1 + 32 + PCI_MSIX_ENTRY_DATA, 4), 9u);
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, BAR1 + 32 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4), 1u);
+	VN_CHECK_EQ_U(t, rd(&d, MMIO, BAR1 + 0x800, 8) & 4, 4u);
+	drain_irqs(&d);
+	wr(&d, MMIO, BAR1 + 32 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	VN_CHECK(t, irq_wait_clear(&d, 9, 5000));
+	/* and the destination serves its queues through the loaded vectors */
+	memcpy(d.desc, s.desc, sizeof(d.desc));
+	memcpy(d.avail, s.avail, sizeof(d.avail));
+	memcpy(d.used, s.used, sizeof(d.used));
+	memcpy(d.avail_idx, s.avail_idx, sizeof(d.avail_idx));
+	VN_CHECK(t, request(&d, 0) >= 0);
+	VN_CHECK(t, irq_wait_clear(&d, 7, 5000));
+	vn_machine_resume(s.m);
+	fx_fini(&d);
+	fx_fini(&s);
+}
+
 /* ---- PCI config access capability ---- */
 
 static uint32_t window(struct fx *f, unsigned int cap, unsigned int bar, uint32_t off,
@@ -1107,5 +1242,6 @@ VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_
 	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
 	 VN_TEST(test_ioeventfd_limit_falls_back), VN_TEST(test_queue_pfn_zero_resets),
 	 VN_TEST(test_bus_master), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
-	 VN_TEST(test_msix_routing), VN_TEST(test_pci_cfg_window),
+	 VN_TEST(test_msix_routing), VN_TEST(test_state_transport_section),
+	 VN_TEST(test_pci_cfg_window),
 	 VN_TEST(test_remove_while_assigned), VN_TEST(test_concurrent_register_access))
