@@ -99,6 +99,11 @@ static const struct vn_vdev_ops blk_vdev_ops = {
 	.config_write = blk_config_write,
 	.status_changed = blk_status_changed,
 	.reset = blk_reset,
+	.state_version = 1,
+	.state_size = vn_blk_state_size,
+	.state_save = vn_blk_state_save,
+	.state_check = vn_blk_state_check,
+	.state_load = vn_blk_state_load,
 };
 
 /* Wait until no request of any queue is in flight or held. */

@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -109,6 +110,13 @@ struct vn_blk {
 	struct vn_ratelimit rl; /* guest-caused messages */
 	struct blk_queue *queues;
 };
+
+/* blk-state.c: the device type's state section (struct vn_vdev_ops state_*) */
+size_t vn_blk_state_size(struct vn_vdev *vdev);
+int vn_blk_state_save(struct vn_vdev *vdev, void *buf, size_t len);
+int vn_blk_state_check(struct vn_vdev *vdev, unsigned int version, const void *buf, size_t len,
+		       const char **field);
+void vn_blk_state_load(struct vn_vdev *vdev, unsigned int version, const void *buf, size_t len);
 
 /* blk-req.c */
 

@@ -8,6 +8,7 @@
 #include <vnotify/blk.h>
 
 #include "blkt.h"
+#include "virtio/state.h"
 
 #define SERIAL "vnotify-serial-0123456789" /* longer than 20: truncated */
 
@@ -776,6 +777,106 @@ out:
 }
 BT_BOTH(test_dirty_log)
 
+/* ---- saved state: the device type's section ---- */
+
+/* Offset of the DEVICE section's payload in a state stream, or 0. */
+static size_t dev_sec(const uint8_t *b, size_t n)
+{
+	size_t off = VN_STATE_HDR_LEN;
+
+	while (off + VN_STATE_SEC_HDR_LEN <= n) {
+		uint32_t len = (uint32_t)b[off + 8] | (uint32_t)b[off + 9] << 8 |
+			       (uint32_t)b[off + 10] << 16 | (uint32_t)b[off + 11] << 24;
+
+		if ((b[off] | b[off + 1] << 8) == VN_STATE_SEC_DEVICE)
+			return off + VN_STATE_SEC_HDR_LEN;
+		off += VN_STATE_SEC_HDR_LEN + len;
+	}
+	return 0;
+}
+
+static int blk_load(struct bt *b, const uint8_t *buf, size_t n, const char **field)
+{
+	int r;
+
+	vn_vdev_lock(b->vdev);
+	r = vn_state_load(b->vdev, buf, n, field);
+	vn_vdev_unlock(b->vdev);
+	return r;
+}
+
+/*
+ * virtio-blk's section: saving refuses while a request is at the backend
+ * (or held); the negotiated features arrive on a reset destination (which
+ * then serves DISCARD, refused without them); a different disk shape, an
+ * unknown feature or version is refused by name.
+ */
+static void test_state_section(struct vn_t *t, enum vn_blk_backend be)
+{
+	struct bt_opts o = {.backend = be, .discard = true};
+	struct vn_blk_fault slow = {.delay_ns = 2000000000ull}, none = {0};
+	static uint8_t buf[4096], bad[4096], ram[0x3000];
+	const char *field = NULL;
+	struct bt s, d;
+	size_t p;
+	int n;
+
+	memset(&d, 0, sizeof(d));
+	d.img = -1;
+	if (bt_init(t, &s, &o) || bt_init(t, &d, &o))
+		goto out;
+	VN_CHECK_EQ_INT(t, bt_rw(t, &s, 0, true, 8, BT_DATA, 512), VIRTIO_BLK_S_OK);
+	/* a request held by the backend: not quiesced */
+	VN_REQUIRE_OK(t, vn_blk_inject_fault(s.blk, &slow));
+	(void)bt_queue_req(&s, 0, VIRTIO_BLK_T_OUT, 8, &(struct bt_seg){.gpa = BT_DATA, .len = 512},
+			   1, false);
+	VN_CHECK_EQ_INT(t, bt_kick(&s, 0), 1);
+	vn_vdev_lock(s.vdev);
+	VN_CHECK_EQ_INT(t, vn_state_save(s.vdev, buf, sizeof(buf)), -EBUSY);
+	vn_vdev_unlock(s.vdev);
+	VN_REQUIRE_OK(t, vn_blk_inject_fault(s.blk, &none));
+	vn_blk_drain(s.blk);
+	VN_REQUIRE(t, bt_wait_used(&s, 0, 1));
+	s.used_seen[0]++;
+	vn_vdev_lock(s.vdev);
+	n = vn_state_save(s.vdev, buf, sizeof(buf));
+	vn_vdev_unlock(s.vdev);
+	VN_REQUIRE(t, n > 0);
+	p = dev_sec(buf, (size_t)n);
+	VN_REQUIRE(t, p > 0);
+
+	/* the destination: reset (no features), the rings copied as memory is */
+	vn_vdev_lock(d.vdev);
+	VN_CHECK_OK(t, vn_vdev_set_status(d.vdev, 0));
+	vn_vdev_unlock(d.vdev);
+	VN_REQUIRE_OK(t, vn_gmem_read(&s.mem, BT_QBASE(0), ram, sizeof(ram)));
+	VN_REQUIRE_OK(t, vn_gmem_write(&d.mem, BT_QBASE(0), ram, sizeof(ram)));
+	d.avail_idx[0] = s.avail_idx[0];
+	d.used_seen[0] = s.used_seen[0];
+	d.next_desc[0] = s.next_desc[0];
+
+	memcpy(bad, buf, (size_t)n);
+	bad[p] ^= 1;
+	VN_CHECK_EQ_INT(t, blk_load(&d, bad, (size_t)n, &field), -EINVAL);
+	VN_CHECK(t, field && strcmp(field, "device.capacity") == 0);
+	memcpy(bad, buf, (size_t)n);
+	bad[p + 27] = 0x80;
+	VN_CHECK_EQ_INT(t, blk_load(&d, bad, (size_t)n, &field), -EINVAL);
+	VN_CHECK(t, field && strcmp(field, "device.features") == 0);
+	memcpy(bad, buf, (size_t)n);
+	bad[p - VN_STATE_SEC_HDR_LEN + 4] = 2;
+	VN_CHECK_EQ_INT(t, blk_load(&d, bad, (size_t)n, &field), -EINVAL);
+	VN_CHECK(t, field && strcmp(field, "device.version") == 0);
+
+	VN_REQUIRE_OK(t, blk_load(&d, buf, (size_t)n, NULL));
+	VN_CHECK_EQ_INT(t, bt_dwz(t, &d, VIRTIO_BLK_T_DISCARD, 16, 8, 0), VIRTIO_BLK_S_OK);
+	VN_CHECK(t, !bt_needs_reset(&d));
+out:
+	bt_fini(&d);
+	bt_fini(&s);
+}
+BT_BOTH(test_state_section)
+
 static void test_bad_cfg(struct vn_t *t)
 {
 	struct vn_blk *blk = NULL;
@@ -815,4 +916,5 @@ VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),
 	 BT_TESTS_BOTH(test_malformed), BT_TESTS_BOTH(test_break_with_request_in_flight),
 	 BT_TESTS_BOTH(test_readonly),
 	 BT_TESTS_BOTH(test_injected_errors), BT_TESTS_BOTH(test_multiqueue),
-	 BT_TESTS_BOTH(test_legacy_driver), BT_TESTS_BOTH(test_dirty_log), VN_TEST(test_bad_cfg))
+	 BT_TESTS_BOTH(test_legacy_driver), BT_TESTS_BOTH(test_dirty_log),
+	 BT_TESTS_BOTH(test_state_section), VN_TEST(test_bad_cfg))
