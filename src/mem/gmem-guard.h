@@ -3,9 +3,8 @@
 #define VN_MEM_GMEM_GUARD_H
 
 /*
- * Containing a peer that shrinks the file behind a guest memory mapping
- * (issue 12 item 3). A frontend's memfd without F_SEAL_SHRINK can be
- * truncated after we mapped it; the next access to a page past the new end
+ * Containing a peer that shrinks the file behind a guest memory mapping.
+ * A frontend's memfd without F_SEAL_SHRINK can be truncated after we mapped it; the next access to a page past the new end
  * raises SIGBUS, which would kill the whole daemon. A guarded mapping gets
  * a process-wide SIGBUS handler: a fault inside it replaces the whole
  * mapping with anonymous zero pages (MAP_FIXED, so the faulting access is

@@ -632,7 +632,7 @@ static void unmap_all(struct vn_vhu_server *srv)
 
 	/*
 	 * A drain that timed out left requests in flight whose buffers point
-	 * into these regions (issue 11 item 7): never unmap under them. The
+	 * into these regions: never unmap under them. The
 	 * regions leave the map but stay mapped, leaked on purpose.
 	 */
 	if (stuck && srv->nregions)
@@ -959,7 +959,7 @@ static int h_get_vring_base(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg
 
 /*
  * Every fd a frontend gives for a ring must be an eventfd, made
- * non-blocking (issue 12 item 2): a blocking or full fd written by a queue
+ * non-blocking: a blocking or full fd written by a queue
  * thread would wedge it with the queue's locks held.
  */
 static int check_ring_fd(struct vn_vhu_server *srv, const struct vn_vhu_msg *msg)

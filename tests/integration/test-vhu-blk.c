@@ -467,7 +467,7 @@ static void queue_bad(struct rig *r, enum bad k)
 }
 
 /*
- * Issue 12 item 1: one malformed request must not stall the ring. The
+ * One malformed request must not stall the ring. The
  * device drops it (NEEDS_RESET) and must stop counting it in flight, or
  * GET_VRING_BASE (which QEMU waits for, synchronously) waits out the 30 s
  * drain timeout. Each case on a fresh connection; then a correct session.
@@ -559,7 +559,7 @@ static int hostile_fd(struct rig *r, enum hostile k, int *peer)
 }
 
 /*
- * Issue 12 item 2: a call or error fd that would block a write (a full
+ * A call or error fd that would block a write (a full
  * blocking eventfd, a full pipe) or is no eventfd at all (a file, a
  * socket). Only an eventfd is taken, made non-blocking; writing it never
  * blocks even when the frontend clears O_NONBLOCK again and fills its
@@ -705,7 +705,7 @@ static int new_memory(struct rig *r)
 }
 
 /*
- * Issue 12 item 3: the frontend truncates its (unsealed) memfd after
+ * The frontend truncates its (unsealed) memfd after
  * SET_MEM_TABLE, then kicks. The access that would SIGBUS is contained:
  * this process (the daemon) survives, says so in the log, the frontend is
  * dropped at its next message, and a new correct frontend is served.
@@ -785,7 +785,7 @@ static int raw_send(const char *path, const struct vn_vhu_hdr *h, unsigned int n
 }
 
 /*
- * Terse refusals (issue 12): every refused header or message names the
+ * No terse refusals: every refused header or message names the
  * request, the field and the value in the log, not just "Protocol error".
  */
 static void test_refusals_say_why(struct vn_t *t)

@@ -78,7 +78,7 @@ static void test_adopted_fd_is_owned(struct vn_t *t)
 	vn_notifier_cleanup(&b);
 }
 
-/* Issue 12 item 2: only an eventfd from a peer, made non-blocking; set never blocks. */
+/* Only an eventfd from a peer, made non-blocking; set never blocks. */
 static void test_peer_fd(struct vn_t *t)
 {
 	uint64_t max = 0xfffffffffffffffeull, v;

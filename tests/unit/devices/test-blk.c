@@ -530,8 +530,7 @@ static void test_malformed(struct vn_t *t, enum vn_blk_backend be)
 		vn_blk_drain(b.blk);
 		VN_CHECK_EQ_U(t, bt_used_idx(&b, 0), before);
 		/*
-		 * Issue 12 item 1: the malformed chain is not in flight any
-		 * more, so a vhost-user GET_VRING_BASE does not wait for it.
+		 * The malformed chain is not in flight any more, so a vhost-user GET_VRING_BASE does not wait for it.
 		 */
 		VN_CHECK_EQ_U(t, vn_vq_inflight(vn_vdev_queue(b.vdev, 0)), 0);
 		VN_CHECK(t, bt_image_is(&b, 8 * 512, img, sizeof(img)));
@@ -550,7 +549,7 @@ BT_BOTH(test_malformed)
 /*
  * A valid request is in flight in the backend when the next chain of the
  * same kick breaks the ring: its completion finds the ring broken and
- * cannot be pushed, so it must stop counting as in flight (issue 12 item 1).
+ * cannot be pushed, so it must stop counting as in flight.
  */
 static void test_break_with_request_in_flight(struct vn_t *t, enum vn_blk_backend be)
 {

@@ -210,7 +210,7 @@ static void test_reclaim_retired_snapshots(struct vn_t *t)
 }
 
 /*
- * Issue 12 item 3: a peer truncates an unsealed memfd under the map. The
+ * A peer truncates an unsealed memfd under the map. The
  * access that would SIGBUS reads zeroes and the map says it faulted; a
  * sealed memfd (ours) cannot shrink; a SIGBUS outside guest memory still
  * kills, as it did before the handler.

@@ -974,7 +974,7 @@ static void test_mem_table_change_running(struct vn_t *t)
 }
 
 /*
- * Issue 11 item 7: a request that never completes, then SET_MEM_TABLE. The
+ * A request that never completes, then SET_MEM_TABLE. The
  * drain times out (2 s here); the old mapping must stay, because the
  * request's buffers point into it: reading them afterwards must not crash.
  */

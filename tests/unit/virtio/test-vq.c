@@ -236,8 +236,8 @@ static void test_indirect_longer_than_small_ring(struct vn_t *t)
 
 /*
  * A chain popped before the ring broke cannot be pushed any more; it must
- * stop counting as in flight, or a drain waits for it forever (issue 12
- * item 1). vn_vq_abandon() does the same for a chain the device gives up.
+ * stop counting as in flight, or a drain waits for it forever.
+ * vn_vq_abandon() does the same for a chain the device gives up.
  */
 static void test_inflight_returns_to_zero(struct vn_t *t)
 {
