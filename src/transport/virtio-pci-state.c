@@ -92,12 +92,18 @@ static uint64_t get64(const uint8_t **p)
 	return le64toh(v);
 }
 
-/* Device lock and every run lock held (state.c); the machine is paused. */
+/* Device lock and every run lock held (state.c). */
 static int sec_save(void *opaque, uint8_t *buf, size_t len)
 {
 	struct vn_virtio_pci *vp = opaque;
 	uint8_t *p = buf;
 
+	/*
+	 * Saving is tied to pausing: a running machine's vCPUs may write config
+	 * space or a doorbell the moment after, and the section would be stale.
+	 */
+	if (vn_machine_is_running(vp->m))
+		return -EBUSY;
 	put32(&p, vp->dfselect);
 	put32(&p, vp->gfselect);
 	put16(&p, vp->queue_sel);

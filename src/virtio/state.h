@@ -32,10 +32,13 @@
  * (or instance) this reader does not know is skipped; a known one that is
  * missing, repeated, of an unknown version or of the wrong length is refused.
  *
- * Saving is tied to quiescing: vn_state_save() holds every queue's run lock
- * while it reads (so no queue thread is in the rings), and an owner with
- * work in flight refuses with -EBUSY (virtio-blk with requests at the
- * backend): pause the machine (or stop the rings) and drain first.
+ * Saving is tied to pause and quiesce: vn_state_save() holds every queue's
+ * run lock while it reads (so no queue thread is in the rings), and an
+ * owner that is not quiet refuses with -EBUSY: virtio-pci while its machine
+ * runs (vn_machine_pause() first), virtio-blk while a request is at the
+ * backend (vn_blk_drain() after the pause). A device driven without a
+ * machine (the vhost-user server stops its rings first) has only the
+ * device type's rule.
  */
 
 #include <stddef.h>

@@ -1020,6 +1020,10 @@ static void test_state_transport_section(struct vn_t *t)
 	wr(&s, MMIO, COMMON(VIRTIO_PCI_COMMON_GFSELECT), 4, 1);
 	wr(&s, MMIO, COMMON(VIRTIO_PCI_COMMON_Q_SELECT), 2, 1);
 
+	/* saving needs the machine paused */
+	vn_vdev_lock(s.vdev);
+	VN_CHECK_EQ_INT(t, vn_state_save(s.vdev, buf, sizeof(buf)), -EBUSY);
+	vn_vdev_unlock(s.vdev);
 	vn_machine_pause(s.m);
 	vn_vdev_lock(s.vdev);
 	n = vn_state_save(s.vdev, buf, sizeof(buf));
