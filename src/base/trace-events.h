@@ -30,6 +30,7 @@ VN_TRACE(promoter_fail, "the promoter could not register a dynamic ioeventfd")
 /* virtio */
 VN_TRACE(vq_needs_reset, "a guest error put the device into NEEDS_RESET")
 VN_TRACE(hostnotif_transition, "a host notifier changed state (edges a-g)")
+VN_TRACE(hostnotif_source, "a queue's kick source was handed in or cleared (kick fd or poll)")
 VN_TRACE(hostnotif_fallback, "ioeventfd start failed and the device fell back to sync")
 VN_TRACE(vdev_status, "the driver wrote the device status register")
 VN_TRACE(vdev_reset, "a device was reset")

@@ -5,6 +5,7 @@
 #include <linux/virtio_config.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/notifier.h"
@@ -12,11 +13,29 @@
 #include "virtio/vdev.h"
 #include "virtio/vq.h"
 
+#define DEFAULT_POLL_NS 100000ull
+
+struct hn_qstats {
+	uint64_t kicks, runs, polls, self_kicks, drain_runs, missed;
+};
+
 struct hn_queue {
 	struct vn_hostnotif *hn;
 	unsigned int idx;
-	/* Written under the device lock and the queue's run lock; read under either. */
+	struct vn_iothread *it;    /* where it runs when ASSIGNED; NULL: never */
+	/*
+	 * Written under the device lock (policy) or by the caller of a
+	 * handed-in source, always under the queue's run lock; atomic loads.
+	 */
 	enum vn_hostnotif_state state;
+	/*
+	 * The handed-in source (DOORBELL: none, the assign policy decides) and
+	 * its fd. Written only on the queue's iothread (inside run_sync), read
+	 * there or by the thread that waits for it.
+	 */
+	enum vn_hostnotif_source ext;
+	int kick_fd;
+	bool kick_dead;            /* atomic: the kick fd hung up */
 	struct vn_notifier n;      /* created on first use, kept until free */
 	bool registered;           /* an ioeventfd for @n is in the accelerator */
 	bool starting;             /* registered by the start in progress */
@@ -25,7 +44,10 @@ struct hn_queue {
 	/* Iothread side: the fd handler follows want_attached (atomic). */
 	int want_attached;
 	bool attached;             /* iothread only */
+	int watched_fd;            /* iothread only: the fd in the loop, or -1 */
 	struct vn_bh *bh;
+	struct vn_timer *timer;    /* iothread only: the safety net or the poll */
+	struct hn_qstats st;       /* relaxed atomics */
 };
 
 struct vn_hostnotif {
@@ -38,13 +60,15 @@ struct vn_hostnotif {
 	bool running;
 	bool bus_master;
 	uint64_t safety_ns;
-	struct vn_timer *safety;   /* iothread only */
+	uint64_t poll_ns;
 	unsigned int nr;
 	struct hn_queue *q;
 	struct vn_hostnotif_stats stats; /* atomic adds */
 };
 
 #define STAT_INC(hn, field) __atomic_add_fetch(&(hn)->stats.field, 1, __ATOMIC_RELAXED)
+#define QSTAT_INC(q, field) __atomic_add_fetch(&(q)->st.field, 1, __ATOMIC_RELAXED)
+#define LOAD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
 
 static const char *const state_names[] = {
 	[VN_HOSTNOTIF_DEASSIGNED] = "deassigned",
@@ -57,7 +81,46 @@ const char *vn_hostnotif_state_name(enum vn_hostnotif_state s)
 	return (unsigned int)s < VN_ARRAY_SIZE(state_names) ? state_names[s] : "?";
 }
 
-/* Caller holds the device lock. Edge letters as in docs/design.md. */
+static const char *const source_names[] = {
+	[VN_HOSTNOTIF_SRC_DOORBELL] = "doorbell",
+	[VN_HOSTNOTIF_SRC_IOEVENTFD] = "ioeventfd",
+	[VN_HOSTNOTIF_SRC_KICK_FD] = "kick-fd",
+	[VN_HOSTNOTIF_SRC_POLL] = "poll",
+	[VN_HOSTNOTIF_SRC_EXTERNAL] = "external",
+};
+
+const char *vn_hostnotif_source_name(enum vn_hostnotif_source s)
+{
+	return (unsigned int)s < VN_ARRAY_SIZE(source_names) ? source_names[s] : "?";
+}
+
+static enum vn_hostnotif_source ext_of(const struct hn_queue *q)
+{
+	return __atomic_load_n(&q->ext, __ATOMIC_RELAXED);
+}
+
+static enum vn_hostnotif_source source_of(const struct hn_queue *q, enum vn_hostnotif_state s)
+{
+	enum vn_hostnotif_source e = ext_of(q);
+
+	if (e != VN_HOSTNOTIF_SRC_DOORBELL)
+		return e;
+	if (s == VN_HOSTNOTIF_OFFLIMITS)
+		return VN_HOSTNOTIF_SRC_EXTERNAL;
+	return s == VN_HOSTNOTIF_ASSIGNED ? VN_HOSTNOTIF_SRC_IOEVENTFD : VN_HOSTNOTIF_SRC_DOORBELL;
+}
+
+/* A queue whose source its caller handed in: the assign policy leaves it alone. */
+static bool handed_in(const struct hn_queue *q)
+{
+	return ext_of(q) != VN_HOSTNOTIF_SRC_DOORBELL;
+}
+
+/*
+ * Edge letters as in docs/design.md (a-g); h and i are a handed-in source
+ * attached and detached by its caller. Caller holds the device lock, or is
+ * the caller of a handed-in source.
+ */
 static void set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
 {
 	enum vn_hostnotif_state old = q->state;
@@ -65,27 +128,160 @@ static void set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
 	vn_vdev_queue_lock(q->hn->vdev, q->idx);
 	__atomic_store_n(&q->state, s, __ATOMIC_RELEASE);
 	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
-	vn_trace(hostnotif_transition, "dev=%s vq=%u %s->%s edge=%c", q->hn->vdev->name, q->idx,
-		 vn_hostnotif_state_name(old), vn_hostnotif_state_name(s), edge);
-}
-
-/* Runs the queue's handler once. Caller holds the queue's run lock. */
-static void run_queue_locked(struct hn_queue *q, uint64_t *counter)
-{
-	if (vn_vdev_queue_kick(q->hn->vdev, q->idx) > 0)
-		__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+	vn_trace(hostnotif_transition, "dev=%s vq=%u %s->%s edge=%c src=%s", q->hn->vdev->name,
+		 q->idx, vn_hostnotif_state_name(old), vn_hostnotif_state_name(s), edge,
+		 vn_hostnotif_source_name(source_of(q, s)));
 }
 
 /*
- * The iothread consumes the eventfd only while the queue is ASSIGNED; in any
+ * Runs the queue's handler once, counting the run in the device's @counter
+ * and the queue's @qcounter (either may be NULL). Caller holds the queue's
+ * run lock.
+ */
+static void run_queue_counted(struct hn_queue *q, uint64_t *counter, uint64_t *qcounter)
+{
+	struct vn_hostnotif *hn = q->hn;
+
+	if (vn_vdev_queue_kick(hn->vdev, q->idx) <= 0)
+		return;
+	if (counter)
+		__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+	if (qcounter)
+		__atomic_add_fetch(qcounter, 1, __ATOMIC_RELAXED);
+	QSTAT_INC(q, runs);
+	if (hn->ops && hn->ops->queue_broken && vn_vq_is_broken(vn_vdev_queue(hn->vdev, q->idx)))
+		hn->ops->queue_broken(hn->opaque, q->idx);
+}
+
+static void run_queue_locked(struct hn_queue *q, uint64_t *counter)
+{
+	run_queue_counted(q, counter, NULL);
+}
+
+/*
+ * Empty a handed-in kick fd. Return: 1 if it held a kick, else 0; *@dead
+ * when it hung up (a pipe whose writer went away, an error).
+ */
+static int read_kick_fd(int fd, bool *dead)
+{
+	uint64_t v;
+	int got = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, &v, sizeof(v));
+
+		if (n > 0) {
+			got = 1;
+			continue; /* a pipe may hold more than one */
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || errno != EAGAIN)
+			*dead = true;
+		return got;
+	}
+}
+
+/*
+ * Take the kick pending in the queue's source, if any. Caller holds the
+ * queue's run lock and has checked the state: one reader per kick.
+ */
+static int consume_locked(struct hn_queue *q, bool *dead)
+{
+	int r;
+
+	switch (q->ext) {
+	case VN_HOSTNOTIF_SRC_POLL:
+		return 0;
+	case VN_HOSTNOTIF_SRC_KICK_FD:
+		r = q->kick_fd >= 0 ? read_kick_fd(q->kick_fd, dead) : 0;
+		break;
+	default:
+		r = vn_notifier_is_valid(&q->n) && vn_notifier_test_and_clear(&q->n) == 1;
+		break;
+	}
+	if (r > 0)
+		QSTAT_INC(q, kicks);
+	return r;
+}
+
+static struct vn_loop *queue_loop(const struct hn_queue *q)
+{
+	return vn_iothread_loop(q->it);
+}
+
+static uint64_t timer_period(const struct hn_queue *q)
+{
+	return q->ext == VN_HOSTNOTIF_SRC_POLL ? q->hn->poll_ns : q->hn->safety_ns;
+}
+
+/* Stop watching the source. Context: the queue's iothread. */
+static void unwatch(struct hn_queue *q)
+{
+	if (!q->attached)
+		return;
+	if (q->watched_fd >= 0)
+		(void)vn_loop_del_fd(queue_loop(q), q->watched_fd);
+	q->watched_fd = -1;
+	if (q->timer)
+		vn_timer_cancel(q->timer);
+	q->attached = false;
+}
+
+/*
+ * A handed-in kick fd hung up. Level-triggered, a dead fd would spin the
+ * loop: stop watching it; the queue waits for a new one.
+ * Context: the queue's iothread.
+ */
+static void kick_fd_died(struct hn_queue *q)
+{
+	if (__atomic_exchange_n(&q->kick_dead, true, __ATOMIC_RELAXED))
+		return;
+	STAT_INC(q->hn, hangups);
+	vn_log(VN_LOG_WARN, "hostnotif", "%s vq %u: kick fd hung up; queue stalled until a new one",
+	       q->hn->vdev->name, q->idx);
+	unwatch(q);
+}
+
+/*
+ * The iothread consumes the source only while the queue is ASSIGNED; in any
  * other state somebody else owns it and the signal is left for them.
  */
 static bool iothread_consume(struct hn_queue *q)
 {
-	bool ran = false;
+	bool ran = false, dead = false;
 
 	vn_vdev_queue_lock(q->hn->vdev, q->idx);
-	if (q->state == VN_HOSTNOTIF_ASSIGNED && vn_notifier_test_and_clear(&q->n) == 1) {
+	if (q->state == VN_HOSTNOTIF_ASSIGNED && consume_locked(q, &dead) == 1) {
+		run_queue_locked(q, &q->hn->stats.iothread_runs);
+		ran = true;
+	}
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
+	if (dead)
+		kick_fd_died(q);
+	return ran;
+}
+
+static void on_kick(void *opaque, uint32_t events)
+{
+	struct hn_queue *q = opaque;
+
+	if (!iothread_consume(q) && (events & (VN_LOOP_ERR | VN_LOOP_HUP)) &&
+	    q->ext == VN_HOSTNOTIF_SRC_KICK_FD)
+		kick_fd_died(q);
+}
+
+/* The loop's busy poll: our eventfd is read; for a kick fd the avail ring is looked at. */
+static bool poll_kick(void *opaque)
+{
+	struct hn_queue *q = opaque;
+	bool ran = false;
+
+	if (q->ext != VN_HOSTNOTIF_SRC_KICK_FD)
+		return iothread_consume(q);
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
+	if (q->state == VN_HOSTNOTIF_ASSIGNED &&
+	    vn_vq_avail_count(vn_vdev_queue(q->hn->vdev, q->idx)) > 0) {
 		run_queue_locked(q, &q->hn->stats.iothread_runs);
 		ran = true;
 	}
@@ -93,39 +289,74 @@ static bool iothread_consume(struct hn_queue *q)
 	return ran;
 }
 
-static void on_kick(void *opaque, uint32_t events)
+/*
+ * The self-kick of a handed-in source at attach: run the queue once here,
+ * taking any kick that landed while nobody listened.
+ * Context: the queue's iothread.
+ */
+static void self_kick_here(struct hn_queue *q)
 {
-	iothread_consume(opaque);
+	bool dead = false;
+
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
+	if (q->state == VN_HOSTNOTIF_ASSIGNED) {
+		(void)consume_locked(q, &dead);
+		run_queue_counted(q, &q->hn->stats.self_kicks, &q->st.self_kicks);
+	}
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
+	if (dead)
+		kick_fd_died(q);
 }
 
-static bool poll_kick(void *opaque)
+/* Watch the source. Context: the queue's iothread. */
+static int watch(struct hn_queue *q)
 {
-	return iothread_consume(opaque);
-}
-
-/* Bottom half on the iothread: make the fd handler match want_attached. */
-static void reconcile_attach(void *opaque)
-{
-	struct hn_queue *q = opaque;
-	struct vn_loop *loop = vn_iothread_loop(q->hn->iothread);
-	bool want = __atomic_load_n(&q->want_attached, __ATOMIC_ACQUIRE);
+	int fd = q->ext == VN_HOSTNOTIF_SRC_KICK_FD ? q->kick_fd
+		 : q->ext == VN_HOSTNOTIF_SRC_POLL  ? -1
+						    : vn_notifier_fd(&q->n);
 	int r;
 
-	if (want && !q->attached) {
-		r = vn_loop_add_fd(loop, vn_notifier_fd(&q->n), VN_LOOP_READ, on_kick, poll_kick, q);
+	if (q->ext == VN_HOSTNOTIF_SRC_KICK_FD &&
+	    (fd < 0 || __atomic_load_n(&q->kick_dead, __ATOMIC_RELAXED)))
+		return 0; /* stays detached until a new fd */
+	if (fd >= 0) {
+		r = vn_loop_add_fd(queue_loop(q), fd, VN_LOOP_READ, on_kick, poll_kick, q);
 		if (r < 0) {
 			/* Without a watcher the kicks would wait for the safety net. */
-			vn_log(VN_LOG_ERR, "hostnotif", "%s vq %u: cannot watch host notifier: %s",
-			       q->hn->vdev->name, q->idx, vn_strerror(r));
-			return;
+			vn_log(VN_LOG_ERR, "hostnotif", "%s vq %u: cannot watch its %s: %s",
+			       q->hn->vdev->name, q->idx, vn_hostnotif_source_name(source_of(q, q->state)),
+			       vn_strerror(r));
+			return r;
 		}
-		q->attached = true;
-		/* A kick that landed before the watch is seen now, not at the next kick. */
-		iothread_consume(q);
-	} else if (!want && q->attached) {
-		(void)vn_loop_del_fd(loop, vn_notifier_fd(&q->n));
-		q->attached = false;
 	}
+	q->watched_fd = fd;
+	q->attached = true;
+	if (q->timer && timer_period(q))
+		vn_timer_arm_in(q->timer, timer_period(q));
+	/* A kick that landed before the watch is seen now, not at the next kick. */
+	if (handed_in(q))
+		self_kick_here(q);
+	else
+		iothread_consume(q);
+	return 0;
+}
+
+/* Make the watch match want_attached. Context: the queue's iothread. */
+static int reconcile(struct hn_queue *q)
+{
+	bool want = __atomic_load_n(&q->want_attached, __ATOMIC_ACQUIRE);
+
+	if (want && !q->attached)
+		return watch(q);
+	if (!want)
+		unwatch(q);
+	return 0;
+}
+
+/* Bottom half of the assign policy's posted attach/detach, and a handed-in detach. */
+static void reconcile_attach(void *opaque)
+{
+	(void)reconcile(opaque);
 }
 
 static void post_attach(struct hn_queue *q, bool want)
@@ -179,24 +410,31 @@ static void unregister_ioev(struct hn_queue *q)
 }
 
 /*
- * The drain-on-stop rule: a kick that raced the stop is in the eventfd; run
+ * The drain-on-stop rule: a kick that raced the stop is in the source; run
  * the queue once for it (an idle queue is not run for nothing), then make
  * sure the driver is allowed to notify again, so the next owner is told.
- * Device lock held.
+ * The state is no longer ASSIGNED, so the iothread leaves the source alone:
+ * the kick is found exactly once. Device lock held (policy), or the caller
+ * of a handed-in source on the queue's iothread.
  */
 static void drain(struct hn_queue *q, bool force)
 {
 	struct vn_vq *vq = vn_vdev_queue(q->hn->vdev, q->idx);
-	bool set = vn_notifier_is_valid(&q->n) && vn_notifier_test_and_clear(&q->n) == 1;
+	bool dead = false;
+	int set;
 
 	vn_vdev_queue_lock(q->hn->vdev, q->idx);
-	if (set || force)
-		run_queue_locked(q, force ? &q->hn->stats.self_kicks : &q->hn->stats.drain_runs);
+	set = consume_locked(q, &dead);
+	if (set == 1 || force)
+		run_queue_counted(q, force ? &q->hn->stats.self_kicks : &q->hn->stats.drain_runs,
+				  force ? &q->st.self_kicks : &q->st.drain_runs);
 	if (vq && vn_vq_is_ready(vq)) {
 		for (int i = 0; i < 4 && vn_vq_enable_notify(vq) > 0; i++)
-			run_queue_locked(q, &q->hn->stats.drain_runs);
+			run_queue_counted(q, &q->hn->stats.drain_runs, &q->st.drain_runs);
 	}
 	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
+	if (dead)
+		__atomic_store_n(&q->kick_dead, true, __ATOMIC_RELAXED);
 }
 
 static bool can_assign(struct vn_hostnotif *hn)
@@ -223,10 +461,12 @@ static void stop_queue(struct hn_queue *q)
 	drain(q, false);
 }
 
+/* The assign policy's stop: a handed-in source is its caller's to stop. */
 static void stop_all(struct vn_hostnotif *hn)
 {
 	for (unsigned int i = 0; i < hn->nr; i++)
-		stop_queue(&hn->q[i]);
+		if (!handed_in(&hn->q[i]))
+			stop_queue(&hn->q[i]);
 }
 
 static void fall_back(struct vn_hostnotif *hn, unsigned int failed_q, int err)
@@ -255,7 +495,7 @@ static void start_all(struct vn_hostnotif *hn)
 	for (i = 0; i < hn->nr; i++) {
 		struct hn_queue *q = &hn->q[i];
 
-		if (q->state != VN_HOSTNOTIF_DEASSIGNED || !queue_active(hn, i))
+		if (q->state != VN_HOSTNOTIF_DEASSIGNED || handed_in(q) || !queue_active(hn, i))
 			continue;
 		r = register_ioev(q);
 		if (r < 0)
@@ -338,7 +578,8 @@ static void self_kick_sync(struct vn_hostnotif *hn)
 	if (!hn->running || !(vn_vdev_get_status(hn->vdev) & VIRTIO_CONFIG_S_DRIVER_OK))
 		return;
 	for (unsigned int i = 0; i < hn->nr; i++)
-		if (hn->q[i].state == VN_HOSTNOTIF_DEASSIGNED && queue_active(hn, i))
+		if (hn->q[i].state == VN_HOSTNOTIF_DEASSIGNED && !handed_in(&hn->q[i]) &&
+		    queue_active(hn, i))
 			drain(&hn->q[i], true);
 }
 
@@ -365,6 +606,40 @@ static void hook_queue_reset_pre(void *opaque, struct vn_vdev *vdev, unsigned in
 
 	if (q < hn->nr)
 		stop_queue(&hn->q[q]);
+}
+
+static void stop_handed_in_fn(void *opaque)
+{
+	struct hn_queue *q = opaque;
+
+	unwatch(q);
+	drain(q, false);
+}
+
+/*
+ * vn_vdev_queue_stop(): nobody feeds the queue any more. A handed-in source
+ * leaves the loop at once, on its iothread, and a kick that raced the stop
+ * runs the queue there once (drain-on-stop). Context: device lock NOT held.
+ */
+static void hook_queue_stop(void *opaque, struct vn_vdev *vdev, unsigned int idx)
+{
+	struct vn_hostnotif *hn = opaque;
+	struct hn_queue *q;
+
+	if (idx >= hn->nr)
+		return;
+	q = &hn->q[idx];
+	if (!handed_in(q)) {
+		vn_vdev_lock(vdev);
+		stop_queue(q);
+		vn_vdev_unlock(vdev);
+		return;
+	}
+	if (vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_ASSIGNED)
+		return;
+	set_state(q, VN_HOSTNOTIF_DEASSIGNED, 's');
+	__atomic_store_n(&q->want_attached, false, __ATOMIC_RELEASE);
+	vn_iothread_run_sync_void(q->it, stop_handed_in_fn, q);
 }
 
 static void hook_queue_enabled(void *opaque, struct vn_vdev *vdev, unsigned int q)
@@ -394,65 +669,69 @@ static const struct vn_vdev_hooks hostnotif_hooks = {
 	.reset_pre = hook_reset_pre,
 	.queue_reset_pre = hook_queue_reset_pre,
 	.queue_enabled = hook_queue_enabled,
+	.queue_stop = hook_queue_stop,
 	.loaded = hook_loaded,
 };
 
 /*
- * The missed-doorbell safety net, on the iothread: avail entries in an
- * ASSIGNED queue that nobody was told about are a lost kick somewhere.
+ * The queue's timer on its iothread. For a POLL source it is the poll: avail
+ * entries are the only news. For a queue fed by an fd it is the
+ * missed-doorbell safety net: avail entries that nobody was told about are
+ * a lost kick somewhere.
  */
-static void safety_tick(void *opaque)
+static void queue_timer(void *opaque)
 {
-	struct vn_hostnotif *hn = opaque;
+	struct hn_queue *q = opaque;
+	struct vn_hostnotif *hn = q->hn;
+	struct vn_vq *vq = vn_vdev_queue(hn->vdev, q->idx);
+	bool dead = false;
 
-	for (unsigned int i = 0; i < hn->nr; i++) {
-		struct hn_queue *q = &hn->q[i];
-		struct vn_vq *vq = vn_vdev_queue(hn->vdev, i);
-
-		vn_vdev_queue_lock(q->hn->vdev, q->idx);
-		if (q->state == VN_HOSTNOTIF_ASSIGNED && vq && vn_vq_is_ready(vq)) {
-			if (vn_notifier_test_and_clear(&q->n) == 1) {
-				/* an ordinary kick the handler had not reached yet */
-				run_queue_locked(q, &hn->stats.iothread_runs);
-			} else if (vn_vq_avail_count(vq) > 0) {
-				vn_log(VN_LOG_WARN, "hostnotif",
-				       "%s vq %u: avail work without a kick (missed doorbell)",
-				       hn->vdev->name, i);
-				run_queue_locked(q, &hn->stats.missed);
-			}
+	vn_vdev_queue_lock(hn->vdev, q->idx);
+	if (q->state == VN_HOSTNOTIF_ASSIGNED && vq && vn_vq_is_ready(vq)) {
+		if (q->ext == VN_HOSTNOTIF_SRC_POLL) {
+			if (vn_vq_avail_count(vq) > 0)
+				run_queue_counted(q, &hn->stats.polls, &q->st.polls);
+		} else if (consume_locked(q, &dead) == 1) {
+			/* an ordinary kick the handler had not reached yet */
+			run_queue_locked(q, &hn->stats.iothread_runs);
+		} else if (vn_vq_avail_count(vq) > 0) {
+			vn_log(VN_LOG_WARN, "hostnotif",
+			       "%s vq %u: avail work without a kick (missed doorbell)",
+			       hn->vdev->name, q->idx);
+			run_queue_counted(q, &hn->stats.missed, &q->st.missed);
 		}
-		vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	}
-	vn_timer_arm_in(hn->safety, hn->safety_ns);
+	vn_vdev_queue_unlock(hn->vdev, q->idx);
+	if (dead)
+		kick_fd_died(q);
+	if (q->attached && timer_period(q))
+		vn_timer_arm_in(q->timer, timer_period(q));
 }
 
 static int setup_on_iothread(void *opaque)
 {
-	struct vn_hostnotif *hn = opaque;
+	struct hn_queue *q = opaque;
 	int r;
 
-	r = vn_timer_new(vn_iothread_loop(hn->iothread), safety_tick, hn, &hn->safety);
-	if (r < 0)
-		return r;
-	vn_timer_arm_in(hn->safety, hn->safety_ns);
-	return 0;
+	r = vn_bh_new(queue_loop(q), reconcile_attach, q, &q->bh);
+	if (r == 0)
+		r = vn_timer_new(queue_loop(q), queue_timer, q, &q->timer);
+	return r;
 }
 
+/* Context: the queue's iothread (or nobody runs its loop). */
 static void teardown_on_iothread(void *opaque)
 {
-	struct vn_hostnotif *hn = opaque;
+	struct hn_queue *q = opaque;
 
-	for (unsigned int i = 0; i < hn->nr; i++) {
-		struct hn_queue *q = &hn->q[i];
-
-		if (q->attached)
-			(void)vn_loop_del_fd(vn_iothread_loop(hn->iothread), vn_notifier_fd(&q->n));
-		q->attached = false;
-		vn_bh_free(q->bh);
-		q->bh = NULL;
-	}
-	vn_timer_free(hn->safety);
-	hn->safety = NULL;
+	unwatch(q);
+	if (q->kick_fd >= 0)
+		close(q->kick_fd);
+	q->kick_fd = -1;
+	vn_bh_free(q->bh);
+	q->bh = NULL;
+	vn_timer_free(q->timer);
+	q->timer = NULL;
 }
 
 static void noop(void *opaque)
@@ -462,8 +741,29 @@ static void noop(void *opaque)
 void vn_hostnotif_sync(struct vn_hostnotif *hn)
 {
 	/* FIFO: this call runs after every bottom half posted before it. */
-	if (hn->iothread)
-		vn_iothread_run_sync_void(hn->iothread, noop, NULL);
+	for (unsigned int i = 0; i < hn->nr; i++) {
+		struct vn_iothread *it = hn->q[i].it;
+		bool seen = false;
+
+		for (unsigned int j = 0; j < i && !seen; j++)
+			seen = hn->q[j].it == it;
+		if (it && !seen)
+			vn_iothread_run_sync_void(it, noop, NULL);
+	}
+}
+
+static void teardown_all(struct vn_hostnotif *hn)
+{
+	for (unsigned int i = 0; i < hn->nr; i++)
+		if (hn->q[i].it)
+			vn_iothread_run_sync_void(hn->q[i].it, teardown_on_iothread, &hn->q[i]);
+}
+
+static struct vn_iothread *iothread_for(const struct vn_hostnotif_cfg *cfg, unsigned int i)
+{
+	if (cfg->queue_iothreads && cfg->nr_queue_iothreads)
+		return cfg->queue_iothreads[i % cfg->nr_queue_iothreads];
+	return cfg->iothread;
 }
 
 int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **out)
@@ -480,7 +780,8 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 		.vdev = cfg->vdev, .accel = cfg->accel, .iothread = cfg->iothread,
 		.ops = cfg->ops, .opaque = cfg->opaque, .ioeventfd_on = cfg->ioeventfd,
 		.running = cfg->running, .bus_master = true,
-		.safety_ns = cfg->iothread ? cfg->safety_net_ns : 0,
+		.safety_ns = cfg->safety_net_ns,
+		.poll_ns = cfg->poll_ns ? cfg->poll_ns : DEFAULT_POLL_NS,
 	};
 	hn->nr = vn_vdev_nr_queues(cfg->vdev);
 	hn->q = calloc(hn->nr, sizeof(*hn->q));
@@ -491,19 +792,15 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 	for (unsigned int i = 0; i < hn->nr; i++) {
 		struct hn_queue *q = &hn->q[i];
 
-		*q = (struct hn_queue){ .hn = hn, .idx = i, .n = VN_NOTIFIER_INIT };
-		vn_trace(hostnotif_transition, "dev=%s vq=%u start->deassigned edge=a",
+		*q = (struct hn_queue){ .hn = hn, .idx = i, .n = VN_NOTIFIER_INIT,
+					.it = iothread_for(cfg, i), .kick_fd = -1, .watched_fd = -1 };
+		vn_trace(hostnotif_transition, "dev=%s vq=%u start->deassigned edge=a src=doorbell",
 			 hn->vdev->name, i);
-		if (hn->iothread) {
-			r = vn_bh_new(vn_iothread_loop(hn->iothread), reconcile_attach, q, &q->bh);
+		if (q->it) {
+			r = vn_iothread_run_sync(q->it, setup_on_iothread, q);
 			if (r < 0)
 				goto err;
 		}
-	}
-	if (hn->safety_ns) {
-		r = vn_iothread_run_sync(hn->iothread, setup_on_iothread, hn);
-		if (r < 0)
-			goto err;
 	}
 	vn_vdev_lock(hn->vdev);
 	r = vn_vdev_add_hooks(hn->vdev, &hostnotif_hooks, hn);
@@ -516,8 +813,7 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 	return 0;
 
 err:
-	if (hn->iothread)
-		vn_iothread_run_sync_void(hn->iothread, teardown_on_iothread, hn);
+	teardown_all(hn);
 	free(hn->q);
 	free(hn);
 	return r;
@@ -531,8 +827,7 @@ void vn_hostnotif_free(struct vn_hostnotif *hn)
 	reset_all(hn);
 	(void)vn_vdev_remove_hooks(hn->vdev, &hostnotif_hooks, hn);
 	vn_vdev_unlock(hn->vdev);
-	if (hn->iothread)
-		vn_iothread_run_sync_void(hn->iothread, teardown_on_iothread, hn);
+	teardown_all(hn);
 	for (unsigned int i = 0; i < hn->nr; i++) {
 		vn_notifier_cleanup(&hn->q[i].n);
 	}
@@ -588,6 +883,8 @@ int vn_hostnotif_set_host_notifier(struct vn_hostnotif *hn, unsigned int idx, bo
 	if (idx >= hn->nr)
 		return -EINVAL;
 	q = &hn->q[idx];
+	if (handed_in(q))
+		return -EBUSY; /* its kicks come from the caller's fd, not an eventfd of ours */
 	if (assign) {
 		if (q->grabs++ > 0)
 			return 0;
@@ -659,4 +956,153 @@ void vn_hostnotif_get_stats(struct vn_hostnotif *hn, struct vn_hostnotif_stats *
 	out->self_kicks = __atomic_load_n(&hn->stats.self_kicks, __ATOMIC_RELAXED);
 	out->missed = __atomic_load_n(&hn->stats.missed, __ATOMIC_RELAXED);
 	out->fallbacks = __atomic_load_n(&hn->stats.fallbacks, __ATOMIC_RELAXED);
+	out->polls = LOAD(hn->stats.polls);
+	out->hangups = LOAD(hn->stats.hangups);
+}
+
+int vn_hostnotif_get_queue_stats(struct vn_hostnotif *hn, unsigned int idx,
+				 struct vn_hostnotif_queue_stats *out)
+{
+	struct hn_queue *q;
+
+	if (idx >= hn->nr)
+		return -EINVAL;
+	q = &hn->q[idx];
+	*out = (struct vn_hostnotif_queue_stats){
+		.state = vn_hostnotif_state(hn, idx),
+		.source = vn_hostnotif_source(hn, idx),
+		.kicks = LOAD(q->st.kicks),
+		.runs = LOAD(q->st.runs),
+		.polls = LOAD(q->st.polls),
+		.self_kicks = LOAD(q->st.self_kicks),
+		.drain_runs = LOAD(q->st.drain_runs),
+		.missed = LOAD(q->st.missed),
+	};
+	return 0;
+}
+
+enum vn_hostnotif_source vn_hostnotif_source(struct vn_hostnotif *hn, unsigned int idx)
+{
+	if (idx >= hn->nr)
+		return VN_HOSTNOTIF_SRC_DOORBELL;
+	return source_of(&hn->q[idx], vn_hostnotif_state(hn, idx));
+}
+
+/* ------------------------------------------------------------------ */
+/* Handed-in sources: the caller's fds and polls                       */
+
+struct source_args {
+	struct hn_queue *q;
+	int fd;
+	bool clear;
+};
+
+/* On the queue's iothread: replace the source; re-attach if it was wanted. */
+static int set_source_fn(void *opaque)
+{
+	struct source_args *a = opaque;
+	struct hn_queue *q = a->q;
+	enum vn_hostnotif_source e = a->clear	? VN_HOSTNOTIF_SRC_DOORBELL
+				     : a->fd >= 0 ? VN_HOSTNOTIF_SRC_KICK_FD
+						  : VN_HOSTNOTIF_SRC_POLL;
+
+	unwatch(q);
+	if (q->kick_fd >= 0)
+		close(q->kick_fd);
+	q->kick_fd = a->fd;
+	__atomic_store_n(&q->ext, e, __ATOMIC_RELAXED);
+	__atomic_store_n(&q->kick_dead, false, __ATOMIC_RELAXED);
+	/* The new source's self-kick also covers a kick left in the old fd. */
+	return reconcile(q);
+}
+
+/* A clear leaves the queue detached: nothing to fail. */
+static void clear_source_fn(void *opaque)
+{
+	VN_BUG_ON(set_source_fn(opaque) != 0);
+}
+
+static int reconcile_fn(void *opaque)
+{
+	return reconcile(opaque);
+}
+
+/* The caller's side of a handed-in source; NULL for a bad or policy-owned queue. */
+static struct hn_queue *caller_queue(struct vn_hostnotif *hn, unsigned int idx)
+{
+	struct hn_queue *q;
+
+	if (idx >= hn->nr || !hn->q[idx].it)
+		return NULL;
+	q = &hn->q[idx];
+	if (!handed_in(q) && vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_DEASSIGNED)
+		return NULL; /* the assign policy or a vhost backend has it */
+	return q;
+}
+
+static void detach_locked_out(struct hn_queue *q, char edge)
+{
+	if (vn_hostnotif_state(q->hn, q->idx) == VN_HOSTNOTIF_ASSIGNED)
+		set_state(q, VN_HOSTNOTIF_DEASSIGNED, edge);
+	__atomic_store_n(&q->want_attached, false, __ATOMIC_RELEASE);
+}
+
+int vn_hostnotif_set_kick_fd(struct vn_hostnotif *hn, unsigned int idx, int fd)
+{
+	struct hn_queue *q = caller_queue(hn, idx);
+	struct source_args a = { .q = q, .fd = fd };
+	int r;
+
+	if (!q) {
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	r = vn_iothread_run_sync(q->it, set_source_fn, &a);
+	if (r < 0) {
+		/* The loop refused the fd: nothing watches the queue now. */
+		detach_locked_out(q, 'i');
+		vn_iothread_run_sync_void(q->it, reconcile_attach, q); /* a detach cannot fail */
+	}
+	vn_trace(hostnotif_source, "dev=%s vq=%u src=%s fd=%d r=%d", hn->vdev->name, idx,
+		 vn_hostnotif_source_name(ext_of(q)), fd, r);
+	return r;
+}
+
+void vn_hostnotif_clear_source(struct vn_hostnotif *hn, unsigned int idx)
+{
+	struct hn_queue *q = caller_queue(hn, idx);
+	struct source_args a = { .q = q, .fd = -1, .clear = true };
+
+	if (!q || !handed_in(q))
+		return;
+	detach_locked_out(q, 'i');
+	vn_iothread_run_sync_void(q->it, clear_source_fn, &a);
+	vn_trace(hostnotif_source, "dev=%s vq=%u src=doorbell fd=-1 r=0", hn->vdev->name, idx);
+}
+
+int vn_hostnotif_attach(struct vn_hostnotif *hn, unsigned int idx)
+{
+	struct hn_queue *q = caller_queue(hn, idx);
+	int r;
+
+	if (!q || !handed_in(q))
+		return -EINVAL;
+	if (vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_ASSIGNED)
+		set_state(q, VN_HOSTNOTIF_ASSIGNED, 'h');
+	__atomic_store_n(&q->want_attached, true, __ATOMIC_RELEASE);
+	r = vn_iothread_run_sync(q->it, reconcile_fn, q);
+	if (r < 0)
+		detach_locked_out(q, 'i');
+	return r;
+}
+
+void vn_hostnotif_detach(struct vn_hostnotif *hn, unsigned int idx)
+{
+	struct hn_queue *q = caller_queue(hn, idx);
+
+	if (!q || !handed_in(q))
+		return;
+	detach_locked_out(q, 'i');
+	vn_iothread_run_sync_void(q->it, reconcile_attach, q); /* a detach cannot fail */
 }

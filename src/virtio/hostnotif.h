@@ -3,25 +3,44 @@
 #define VN_VIRTIO_HOSTNOTIF_H
 
 /*
- * The host notifier state machine (docs/design.md), one per device: for each
- * virtqueue, who receives the guest's kicks.
+ * The queue-notifier engine: for each virtqueue of a device, who consumes
+ * the guest's kicks, and from which *source* they arrive. There is one
+ * implementation of attach, detach, self-kick, drain-on-stop, the safety net
+ * and counted grabs, used by every front door; the front doors keep their
+ * policies (virtio-pci decides when to assign, the vhost-user server hands
+ * in its frontend's fds).
  *
- *   DEASSIGNED  kicks reach the transport's doorbell register and run the
- *               queue synchronously, on the vCPU, under the device lock
- *   ASSIGNED    the doorbell is an ioeventfd; the queue's iothread consumes
- *               the eventfd and runs the queue
- *   OFFLIMITS   a vhost backend owns the eventfd; userspace leaves the queue
+ * States (the state machine of docs/design.md), who consumes the kicks:
+ *   DEASSIGNED  nobody on an iothread: a doorbell register runs the queue
+ *               synchronously, on the vCPU, under the device lock (or, for
+ *               a handed-in source, the queue is stopped or disabled)
+ *   ASSIGNED    the queue's iothread consumes the source and runs the queue
+ *   OFFLIMITS   an external (vhost) backend owns the eventfd
  *
- * Ownership and locks. Each queue's run lock (vn_vdev_queue_lock()) is held by
- * whoever runs the queue's handler (iothread or vCPU), so no queue is ever
- * processed by two threads at once. The iothread's handler runs the queue only
- * while the state is ASSIGNED, checked under that lock. Attaching and
- * detaching the fd handler is posted to the iothread and never waited for:
- * lifecycle calls run under the device lock, and waiting there for an iothread
- * that may need the device lock (a promoted register write replayed on it,
- * say) is the deadlock of docs/design.md "Threads and locks". A handler still
- * attached for a moment after a stop sees the new state and leaves the eventfd
- * alone, so each eventfd has exactly one reader at a time.
+ * Sources, where the kicks come from (vn_hostnotif_source()):
+ *   DOORBELL    the transport's doorbell register (DEASSIGNED)
+ *   IOEVENTFD   our own eventfd, registered through the accelerator
+ *               (ASSIGNED by the assign policy below, edges b and e)
+ *   KICK_FD     an external kick fd handed in (a vhost-user frontend's)
+ *   POLL        none: a timer on the iothread polls the avail ring
+ *   EXTERNAL    OFFLIMITS (edges c and d)
+ * The assign policy (ioeventfd on, running, bus master, DRIVER_OK; the
+ * device hooks) moves only queues without a handed-in source; a queue with
+ * one is attached and detached by its caller (vn_hostnotif_attach()).
+ *
+ * Ownership and locks. Each queue's run lock (vn_vdev_queue_lock()) is held
+ * by whoever runs the queue's handler (iothread or vCPU), so no queue is ever
+ * processed by two threads at once. The iothread's handler consumes the
+ * source and runs the queue only while the state is ASSIGNED, checked under
+ * that lock, so each kick is consumed by exactly one reader. The policy's
+ * attach and detach are posted to the iothread and never waited for: they
+ * run under the device lock, and waiting there for an iothread that may need
+ * the device lock (a promoted register write replayed on it, say) is the
+ * deadlock of docs/design.md "Threads and locks". The handed-in sources are attached and
+ * detached synchronously (vn_iothread_run_sync()), from a thread that holds
+ * no device lock: the caller learns whether the loop took the fd, and an fd
+ * is closed only after the iothread stopped watching it. The engine owns
+ * every handed-in fd and closes it on its queue's iothread.
  */
 
 #include <stdbool.h>
@@ -35,6 +54,14 @@
 struct vn_vdev;
 struct vn_hostnotif;
 
+enum vn_hostnotif_source {
+	VN_HOSTNOTIF_SRC_DOORBELL = 0,
+	VN_HOSTNOTIF_SRC_IOEVENTFD = 1,
+	VN_HOSTNOTIF_SRC_KICK_FD = 2,
+	VN_HOSTNOTIF_SRC_POLL = 3,
+	VN_HOSTNOTIF_SRC_EXTERNAL = 4,
+};
+
 enum vn_hostnotif_state {
 	VN_HOSTNOTIF_DEASSIGNED = 0,
 	VN_HOSTNOTIF_ASSIGNED = 1,
@@ -46,9 +73,14 @@ enum vn_hostnotif_state {
  * @ioev_for_queue: describe where queue @q's doorbell is (space, addr, len,
  *                  datamatch, data); the state machine fills in the fd.
  *                  Return 0, or -errno if the queue has no doorbell address.
+ *                  Optional for a caller that only hands in sources.
+ * @queue_broken: optional: a run left queue @q broken (a guest error), e.g.
+ *                to signal vhost-user's error fd. Called with the queue's
+ *                run lock held, on the thread that ran it; takes no lock.
  */
 struct vn_hostnotif_ops {
 	int (*ioev_for_queue)(void *opaque, unsigned int q, struct vn_ioev *out);
+	void (*queue_broken)(void *opaque, unsigned int q);
 };
 
 /**
@@ -56,18 +88,26 @@ struct vn_hostnotif_ops {
  * @vdev: the device; its lifecycle hooks drive the state machine
  * @accel: where ioeventfds are registered; NULL: never ASSIGNED
  * @iothread: runs assigned queues; NULL: never ASSIGNED (kicks would starve)
+ * @queue_iothreads: optional: queue q runs on @queue_iothreads[q % n]
+ *                   instead of @iothread (a vhost-user server's queues)
+ * @nr_queue_iothreads: n, entries of @queue_iothreads
  * @ioeventfd: the device option ioeventfd=on|off
  * @running: the machine is running at creation
- * @safety_net_ns: period of the missed-doorbell timer on the iothread; 0 off
- * @ops, @opaque: the transport
+ * @safety_net_ns: period of the missed-doorbell timer of each ASSIGNED queue
+ *                 fed by an fd (ours or handed in), on its iothread; 0 off
+ * @poll_ns: period of the avail-ring poll of a POLL source (0: 100 us)
+ * @ops, @opaque: the transport or front door
  */
 struct vn_hostnotif_cfg {
 	struct vn_vdev *vdev;
 	struct vn_accel *accel;
 	struct vn_iothread *iothread;
+	struct vn_iothread *const *queue_iothreads;
+	unsigned int nr_queue_iothreads;
 	bool ioeventfd;
 	bool running;
 	uint64_t safety_net_ns;
+	uint64_t poll_ns;
 	const struct vn_hostnotif_ops *ops;
 	void *opaque;
 };
@@ -81,6 +121,20 @@ struct vn_hostnotif_stats {
 	uint64_t self_kicks;      /* start, resume, give-back, load */
 	uint64_t missed;          /* avail work found by the safety net */
 	uint64_t fallbacks;       /* starts that failed and fell back to sync */
+	uint64_t polls;           /* runs of a POLL source that found work */
+	uint64_t hangups;         /* handed-in kick fds that hung up */
+};
+
+/* One queue's counters and where its kicks come from. */
+struct vn_hostnotif_queue_stats {
+	enum vn_hostnotif_source source;
+	enum vn_hostnotif_state state;
+	uint64_t kicks;           /* kicks consumed from its fd (eventfd or kick fd) */
+	uint64_t runs;            /* handler runs, on any path */
+	uint64_t polls;           /* POLL runs that found work */
+	uint64_t self_kicks;      /* runs and signals at attach, start, give-back */
+	uint64_t drain_runs;      /* runs by the drain-on-stop rule */
+	uint64_t missed;          /* avail work found by the safety net */
 };
 
 /**
@@ -151,6 +205,59 @@ enum vn_hostnotif_state vn_hostnotif_state(struct vn_hostnotif *hn, unsigned int
 
 /** vn_hostnotif_state_name() - "deassigned", "assigned" or "offlimits" */
 const char *vn_hostnotif_state_name(enum vn_hostnotif_state s);
+
+/** vn_hostnotif_source() - where queue @q's kicks come from now (DOORBELL for a bad @q) */
+enum vn_hostnotif_source vn_hostnotif_source(struct vn_hostnotif *hn, unsigned int q);
+
+/** vn_hostnotif_source_name() - "doorbell", "ioeventfd", "kick-fd", "poll", "external" */
+const char *vn_hostnotif_source_name(enum vn_hostnotif_source s);
+
+/**
+ * vn_hostnotif_set_kick_fd() - hand in queue @q's source
+ * @fd: an external kick fd (non-blocking, pollable); the engine owns it from
+ *      now, on error too. Negative: no fd, the POLL source.
+ *
+ * If the queue is attached, the swap happens at once on its iothread: the
+ * old fd leaves the loop, a kick pending in it runs the queue once (drain),
+ * it is closed, and the new source is attached with a self-kick.
+ * Return: 0; -EINVAL for a bad @q; -errno if the loop refused the new fd
+ * (the queue is then detached, with the new fd kept as its source).
+ * Context: device lock NOT held; waits for the queue's iothread.
+ */
+VN_MUST_CHECK int vn_hostnotif_set_kick_fd(struct vn_hostnotif *hn, unsigned int q, int fd);
+
+/**
+ * vn_hostnotif_clear_source() - forget queue @q's handed-in source: detach
+ * it (without running the queue) and close its fd. Back to DOORBELL.
+ * Context: as vn_hostnotif_set_kick_fd().
+ */
+void vn_hostnotif_clear_source(struct vn_hostnotif *hn, unsigned int q);
+
+/**
+ * vn_hostnotif_attach() - the caller's queue @q may run: ASSIGNED, its
+ * handed-in source watched on its iothread, with a self-kick (the queue runs
+ * once there: a kick may have landed while nobody listened)
+ *
+ * A kick fd that hung up stays detached until a new one is handed in.
+ * Return: 0 (also when already attached or hung up); -EINVAL for a bad @q or
+ * a queue without a handed-in source; -errno if the loop refused the fd.
+ * Context: as vn_hostnotif_set_kick_fd().
+ */
+VN_MUST_CHECK int vn_hostnotif_attach(struct vn_hostnotif *hn, unsigned int q);
+
+/**
+ * vn_hostnotif_detach() - the caller's queue @q must not run (disabled):
+ * DEASSIGNED, its source no longer watched. A kick in it stays there.
+ * Context: as vn_hostnotif_set_kick_fd().
+ */
+void vn_hostnotif_detach(struct vn_hostnotif *hn, unsigned int q);
+
+/**
+ * vn_hostnotif_get_queue_stats() - queue @q's counters and source
+ * Return: 0 or -EINVAL for a bad @q. Context: any thread.
+ */
+VN_MUST_CHECK int vn_hostnotif_get_queue_stats(struct vn_hostnotif *hn, unsigned int q,
+					       struct vn_hostnotif_queue_stats *out);
 
 /** vn_hostnotif_ioeventfd_on() - false after a start failed and fell back */
 bool vn_hostnotif_ioeventfd_on(struct vn_hostnotif *hn);

@@ -42,6 +42,10 @@
  * @reset_post: the device and every queue are in their initial state.
  * @queue_reset_pre: queue @q alone is about to be reset (VIRTIO_F_RING_RESET).
  * @queue_enabled: the driver enabled queue @q and its rings checked out.
+ * @queue_stop: vn_vdev_queue_stop() or _quiesce() is about to quiesce queue
+ *              @q: stop feeding it (detach its notifier, drain a kick that
+ *              raced). Context: unlike the others, device lock NOT held;
+ *              may wait for the queue's thread.
  * @loaded: device state was loaded (state.c); start what DRIVER_OK needs.
  * @needs_reset: the device went NEEDS_RESET. Context: any thread, without the
  *               device lock (a queue's thread found the guest error).
@@ -53,6 +57,7 @@ struct vn_vdev_hooks {
 	void (*reset_post)(void *opaque, struct vn_vdev *vdev);
 	void (*queue_reset_pre)(void *opaque, struct vn_vdev *vdev, unsigned int q);
 	void (*queue_enabled)(void *opaque, struct vn_vdev *vdev, unsigned int q);
+	void (*queue_stop)(void *opaque, struct vn_vdev *vdev, unsigned int q);
 	void (*loaded)(void *opaque, struct vn_vdev *vdev);
 	void (*needs_reset)(void *opaque, struct vn_vdev *vdev);
 };
