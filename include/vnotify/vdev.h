@@ -66,6 +66,11 @@ typedef void vn_vdev_queue_handler_fn(struct vn_vdev *vdev, struct vn_vq *vq);
  *               Return 0, or -EINVAL with *@field set to the refused field's
  *               name (a static string). It must not change anything.
  * @state_load: apply a payload state_check() accepted (device lock held)
+ * @quiesce_queue: finish the work in flight on queue @q (requests submitted
+ *                 to a backend complete to the guest) and return; nothing
+ *                 feeds the queue meanwhile. Without it, the device's
+ *                 handlers complete every chain before they return.
+ *                 Context: device lock NOT held; may wait.
  */
 struct vn_vdev_ops {
 	int (*validate_features)(struct vn_vdev *vdev, uint64_t features);
@@ -79,6 +84,7 @@ struct vn_vdev_ops {
 			   const char **field);
 	void (*state_load)(struct vn_vdev *vdev, unsigned int version, const void *buf,
 			   size_t len);
+	void (*quiesce_queue)(struct vn_vdev *vdev, unsigned int q);
 };
 
 /**

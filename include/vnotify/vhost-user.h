@@ -37,9 +37,9 @@ struct vn_vhu_conn;
  *                   @iothread
  * @nr_queue_iothreads: n
  * @poll_ns: poll period of rings the frontend gives no kick fd (0: 100 us)
- * @drain: optional: make the device finish its requests in flight
- *         (vn_blk_drain() for virtio-blk); see vn_vhu_server_cfg
- * @drain_opaque: passed to @drain
+ *
+ * The device finishes its requests in flight through its own quiesce_queue
+ * op when the frontend stops a ring: nothing to wire here.
  */
 struct vn_vhu_conn_cfg {
 	const char *name;
@@ -49,8 +49,6 @@ struct vn_vhu_conn_cfg {
 	struct vn_iothread *const *queue_iothreads;
 	unsigned int nr_queue_iothreads;
 	uint64_t poll_ns;
-	void (*drain)(void *opaque);
-	void *drain_opaque;
 };
 
 /**

@@ -47,6 +47,7 @@
 #define BLK_CONFIG_LEN offsetof(struct virtio_blk_config, max_secure_erase_sectors)
 
 static void drain_queues(struct vn_blk *blk);
+static unsigned int drain_queue(struct vn_blk *blk, unsigned int q);
 
 /* Features are final for a 1.x driver at FEATURES_OK. Context: device lock. */
 static int blk_validate_features(struct vn_vdev *vdev, uint64_t features)
@@ -94,6 +95,26 @@ static void blk_reset(struct vn_vdev *vdev)
 	__atomic_store_n(&blk->resetting, 0, __ATOMIC_RELEASE);
 }
 
+/*
+ * A front door stops feeding queue @q (vhost-user GET_VRING_BASE, a memory
+ * table change): its requests in flight complete to the guest first, as
+ * vn_blk_drain() does for every queue.
+ * Context: device lock NOT held; any thread (completions take only the
+ * queue's run lock).
+ */
+static void blk_quiesce_queue(struct vn_vdev *vdev, unsigned int q)
+{
+	struct vn_blk *blk = vn_vdev_opaque(vdev);
+	unsigned int waited;
+
+	if (q >= blk->nr_queues)
+		return;
+	__atomic_fetch_add(&blk->draining, 1, __ATOMIC_ACQ_REL);
+	waited = drain_queue(blk, q);
+	__atomic_fetch_sub(&blk->draining, 1, __ATOMIC_ACQ_REL);
+	vn_trace(blk_drain, "dev=%s vq=%u waited for %u requests (quiesce)", blk->name, q, waited);
+}
+
 static const struct vn_vdev_ops blk_vdev_ops = {
 	.validate_features = blk_validate_features,
 	.config_write = blk_config_write,
@@ -104,7 +125,23 @@ static const struct vn_vdev_ops blk_vdev_ops = {
 	.state_save = vn_blk_state_save,
 	.state_check = vn_blk_state_check,
 	.state_load = vn_blk_state_load,
+	.quiesce_queue = blk_quiesce_queue,
 };
+
+/* Wait until no request of queue @q is in flight or held. Return: how many were. */
+static unsigned int drain_queue(struct vn_blk *blk, unsigned int q)
+{
+	struct blk_queue *bq = &blk->queues[q];
+	unsigned int waited;
+
+	vn_vdev_queue_lock(blk->vdev, q);
+	(void)vn_blk_release_held_locked(bq, UINT64_MAX);
+	waited = bq->in_flight;
+	while (bq->in_flight)
+		vn_blk_reap_locked(bq, true);
+	vn_vdev_queue_unlock(blk->vdev, q);
+	return waited;
+}
 
 /* Wait until no request of any queue is in flight or held. */
 static void drain_queues(struct vn_blk *blk)
@@ -112,16 +149,8 @@ static void drain_queues(struct vn_blk *blk)
 	unsigned int waited = 0;
 
 	__atomic_fetch_add(&blk->draining, 1, __ATOMIC_ACQ_REL);
-	for (unsigned int q = 0; q < blk->nr_queues; q++) {
-		struct blk_queue *bq = &blk->queues[q];
-
-		vn_vdev_queue_lock(blk->vdev, q);
-		(void)vn_blk_release_held_locked(bq, UINT64_MAX);
-		waited += bq->in_flight;
-		while (bq->in_flight)
-			vn_blk_reap_locked(bq, true);
-		vn_vdev_queue_unlock(blk->vdev, q);
-	}
+	for (unsigned int q = 0; q < blk->nr_queues; q++)
+		waited += drain_queue(blk, q);
 	__atomic_fetch_sub(&blk->draining, 1, __ATOMIC_ACQ_REL);
 	vn_trace(blk_drain, "dev=%s waited for %u requests (reset=%d)", blk->name, waited,
 		 __atomic_load_n(&blk->resetting, __ATOMIC_RELAXED));

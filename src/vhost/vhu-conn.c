@@ -339,7 +339,7 @@ int vn_vhu_conn_new(const struct vn_vhu_conn_cfg *cfg, struct vn_vhu_conn **out)
 	c->it = cfg->iothread;
 	c->loop = vn_iothread_loop(cfg->iothread);
 	snprintf(c->path, sizeof(c->path), "%s", cfg->socket_path);
-	snprintf(c->name, sizeof(c->name), "%s", cfg->name ? cfg->name : cfg->vdev->name);
+	snprintf(c->name, sizeof(c->name), "%s", cfg->name ? cfg->name : vn_vdev_name(cfg->vdev));
 	for (unsigned int i = 0; i < VN_VHU_MAX_FDS; i++)
 		c->msg.fds[i] = -1;
 
@@ -349,8 +349,6 @@ int vn_vhu_conn_new(const struct vn_vhu_conn_cfg *cfg, struct vn_vhu_conn **out)
 		.iothreads = cfg->queue_iothreads ? cfg->queue_iothreads : &c->it,
 		.nr_iothreads = cfg->queue_iothreads ? cfg->nr_queue_iothreads : 1,
 		.poll_ns = cfg->poll_ns,
-		.drain = cfg->drain,
-		.drain_opaque = cfg->drain_opaque,
 	};
 	r = vn_vhu_server_new(&scfg, &c->srv);
 	if (r < 0)

@@ -12,10 +12,11 @@
  *
  * Threads. The core is driven from one control thread at a time (the
  * connection's iothread, or a test). Queue q runs on iothreads[q % n]: its
- * kick fd (the frontend's ioeventfd) is that queue's host notifier, watched
- * there, and a ring given without a kick fd is polled there by a timer. The
- * core reaches a queue's thread only through vn_iothread_run_sync(), which
- * runs inline when the caller is that thread or nobody runs the loop.
+ * kick fd (the frontend's ioeventfd) is handed to the queue-notifier engine
+ * (virtio/hostnotif.h) as that queue's source and watched there, and a ring
+ * given without a kick fd is polled there by the engine's timer. The core
+ * reaches a queue's thread only through vn_iothread_run_sync(), which runs
+ * inline when the caller is that thread or nobody runs the loop.
  *
  * Rings follow the spec's three states: stopped (initially, and after
  * GET_VRING_BASE), started (SET_VRING_KICK with an fd or the "no fd" flag),
@@ -23,8 +24,10 @@
  * after SET_VRING_ENABLE 1. A ring is processed only when started and
  * enabled.
  *
- * The device's queues are configured only while their ring is started; its
- * features become final (FEATURES_OK, DRIVER_OK) when the first ring starts.
+ * The device is driven through the vring-level interface (virtio/vdev.h):
+ * activated with the acked features when the first ring starts, each queue
+ * started from its ring state and stopped (quiesced, its state handed back)
+ * by GET_VRING_BASE; the device's quiesce_queue op finishes its requests.
  * Queue q interrupts the frontend through vector q, whose eventfd is the call
  * fd (vn_vdev_set_guest_notifier_fd()); the device needs at least as many
  * vectors as queues, MSI-X style.
@@ -54,11 +57,10 @@ struct vn_vhu_server;
  * @poll_ns: period of the avail-ring poll for rings without a kick fd
  *           (0: 100 us)
  * @drain_timeout_ns: how long GET_VRING_BASE, a memory table change or a
- *           disconnect wait for the device's requests in flight (0: 30 s)
- * @drain: optional: make the device finish its requests in flight (e.g.
- *         vn_blk_drain()); called from the control thread after the kicks
- *         of the affected rings are stopped, holding no lock
- * @drain_opaque: passed to @drain
+ *           disconnect wait for the device's requests in flight (0: 30 s),
+ *           after the device's quiesce_queue op returned
+ * @safety_net_ns: period of the missed-kick safety net of each running ring
+ *           with a kick fd (hostnotif); 0: off
  */
 struct vn_vhu_server_cfg {
 	const char *name;
@@ -67,8 +69,7 @@ struct vn_vhu_server_cfg {
 	unsigned int nr_iothreads;
 	uint64_t poll_ns;
 	uint64_t drain_timeout_ns;
-	void (*drain)(void *opaque);
-	void *drain_opaque;
+	uint64_t safety_net_ns;
 };
 
 /**

@@ -149,8 +149,9 @@ static void run_queue_counted(struct hn_queue *q, uint64_t *counter, uint64_t *q
 	if (qcounter)
 		__atomic_add_fetch(qcounter, 1, __ATOMIC_RELAXED);
 	QSTAT_INC(q, runs);
-	if (hn->ops && hn->ops->queue_broken && vn_vq_is_broken(vn_vdev_queue(hn->vdev, q->idx)))
-		hn->ops->queue_broken(hn->opaque, q->idx);
+	if (hn->ops && hn->ops->queue_ran)
+		hn->ops->queue_ran(hn->opaque, q->idx,
+				   vn_vq_is_broken(vn_vdev_queue(hn->vdev, q->idx)) != 0);
 }
 
 static void run_queue_locked(struct hn_queue *q, uint64_t *counter)

@@ -74,13 +74,14 @@ enum vn_hostnotif_state {
  *                  datamatch, data); the state machine fills in the fd.
  *                  Return 0, or -errno if the queue has no doorbell address.
  *                  Optional for a caller that only hands in sources.
- * @queue_broken: optional: a run left queue @q broken (a guest error), e.g.
- *                to signal vhost-user's error fd. Called with the queue's
- *                run lock held, on the thread that ran it; takes no lock.
+ * @queue_ran: optional: queue @q's handler ran; @broken: it left the queue
+ *             broken (a guest error). For vhost-user's error fd. Called with
+ *             the queue's run lock held, on the thread that ran it; takes no
+ *             lock.
  */
 struct vn_hostnotif_ops {
 	int (*ioev_for_queue)(void *opaque, unsigned int q, struct vn_ioev *out);
-	void (*queue_broken)(void *opaque, unsigned int q);
+	void (*queue_ran)(void *opaque, unsigned int q, bool broken);
 };
 
 /**

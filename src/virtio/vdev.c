@@ -583,17 +583,28 @@ int vn_vdev_queue_enable(struct vn_vdev *vdev, unsigned int q)
 	return 0;
 }
 
-int vn_vdev_queue_reset(struct vn_vdev *vdev, unsigned int q)
+/* Device lock held. @out: the state just before the reset, or NULL. */
+static void queue_reset(struct vn_vdev *vdev, unsigned int q, struct vn_vq_state *out)
 {
-	if (q >= vdev->nr_queues)
-		return -EINVAL;
+	/* The hooks may take the run lock (hostnotif's state changes): before it. */
 	HOOKS_PRE(vdev, queue_reset_pre, q);
+	vn_vdev_queue_lock(vdev, q);
+	if (out)
+		vn_vq_get_state(&vdev->queues[q].vq, out);
 	vn_vq_reset(&vdev->queues[q].vq);
 	vdev->queues[q].vector = VN_VDEV_NO_VECTOR;
 	/* §2.6.1: the queue keeps the device's negotiated ring features. */
 	if (status_raw(vdev) & VIRTIO_CONFIG_S_FEATURES_OK)
 		vn_vq_set_features(&vdev->queues[q].vq,
 				   vdev->driver_features & vdev->device_features);
+	vn_vdev_queue_unlock(vdev, q);
+}
+
+int vn_vdev_queue_reset(struct vn_vdev *vdev, unsigned int q)
+{
+	if (q >= vdev->nr_queues)
+		return -EINVAL;
+	queue_reset(vdev, q, NULL);
 	return 0;
 }
 
@@ -705,4 +716,108 @@ void vn_vdev_load_apply(struct vn_vdev *vdev, uint64_t driver_features, uint8_t 
 void vn_vdev_run_loaded_hooks(struct vn_vdev *vdev)
 {
 	HOOKS_POST(vdev, loaded);
+}
+
+/* ------------------------------------------------------------------ */
+/* The vring-level interface                                           */
+
+int vn_vdev_activate(struct vn_vdev *vdev, uint64_t features)
+{
+	uint8_t s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+	int r;
+
+	vn_vdev_lock(vdev);
+	vn_vdev_reset(vdev);
+	/* The status path runs the checks and the hooks a driver's writes would. */
+	(void)vn_vdev_set_status(vdev, s);
+	r = vn_vdev_set_driver_features(vdev, features);
+	if (r == 0 && (features & F(VIRTIO_F_VERSION_1))) {
+		s |= VIRTIO_CONFIG_S_FEATURES_OK;
+		(void)vn_vdev_set_status(vdev, s);
+		if (!(status_raw(vdev) & VIRTIO_CONFIG_S_FEATURES_OK))
+			r = -EINVAL; /* not offered, or the device type refused them */
+	}
+	if (r == 0)
+		(void)vn_vdev_set_status(vdev, s | VIRTIO_CONFIG_S_DRIVER_OK);
+	vn_vdev_unlock(vdev);
+	return r < 0 ? -EINVAL : 0;
+}
+
+int vn_vdev_queue_start(struct vn_vdev *vdev, unsigned int q, const struct vn_vq_state *st,
+			uint16_t vector, const char **field)
+{
+	const char *dummy;
+	int r;
+
+	if (q >= vdev->nr_queues)
+		return -EINVAL;
+	r = vn_vq_check_state(&vdev->queues[q].vq, st, field ? field : &dummy);
+	if (r < 0)
+		return r;
+	vn_vdev_lock(vdev);
+	r = vn_vdev_queue_set_vector(vdev, q, vector);
+	if (r == 0) {
+		vn_vdev_queue_lock(vdev, q);
+		vn_vq_set_state(&vdev->queues[q].vq, st);
+		vn_vdev_queue_unlock(vdev, q);
+		vn_trace(vq_enable, "dev=%s vq=%u", vdev->name, q);
+	} else if (field) {
+		*field = "vector";
+	}
+	vn_vdev_unlock(vdev);
+	return r;
+}
+
+void vn_vdev_queue_quiesce(struct vn_vdev *vdev, unsigned int q)
+{
+	if (q >= vdev->nr_queues)
+		return;
+	/* Hooks are registered before any queue runs: the list is stable here. */
+	HOOKS_PRE(vdev, queue_stop, q);
+	if (vdev->ops->quiesce_queue)
+		vdev->ops->quiesce_queue(vdev, q);
+}
+
+void vn_vdev_quiesce(struct vn_vdev *vdev)
+{
+	for (unsigned int q = 0; q < vdev->nr_queues; q++)
+		vn_vdev_queue_quiesce(vdev, q);
+}
+
+int vn_vdev_queue_stop(struct vn_vdev *vdev, unsigned int q, struct vn_vq_state *out)
+{
+	if (q >= vdev->nr_queues)
+		return -EINVAL;
+	vn_vdev_queue_quiesce(vdev, q);
+	vn_vdev_lock(vdev);
+	queue_reset(vdev, q, out);
+	vn_vdev_unlock(vdev);
+	return 0;
+}
+
+unsigned int vn_vdev_queue_inflight(struct vn_vdev *vdev, unsigned int q)
+{
+	unsigned int n;
+
+	if (q >= vdev->nr_queues)
+		return 0;
+	vn_vdev_queue_lock(vdev, q);
+	n = vn_vq_inflight(&vdev->queues[q].vq);
+	vn_vdev_queue_unlock(vdev, q);
+	return n;
+}
+
+const char *vn_vdev_name(const struct vn_vdev *vdev)
+{
+	return vdev->name;
+}
+
+unsigned int vn_vdev_nr_vectors(const struct vn_vdev *vdev)
+{
+	return vdev->nr_vectors;
+}
+
+bool vn_vdev_is_msix(const struct vn_vdev *vdev)
+{
+	return vdev->msix;
 }

@@ -179,6 +179,69 @@ VN_MUST_CHECK int vn_vdev_add_section(struct vn_vdev *vdev, const struct vn_vdev
  */
 int vn_vdev_remove_section(struct vn_vdev *vdev, const struct vn_vdev_section *s, void *opaque);
 
+/*
+ * The vring-level interface, beside the register-level one of
+ * <vnotify/vdev.h>: for a front door that is handed whole rings (the
+ * vhost-user server) instead of a driver's register writes (virtio-pci).
+ * Each takes the locks it needs; none is called with the device lock held.
+ */
+
+/**
+ * vn_vdev_activate() - make the device live with the negotiated @features:
+ * a fresh reset, the features final (checked as FEATURES_OK checks them;
+ * without VERSION_1, final as a legacy driver's at DRIVER_OK), DRIVER_OK.
+ * Return: 0, or -EINVAL if the features were refused (the device stays
+ * without DRIVER_OK).
+ * Context: device lock NOT held.
+ */
+VN_MUST_CHECK int vn_vdev_activate(struct vn_vdev *vdev, uint64_t features);
+
+/**
+ * vn_vdev_queue_start() - queue @q runs from ring state @st (size,
+ * addresses, last_avail_idx, used_idx; ready), interrupting through @vector
+ * @field: on a refused @st, the name of the offending field (may be NULL)
+ * Return: 0; -EINVAL for a bad @q or @vector, or a bad @st (vn_vq_check_state()).
+ * The caller attaches its notifier afterwards.
+ * Context: device lock NOT held; the queue is not running.
+ */
+VN_MUST_CHECK int vn_vdev_queue_start(struct vn_vdev *vdev, unsigned int q,
+				      const struct vn_vq_state *st, uint16_t vector,
+				      const char **field);
+
+/**
+ * vn_vdev_queue_quiesce() - stop feeding queue @q (its notifier detaches,
+ * a kick that raced runs it once: the queue_stop hooks) and wait for the
+ * device's work in flight on it (the quiesce_queue op). The queue keeps its
+ * state and can be fed again.
+ * Context: device lock NOT held; may wait for the queue's thread.
+ */
+void vn_vdev_queue_quiesce(struct vn_vdev *vdev, unsigned int q);
+
+/** vn_vdev_quiesce() - vn_vdev_queue_quiesce() for every queue */
+void vn_vdev_quiesce(struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_queue_stop() - quiesce queue @q, hand back its ring state in @out
+ * and reset it (not ready; it keeps the negotiated ring features)
+ * Return: 0 or -EINVAL for a bad @q.
+ * Context: as vn_vdev_queue_quiesce().
+ */
+VN_MUST_CHECK int vn_vdev_queue_stop(struct vn_vdev *vdev, unsigned int q,
+				     struct vn_vq_state *out);
+
+/**
+ * vn_vdev_queue_inflight() - chains queue @q has popped and not pushed
+ * Context: any thread (takes the queue's run lock).
+ */
+unsigned int vn_vdev_queue_inflight(struct vn_vdev *vdev, unsigned int q);
+
+/** vn_vdev_name() - the device's name, for log messages */
+const char *vn_vdev_name(const struct vn_vdev *vdev);
+
+/** vn_vdev_nr_vectors() - interrupt vectors; vn_vdev_is_msix(): one per queue possible */
+unsigned int vn_vdev_nr_vectors(const struct vn_vdev *vdev);
+bool vn_vdev_is_msix(const struct vn_vdev *vdev);
+
 /** vn_vdev_queue_vector() - the vector of queue @q (VN_VDEV_NO_VECTOR if none or bad @q) */
 uint16_t vn_vdev_queue_vector(const struct vn_vdev *vdev, unsigned int q);
 

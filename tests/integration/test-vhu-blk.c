@@ -314,8 +314,6 @@ static int rig_init(struct rig *r)
 	ccfg.socket_path = r->sock_path;
 	ccfg.vdev = vn_blk_vdev(r->blk);
 	ccfg.iothread = r->it;
-	ccfg.drain = (void (*)(void *))vn_blk_drain;
-	ccfg.drain_opaque = r->blk;
 	ret = vn_vhu_conn_new(&ccfg, &r->conn);
 	if (ret < 0)
 		return ret;

@@ -3,8 +3,9 @@
  * --blk: a virtio-blk disk on a vhost-user socket.
  *
  * Threads of one disk: the socket's iothread (the vhost-user protocol; it
- * also runs vn_blk_drain() when the frontend stops a ring, so it must not
- * be the device's completion iothread), K queue iothreads (queue q on
+ * also waits for a ring's requests in flight when the frontend stops it,
+ * through the device's quiesce op, so it must not be the device's
+ * completion iothread), K queue iothreads (queue q on
  * q mod K; they watch the frontend's kick eventfds), and the device's own
  * completion iothread (vn_blk_new() makes it). The vhost-user server maps
  * the frontend's memory and binds it to the device itself.
@@ -270,12 +271,6 @@ static int new_device(struct blk_dev *b, const struct vnd_dev_opts *o)
 	return r;
 }
 
-/* GET_VRING_BASE and memory table changes: on the socket's iothread */
-static void drain(void *opaque)
-{
-	vn_blk_drain(opaque);
-}
-
 static int listen_socket(struct blk_dev *b)
 {
 	struct vn_vhu_conn_cfg cfg = {
@@ -285,8 +280,6 @@ static int listen_socket(struct blk_dev *b)
 		.iothread = b->sock_it,
 		.queue_iothreads = b->q_its,
 		.nr_queue_iothreads = b->nr_iothreads,
-		.drain = drain,
-		.drain_opaque = b->blk,
 	};
 	int r = vn_vhu_conn_new(&cfg, &b->conn);
 

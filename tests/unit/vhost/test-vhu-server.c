@@ -502,6 +502,8 @@ struct fx {
 	int fds_before;
 };
 
+static uint64_t fx_safety_net_ns; /* for the next fx_init() */
+
 static int fx_init(struct fx *x)
 {
 	struct vn_iothread_cfg icfg = {.name = "vhu-test"};
@@ -519,6 +521,7 @@ static int fx_init(struct fx *x)
 	scfg.nr_iothreads = 1;
 	scfg.poll_ns = 200000;
 	scfg.drain_timeout_ns = 2000000000ull;
+	scfg.safety_net_ns = fx_safety_net_ns;
 	r = fe_init(&x->fe);
 	if (r == 0)
 		r = vn_vhu_server_new(&scfg, &x->fe.srv);
@@ -1038,6 +1041,32 @@ static void test_guest_error_signals_err_fd(struct vn_t *t)
 	fx_destroy(&x);
 }
 
+/* The engine's safety net on a vhost-user ring: a chain the frontend never kicked. */
+static void test_safety_net(struct vn_t *t)
+{
+	for (int on = 0; on < 2; on++) {
+		struct fx x;
+
+		fx_safety_net_ns = on ? 5000000ull : 0;
+		VN_REQUIRE_OK(t, fx_init(&x));
+		fx_safety_net_ns = 0;
+		VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, false), 0);
+		check_request(t, &x, 0, 1);
+		fe_add(&x.fe, 0, 2); /* and no kick */
+		if (on) {
+			VN_CHECK(t, RUN_UNTIL(&x, processed(&x.dev, 0) == 2));
+		} else {
+			uint64_t end = vn_now_ns() + 100000000ull;
+
+			while (vn_now_ns() < end)
+				(void)vn_loop_run_once(x.fe.loop, 1000000);
+			VN_CHECK_EQ_U(t, processed(&x.dev, 0), 1);
+		}
+		vn_vhu_server_disconnect(x.fe.srv);
+		fx_destroy(&x);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Socket mode: vhu-conn on a running iothread                         */
 
@@ -1243,4 +1272,5 @@ VN_TESTS(VN_TEST(test_setup), VN_TEST(test_handshake), VN_TEST(test_rings_start_
 	 VN_TEST(test_malformed_unacked), VN_TEST(test_disconnect_reconnect),
 	 VN_TEST(test_reset_device), VN_TEST(test_mem_table_change_running),
 	 VN_TEST(test_mem_table_after_drain_timeout),
-	 VN_TEST(test_guest_error_signals_err_fd), VN_TEST(test_socket), VN_TEST(test_conn_cfg));
+	 VN_TEST(test_guest_error_signals_err_fd), VN_TEST(test_safety_net), VN_TEST(test_socket),
+	 VN_TEST(test_conn_cfg));
