@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/lockorder.h"
 #include "mem/gmem-guard.h"
 
 static struct vn_gmem_table *table_alloc(unsigned int nr)
@@ -103,10 +104,12 @@ unsigned int vn_gmem_reclaim(struct vn_gmem *m)
 	struct vn_gmem_table *t, *next;
 	unsigned int n = 0;
 
+	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
 	pthread_mutex_lock(&m->lock);
 	t = m->retired;
 	m->retired = NULL;
 	pthread_mutex_unlock(&m->lock);
+	vn_lock_released(VN_LOCK_GMEM);
 	for (; t; t = next) {
 		next = t->retired_next;
 		free(t);
@@ -133,6 +136,7 @@ static int insert_region(struct vn_gmem *m, const struct vn_gmem_region *nr)
 	unsigned int pos = 0;
 	int r = 0;
 
+	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
 	pthread_mutex_lock(&m->lock);
 	old = m->table;
 	if (old->nr >= VN_GMEM_MAX_REGIONS) {
@@ -161,6 +165,7 @@ static int insert_region(struct vn_gmem *m, const struct vn_gmem_region *nr)
 	publish(m, t);
 out:
 	pthread_mutex_unlock(&m->lock);
+	vn_lock_released(VN_LOCK_GMEM);
 	return r;
 }
 
@@ -301,6 +306,7 @@ static int remove_region(struct vn_gmem *m, uint64_t gpa, bool keep_mapped)
 	unsigned int i;
 	int r = -ENOENT;
 
+	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
 	pthread_mutex_lock(&m->lock);
 	old = m->table;
 	for (i = 0; i < old->nr; i++)
@@ -327,6 +333,7 @@ static int remove_region(struct vn_gmem *m, uint64_t gpa, bool keep_mapped)
 	r = 0;
 out:
 	pthread_mutex_unlock(&m->lock);
+	vn_lock_released(VN_LOCK_GMEM);
 	return r;
 }
 

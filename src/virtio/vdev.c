@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <linux/virtio_config.h>
 
+#include "base/lockorder.h"
 #include "base/trace.h"
 #include "virtio/vq-priv.h"
 
@@ -205,12 +206,38 @@ void *vn_vdev_opaque(const struct vn_vdev *vdev)
 
 void vn_vdev_lock(struct vn_vdev *vdev)
 {
+	vn_lock_acquired(VN_LOCK_DEVICE, 0, "device lock");
 	pthread_mutex_lock(&vdev->lock);
 }
 
 void vn_vdev_unlock(struct vn_vdev *vdev)
 {
 	pthread_mutex_unlock(&vdev->lock);
+	vn_lock_released(VN_LOCK_DEVICE);
+}
+
+static void config_lock(const struct vn_vdev *vdev)
+{
+	vn_lock_acquired(VN_LOCK_CONFIG, 0, "config lock");
+	pthread_mutex_lock((pthread_mutex_t *)&vdev->config_lock);
+}
+
+static void config_unlock(const struct vn_vdev *vdev)
+{
+	pthread_mutex_unlock((pthread_mutex_t *)&vdev->config_lock);
+	vn_lock_released(VN_LOCK_CONFIG);
+}
+
+static void vector_lock(struct vn_vdev *vdev, unsigned int v)
+{
+	vn_lock_acquired(VN_LOCK_VECTOR, v, "vector lock");
+	pthread_mutex_lock(&vdev->vector_locks[v]);
+}
+
+static void vector_unlock(struct vn_vdev *vdev, unsigned int v)
+{
+	pthread_mutex_unlock(&vdev->vector_locks[v]);
+	vn_lock_released(VN_LOCK_VECTOR);
 }
 
 int vn_vdev_add_hooks(struct vn_vdev *vdev, const struct vn_vdev_hooks *h, void *opaque)
@@ -421,9 +448,9 @@ static void raise_irq(struct vn_vdev *vdev, uint16_t vector, uint8_t isr)
 	} else {
 		vector = 0;
 	}
-	pthread_mutex_lock(&vdev->vector_locks[vector]);
+	vector_lock(vdev, vector);
 	r = vn_notifier_set(&vdev->vectors[vector]);
-	pthread_mutex_unlock(&vdev->vector_locks[vector]);
+	vector_unlock(vdev, vector);
 	if (r < 0)
 		vn_log_limited(&vdev->rl, VN_LOG_ERR, "vdev", "%s: interrupt vector %u: %s",
 			       vdev->name, vector, vn_strerror(r));
@@ -462,9 +489,9 @@ int vn_vdev_config_read(struct vn_vdev *vdev, uint32_t off, void *buf, uint32_t 
 
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&vdev->config_lock);
+	config_lock(vdev);
 	memcpy(buf, vdev->config + off, len);
-	pthread_mutex_unlock(&vdev->config_lock);
+	config_unlock(vdev);
 	return 0;
 }
 
@@ -485,10 +512,10 @@ int vn_vdev_config_update(struct vn_vdev *vdev, uint32_t off, const void *buf, u
 
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&vdev->config_lock);
+	config_lock(vdev);
 	memcpy(vdev->config + off, buf, len);
 	vdev->config_generation++;
-	pthread_mutex_unlock(&vdev->config_lock);
+	config_unlock(vdev);
 	if (status_raw(vdev) & VIRTIO_CONFIG_S_DRIVER_OK)
 		raise_irq(vdev, __atomic_load_n(&vdev->config_vector, __ATOMIC_RELAXED),
 			  VN_VDEV_ISR_CONFIG);
@@ -499,9 +526,9 @@ uint32_t vn_vdev_config_generation(const struct vn_vdev *vdev)
 {
 	uint32_t g;
 
-	pthread_mutex_lock((pthread_mutex_t *)&vdev->config_lock);
+	config_lock(vdev);
 	g = vdev->config_generation;
-	pthread_mutex_unlock((pthread_mutex_t *)&vdev->config_lock);
+	config_unlock(vdev);
 	return g;
 }
 
@@ -539,6 +566,7 @@ int vn_vdev_queue_kick(struct vn_vdev *vdev, unsigned int q)
 void vn_vdev_queue_lock(struct vn_vdev *vdev, unsigned int q)
 {
 	VN_BUG_ON(q >= vdev->nr_queues);
+	vn_lock_acquired(VN_LOCK_QUEUE, q, "queue run lock");
 	pthread_mutex_lock(&vdev->queues[q].run_lock);
 }
 
@@ -546,6 +574,7 @@ void vn_vdev_queue_unlock(struct vn_vdev *vdev, unsigned int q)
 {
 	VN_BUG_ON(q >= vdev->nr_queues);
 	pthread_mutex_unlock(&vdev->queues[q].run_lock);
+	vn_lock_released(VN_LOCK_QUEUE);
 }
 
 int vn_vdev_queue_set_num(struct vn_vdev *vdev, unsigned int q, unsigned int num)
@@ -675,10 +704,10 @@ static int set_notifier_fd(struct vn_vdev *vdev, unsigned int vector, int fd, bo
 	r = peer ? vn_notifier_init_peer_fd(&n, fd) : vn_notifier_init_fd(&n, fd);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&vdev->vector_locks[vector]);
+	vector_lock(vdev, vector);
 	vn_notifier_cleanup(&vdev->vectors[vector]);
 	vdev->vectors[vector] = n;
-	pthread_mutex_unlock(&vdev->vector_locks[vector]);
+	vector_unlock(vdev, vector);
 	return 0;
 }
 
@@ -697,10 +726,10 @@ void vn_vdev_load_apply(struct vn_vdev *vdev, uint64_t driver_features, uint8_t 
 			uint32_t config_generation, const uint8_t *config)
 {
 	vdev->driver_features = driver_features;
-	pthread_mutex_lock(&vdev->config_lock);
+	config_lock(vdev);
 	memcpy(vdev->config, config, vdev->config_len);
 	vdev->config_generation = config_generation;
-	pthread_mutex_unlock(&vdev->config_lock);
+	config_unlock(vdev);
 	vdev->config_vector = config_vector;
 	__atomic_store_n(&vdev->isr, isr, __ATOMIC_RELAXED);
 	__atomic_store_n(&vdev->needs_reset, needs_reset, __ATOMIC_RELEASE);

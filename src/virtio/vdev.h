@@ -9,6 +9,36 @@
  * transports).
  */
 
+/*
+ * Lock order. A thread takes locks only downwards in this table (a lower
+ * rank while holding a higher one is a bug), and waits for an iothread
+ * (vn_iothread_run_sync()) holding none of the ranked ones. Debug builds
+ * assert it (base/lockorder.h: a per-thread stack of held ranks, checked in
+ * the wrappers named here), so every threaded test checks the order.
+ *
+ *  rank  lock                       wrapper / owner       held while
+ *  20    device lock                vn_vdev_lock()        register accesses (vCPU),
+ *                                                         lifecycle hooks, state load
+ *  30    queue run lock, one per    vn_vdev_queue_lock()  running the queue's handler
+ *        queue; several only in                           (any thread), completions,
+ *        ascending index order                            the engine's state changes
+ *  40    vector lock, one per       raise_irq(),          signalling or replacing a
+ *        vector                     set_*_notifier_fd()   vector's eventfd
+ *  41    config lock                vdev.c config_lock()  config bytes, generation
+ *  50    gmem writer lock           gmem.c                adding/removing regions
+ *
+ * Locks outside the table, taken with none of the ranked ones inside them:
+ * gmem's fault-guard lock (process-wide, installs the SIGBUS guard), the
+ * loop's bottom-half lock, the iothread's run_sync lock, the promoter's and
+ * the machine's locks (never held while waiting for an iothread) and the
+ * log's rate-limit lock (a leaf, taken anywhere). The queue-notifier engine
+ * (hostnotif) has no lock of its own: its state changes under the queue's
+ * run lock (and the device lock for the assign policy), attach and detach
+ * happen on the queue's iothread. The vhost-user server has none either:
+ * its one control thread owns its state, and it reaches a queue's thread
+ * through vn_iothread_run_sync() holding no lock.
+ */
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
