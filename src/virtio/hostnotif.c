@@ -325,7 +325,8 @@ static int watch(struct hn_queue *q)
 		if (r < 0) {
 			/* Without a watcher the kicks would wait for the safety net. */
 			vn_log(VN_LOG_ERR, "hostnotif", "%s vq %u: cannot watch its %s: %s",
-			       q->hn->vdev->name, q->idx, vn_hostnotif_source_name(source_of(q, q->state)),
+			       q->hn->vdev->name, q->idx,
+			       vn_hostnotif_source_name(source_of(q, q->state)),
 			       vn_strerror(r));
 			return r;
 		}
@@ -794,7 +795,8 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 		struct hn_queue *q = &hn->q[i];
 
 		*q = (struct hn_queue){ .hn = hn, .idx = i, .n = VN_NOTIFIER_INIT,
-					.it = iothread_for(cfg, i), .kick_fd = -1, .watched_fd = -1 };
+					.it = iothread_for(cfg, i), .kick_fd = -1,
+					.watched_fd = -1 };
 		vn_trace(hostnotif_transition, "dev=%s vq=%u start->deassigned edge=a src=doorbell",
 			 hn->vdev->name, i);
 		if (q->it) {
