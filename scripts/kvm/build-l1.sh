@@ -9,20 +9,21 @@
 # Prints OUTDIR. Exits 77 when the kernel or busybox-static is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=scripts/kvm/lib.sh
-. "$here/lib.sh"
+initramfs_bootstrap=kvm
+# shellcheck source=scripts/lib/initramfs.sh
+. "$here/../lib/initramfs.sh"
 out=${1:-$here/../../build/kvm}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-kvm_find_kernel || exit $?
-kvm_check_busybox || exit $?
-kvm_resolve_modules kvm kvm_amd
+initramfs_find_kernel || exit $?
+initramfs_check_tools || exit $?
+initramfs_resolve_modules kvm kvm_amd || exit $?
 
 stamp=$( {
 	echo "$kver"
-	sha256sum "/boot/vmlinuz-$kver" /bin/busybox "$here/init-l1" "$here/lib.sh" "$0"
-	for rel in "${mod_order[@]}"; do sha256sum "/lib/modules/$kver/$rel"; done
+	sha256sum "/boot/vmlinuz-$kver" /bin/busybox "$here/init-l1" "$initramfs_lib" "$0" \
+		$(initramfs_module_files)
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$out/stamp-l1" ] && [ "$(cat "$out/stamp-l1")" = "$stamp" ] &&
 	[ -f "$out/bzImage" ] && [ -f "$out/initramfs-l1.gz" ]; then
@@ -32,12 +33,10 @@ fi
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,opt/vn,usr/bin,usr/sbin}
-cp /bin/busybox "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
+initramfs_busybox_root "$root" sbin dev proc sys tmp opt/vn usr/bin usr/sbin
 install -m 0755 "$here/init-l1" "$root/init"
-kvm_copy_modules "$root"
-kvm_cpio "$root" "$out/initramfs-l1.gz.tmp"
+initramfs_copy_modules "$root"
+initramfs_pack "$root" "$out/initramfs-l1.gz.tmp" 1
 cp "/boot/vmlinuz-$kver" "$out/bzImage.tmp"
 mv "$out/initramfs-l1.gz.tmp" "$out/initramfs-l1.gz"
 mv "$out/bzImage.tmp" "$out/bzImage"

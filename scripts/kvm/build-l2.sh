@@ -7,20 +7,21 @@
 #   scripts/kvm/build-l2.sh [OUTDIR]          (default: build/kvm)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=scripts/kvm/lib.sh
-. "$here/lib.sh"
+initramfs_bootstrap=kvm
+# shellcheck source=scripts/lib/initramfs.sh
+. "$here/../lib/initramfs.sh"
 out=${1:-$here/../../build/kvm}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-kvm_find_kernel || exit $?
-kvm_check_busybox || exit $?
-kvm_resolve_modules virtio_pci virtio_blk
+initramfs_find_kernel || exit $?
+initramfs_check_tools || exit $?
+initramfs_resolve_modules virtio_pci virtio_blk || exit $?
 
 stamp=$( {
 	echo "$kver"
-	sha256sum /bin/busybox "$here/init-l2" "$here/lib.sh" "$0"
-	for rel in "${mod_order[@]}"; do sha256sum "/lib/modules/$kver/$rel"; done
+	sha256sum /bin/busybox "$here/init-l2" "$initramfs_lib" "$0" \
+		$(initramfs_module_files)
 } | sha256sum | cut -d' ' -f1)
 if [ -f "$out/stamp-l2" ] && [ "$(cat "$out/stamp-l2")" = "$stamp" ] && [ -f "$out/initramfs-l2.gz" ]; then
 	echo "$out"
@@ -28,12 +29,10 @@ if [ -f "$out/stamp-l2" ] && [ "$(cat "$out/stamp-l2")" = "$stamp" ] && [ -f "$o
 fi
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys,tmp}
-cp /bin/busybox "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"
+initramfs_busybox_root "$root" dev proc sys tmp
 install -m 0755 "$here/init-l2" "$root/init"
-kvm_copy_modules "$root"
-kvm_cpio "$root" "$out/initramfs-l2.gz.tmp"
+initramfs_copy_modules "$root"
+initramfs_pack "$root" "$out/initramfs-l2.gz.tmp" 1
 mv "$out/initramfs-l2.gz.tmp" "$out/initramfs-l2.gz"
 echo "$stamp" >"$out/stamp-l2"
 echo "build-l2: modules: $(tr '\n' ' ' <"$root/modules.order")" >&2

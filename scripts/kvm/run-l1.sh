@@ -40,13 +40,15 @@ log=${log:-$out/l1-console.log}
 # concatenated archives in order, so it lands on top of the base one.
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-. "$here/lib.sh"
+initramfs_bootstrap=kvm
+# shellcheck source=scripts/lib/initramfs.sh
+. "$here/../lib/initramfs.sh"
 for a in "${adds[@]}"; do
 	src=${a%%=*}
 	dest=/opt/vn/$(basename "$src")
 	[ "$a" != "$src" ] && dest=${a#*=}
 	[ -e "$src" ] || { echo "run-l1: $src does not exist" >&2; exit 2; }
-	kvm_add_file "$root" "$src" "$dest"
+	initramfs_add_file "$root" "$src" "$dest"
 done
 {
 	echo 'first=0'
@@ -59,7 +61,7 @@ done
 	done
 	echo 'exit $first'
 } >"$root/run.sh"
-kvm_cpio "$root" "$root.cpio.gz"
+initramfs_pack "$root" "$root.cpio.gz" 1
 cat "$out/initramfs-l1.gz" "$root.cpio.gz" >"$root.initrd"
 rm -f "$root.cpio.gz"
 trap 'rm -rf "$root" "$root.initrd"' EXIT
