@@ -4,7 +4,8 @@
 
 /*
  * Containing a peer that shrinks the file behind a guest memory mapping.
- * A frontend's memfd without F_SEAL_SHRINK can be truncated after we mapped it; the next access to a page past the new end
+ * A frontend's memfd without F_SEAL_SHRINK can be truncated after we
+ * mapped it; the next access to a page past the new end
  * raises SIGBUS, which would kill the whole daemon. A guarded mapping gets
  * a process-wide SIGBUS handler: a fault inside it replaces the whole
  * mapping with anonymous zero pages (MAP_FIXED, so the faulting access is

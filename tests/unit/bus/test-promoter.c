@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The hot-write promoter, case by case as docs/design.md "The promoter" and
- * issue 3 list them.
+ * The hot-write promoter, case by case as docs/design.md "The promoter"
+ * lists them.
  */
 #include <vnotify/bus.h>
 #include <vnotify/iothread.h>
