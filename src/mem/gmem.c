@@ -13,6 +13,19 @@
 #include "base/lockorder.h"
 #include "mem/gmem-guard.h"
 
+/* The writer lock, in the lock-order table of virtio/vdev.h (a leaf). */
+static void map_lock(struct vn_gmem *m)
+{
+	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
+	pthread_mutex_lock(&m->lock);
+}
+
+static void map_unlock(struct vn_gmem *m)
+{
+	pthread_mutex_unlock(&m->lock);
+	vn_lock_released(VN_LOCK_GMEM);
+}
+
 static struct vn_gmem_table *table_alloc(unsigned int nr)
 {
 	struct vn_gmem_table *t;
@@ -104,12 +117,10 @@ unsigned int vn_gmem_reclaim(struct vn_gmem *m)
 	struct vn_gmem_table *t, *next;
 	unsigned int n = 0;
 
-	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
-	pthread_mutex_lock(&m->lock);
+	map_lock(m);
 	t = m->retired;
 	m->retired = NULL;
-	pthread_mutex_unlock(&m->lock);
-	vn_lock_released(VN_LOCK_GMEM);
+	map_unlock(m);
 	for (; t; t = next) {
 		next = t->retired_next;
 		free(t);
@@ -136,8 +147,7 @@ static int insert_region(struct vn_gmem *m, const struct vn_gmem_region *nr)
 	unsigned int pos = 0;
 	int r = 0;
 
-	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
-	pthread_mutex_lock(&m->lock);
+	map_lock(m);
 	old = m->table;
 	if (old->nr >= VN_GMEM_MAX_REGIONS) {
 		r = -ENOSPC;
@@ -164,8 +174,7 @@ static int insert_region(struct vn_gmem *m, const struct vn_gmem_region *nr)
 	memcpy(&t->r[pos + 1], &old->r[pos], (old->nr - pos) * sizeof(t->r[0]));
 	publish(m, t);
 out:
-	pthread_mutex_unlock(&m->lock);
-	vn_lock_released(VN_LOCK_GMEM);
+	map_unlock(m);
 	return r;
 }
 
@@ -306,8 +315,7 @@ static int remove_region(struct vn_gmem *m, uint64_t gpa, bool keep_mapped)
 	unsigned int i;
 	int r = -ENOENT;
 
-	vn_lock_acquired(VN_LOCK_GMEM, 0, "gmem lock");
-	pthread_mutex_lock(&m->lock);
+	map_lock(m);
 	old = m->table;
 	for (i = 0; i < old->nr; i++)
 		if (old->r[i].gpa == gpa)
@@ -332,8 +340,7 @@ static int remove_region(struct vn_gmem *m, uint64_t gpa, bool keep_mapped)
 	region_release(&victim);
 	r = 0;
 out:
-	pthread_mutex_unlock(&m->lock);
-	vn_lock_released(VN_LOCK_GMEM);
+	map_unlock(m);
 	return r;
 }
 
@@ -548,7 +555,7 @@ LE16_STORE(vn_gmem_store_le16_relaxed, __ATOMIC_RELAXED)
 
 void vn_gmem_log_enable(struct vn_gmem *m, bool on)
 {
-	pthread_mutex_lock(&m->lock);
+	map_lock(m);
 	if (on && !m->log) {
 		const struct vn_gmem_table *t = m->table;
 
@@ -558,7 +565,7 @@ void vn_gmem_log_enable(struct vn_gmem *m, bool on)
 	}
 	/* seq_cst: the cleared bitmaps are visible before the first new mark. */
 	__atomic_store_n(&m->log, on, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&m->lock);
+	map_unlock(m);
 }
 
 static void mark_region(const struct vn_gmem_region *g, uint64_t first, uint64_t last)
@@ -618,7 +625,7 @@ long vn_gmem_log_get_clear(struct vn_gmem *m, uint64_t gpa, uint64_t *bits, uint
 	long n = -ENOENT;
 
 	/* The lock keeps the region (and its bitmap) from going away meanwhile. */
-	pthread_mutex_lock(&m->lock);
+	map_lock(m);
 	g = region_at(m->table, gpa);
 	if (!g)
 		goto out;
@@ -633,6 +640,6 @@ long vn_gmem_log_get_clear(struct vn_gmem *m, uint64_t gpa, uint64_t *bits, uint
 		n += __builtin_popcountll(bits[w]);
 	}
 out:
-	pthread_mutex_unlock(&m->lock);
+	map_unlock(m);
 	return n;
 }
