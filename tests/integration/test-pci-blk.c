@@ -49,6 +49,7 @@
 
 #include "harness.h"
 #include "base/log.h"
+#include "guest/rig.h"
 #include "guest/vdrv-blk.h"
 #include "guest/vdrv-pci.h"
 #include "guest/vdrv-vcpu.h"
@@ -60,7 +61,6 @@
 #define F(b) (1ull << (b))
 #define SECT 512u
 #define DISK_BYTES (2u << 20) /* 4096 sectors */
-#define DRV_RAM_BASE (1ull << 20)
 #define MAX_DEPTH 16
 #define MAX_Q 4
 #define WAIT_MS 50
@@ -81,14 +81,7 @@ struct rig_opts {
 
 struct rig {
 	char path[64];
-	struct vn_machine *m;
-	struct vn_iothread *io;
-	struct vn_blk *blk;
-	struct vn_virtio_pci *vp;
-	struct vn_gmem drv_mem;
-	bool drv_mem_init;
-	struct vn_vdrv_env *env;
-	struct vn_vdrv_blk *drv;
+	struct vn_rig r;
 	struct rig_opts o;
 };
 
@@ -98,21 +91,8 @@ static void quiet_sink(void *o, enum vn_log_level l, const char *tag, const char
 		fprintf(stderr, "%s: %s\n", tag, msg);
 }
 
-static int irq_fd_cb(void *opaque, unsigned int data)
-{
-	return vn_machine_irq_fd(opaque, data);
-}
-
 static int rig_driver_up(struct vn_t *t, struct rig *g)
 {
-	struct vn_vdrv_env_cfg ec = {
-		.bus = vn_machine_bus(g->m),
-		.mem = &g->drv_mem,
-		.ram_base = DRV_RAM_BASE,
-		.ram_size = vn_machine_ram_size(g->m) - DRV_RAM_BASE,
-		.irq_fd = irq_fd_cb,
-		.irq_opaque = g->m,
-	};
 	struct vn_vdrv_blk_cfg bc = {
 		.mode = g->o.mode,
 		.features = g->o.features,
@@ -122,29 +102,39 @@ static int rig_driver_up(struct vn_t *t, struct rig *g)
 	};
 	int slot;
 
-	if (!VN_CHECK_OK(t, vn_vdrv_env_new(&ec, &g->env)))
+	if (!VN_CHECK_EQ_INT(t, vn_rig_scan(&g->r), 2)) /* host bridge + blk */
 		return -1;
-	if (!VN_CHECK_EQ_INT(t, vn_vdrv_pci_scan(g->env), 2)) /* host bridge + blk */
-		return -1;
-	slot = vn_vdrv_pci_find(g->env, VN_VIRTIO_PCI_VENDOR, g->o.modern_only ? 0x1042 : 0x1001,
+	slot = vn_vdrv_pci_find(g->r.env, VN_VIRTIO_PCI_VENDOR, g->o.modern_only ? 0x1042 : 0x1001,
 				0);
 	if (!VN_CHECK_EQ_INT(t, slot, BLK_SLOT))
 		return -1;
 	bc.slot = (unsigned int)slot;
-	if (!VN_CHECK_OK(t, vn_vdrv_blk_new(g->env, &bc, &g->drv)))
+	if (!VN_CHECK_OK(t, vn_rig_driver_new(&g->r, &bc)))
 		return -1;
-	if (!VN_CHECK_EQ_U(t, vn_vdrv_blk_get_info(g->drv)->capacity, DISK_BYTES / SECT) ||
-	    !VN_CHECK_EQ_U(t, vn_vdrv_blk_nr_queues(g->drv), g->o.nq))
+	if (!VN_CHECK_EQ_U(t, vn_vdrv_blk_get_info(g->r.drv)->capacity, DISK_BYTES / SECT) ||
+	    !VN_CHECK_EQ_U(t, vn_vdrv_blk_nr_queues(g->r.drv), g->o.nq))
 		return -1;
 	return 0;
 }
 
 static int rig_init(struct vn_t *t, struct rig *g, const struct rig_opts *o)
 {
-	struct vn_iothread_cfg ic = {.name = "blk-io"};
-	struct vn_blk_cfg bc = {0};
-	struct vn_virtio_pci_cfg pc;
-	int fd, ram_fd;
+	struct vn_rig_cfg rc = {
+		.nr_iothreads = 1,
+		.iothread_name = "blk-io",
+		.blk = {
+			.name = "blk0",
+			.fd = -1,
+			.nr_queues = o->nq,
+			.queue_size = 64,
+			.serial = "vnotify-test-serial",
+			.seg_max = o->seg_max,
+		},
+		.blk_iothread = -1,
+		/* The guest's own mapping of RAM: other host addresses than the device's. */
+		.drv_own_mapping = true,
+	};
+	int fd;
 
 	memset(g, 0, sizeof(*g));
 	g->o = *o;
@@ -158,53 +148,20 @@ static int rig_init(struct vn_t *t, struct rig *g, const struct rig_opts *o)
 		return -1;
 	}
 	close(fd);
-	if (!VN_CHECK_OK(t, vn_machine_new(NULL, &g->m)) ||
-	    !VN_CHECK_OK(t, vn_iothread_new(&ic, &g->io)) ||
-	    !VN_CHECK_OK(t, vn_iothread_start(g->io)))
-		return -1;
-	bc.name = "blk0";
-	bc.path = g->path;
-	bc.fd = -1;
-	bc.nr_queues = o->nq;
-	bc.queue_size = 64;
-	bc.serial = "vnotify-test-serial";
-	bc.seg_max = o->seg_max;
-	if (!VN_CHECK_OK(t, vn_blk_new(&bc, &g->blk)))
-		return -1;
-	vn_virtio_pci_cfg_init(&pc, vn_blk_vdev(g->blk), g->io, BLK_SLOT);
-	pc.modern_only = o->modern_only;
-	pc.ioeventfd = o->ioeventfd;
+	rc.blk.path = g->path;
+	vn_virtio_pci_cfg_init(&rc.pci, NULL, NULL, BLK_SLOT);
+	rc.pci.modern_only = o->modern_only;
+	rc.pci.ioeventfd = o->ioeventfd;
 	if (o->mult_zero)
-		pc.notify_off_multiplier = 0;
-	if (!VN_CHECK_OK(t, vn_machine_add_virtio_pci(g->m, &pc, &g->vp)))
+		rc.pci.notify_off_multiplier = 0;
+	if (!VN_CHECK_OK(t, vn_rig_init(&rc, &g->r)))
 		return -1;
-	/* The guest's own mapping of RAM: other host addresses than the device's. */
-	if (!VN_CHECK_OK(t, vn_gmem_init(&g->drv_mem)))
-		return -1;
-	g->drv_mem_init = true;
-	ram_fd = fcntl(vn_machine_ram_fd(g->m), F_DUPFD_CLOEXEC, 0);
-	if (!VN_CHECK(t, ram_fd >= 0))
-		return -1;
-	if (!VN_CHECK_OK(t, vn_gmem_add_fd(&g->drv_mem, 0, vn_machine_ram_size(g->m), ram_fd, 0))) {
-		close(ram_fd);
-		return -1;
-	}
 	return rig_driver_up(t, g);
 }
 
 static void rig_fini(struct rig *g)
 {
-	vn_vdrv_blk_free(g->drv);
-	vn_vdrv_env_free(g->env);
-	vn_virtio_pci_remove(g->vp);
-	vn_blk_free(g->blk);
-	if (g->io) {
-		vn_iothread_stop(g->io);
-		vn_iothread_free(g->io);
-	}
-	if (g->drv_mem_init)
-		vn_gmem_destroy(&g->drv_mem);
-	vn_machine_free(g->m);
+	vn_rig_destroy(&g->r);
 	if (g->path[0])
 		unlink(g->path);
 	vn_log_set_sink(NULL, NULL);
@@ -212,7 +169,7 @@ static void rig_fini(struct rig *g)
 
 static uint8_t status_of(struct rig *g)
 {
-	return vn_vdrv_pci_get_status(vn_vdrv_blk_pci(g->drv));
+	return vn_vdrv_pci_get_status(vn_vdrv_blk_pci(g->r.drv));
 }
 
 /* ---- data patterns: a pure function of (seed, sector), so anyone can check ---- */
@@ -270,9 +227,9 @@ static int job_prepare(struct vn_t *t, struct job *j, struct rig *g, unsigned in
 	j->q = q;
 	j->bs = 4096;
 	j->depth = 8;
-	if (!VN_CHECK_OK(t, vn_vdrv_env_alloc(g->env, bytes, 4096, &j->bufs_gpa)))
+	if (!VN_CHECK_OK(t, vn_vdrv_env_alloc(g->r.env, bytes, 4096, &j->bufs_gpa)))
 		return -1;
-	j->bufs = vn_vdrv_env_ptr(g->env, j->bufs_gpa, bytes);
+	j->bufs = vn_vdrv_env_ptr(g->r.env, j->bufs_gpa, bytes);
 	return VN_CHECK(t, j->bufs != NULL) ? 0 : -1;
 }
 
@@ -347,7 +304,7 @@ static int job_submit_one(struct job *j, struct vn_vdrv_blkq *q, uint64_t n)
 static int job_run(struct vn_vdrv_vcpu *vcpu, void *arg)
 {
 	struct job *j = arg;
-	struct vn_vdrv_blkq *q = vn_vdrv_blk_queue(j->g->drv, j->q);
+	struct vn_vdrv_blkq *q = vn_vdrv_blk_queue(j->g->r.drv, j->q);
 	uint64_t nreq = j->nsect / (j->bs / SECT), next = 0, last = vn_now_ns();
 	struct vn_vdrv_blk_done d[MAX_DEPTH];
 	int r = 0, n;
@@ -515,9 +472,9 @@ static void test_legacy_refused_on_modern_only(struct vn_t *t)
 
 	if (rig_init(t, &g, &(struct rig_opts){.modern_only = true, .nq = 1}) < 0)
 		goto out;
-	slot = vn_vdrv_pci_find(g.env, VN_VIRTIO_PCI_VENDOR, 0x1042, 0);
+	slot = vn_vdrv_pci_find(g.r.env, VN_VIRTIO_PCI_VENDOR, 0x1042, 0);
 	VN_CHECK_EQ_INT(t,
-			vn_vdrv_pci_open(g.env,
+			vn_vdrv_pci_open(g.r.env,
 					 &(struct vn_vdrv_pci_cfg){.slot = (unsigned int)slot,
 								   .mode = VN_VDRV_PCI_LEGACY},
 					 &pci),
@@ -542,18 +499,18 @@ static void test_firmware_layout(struct vn_t *t)
 	if (rig_init(t, &g, &(struct rig_opts){.mode = VN_VDRV_PCI_MODERN, .nq = 1}) < 0)
 		goto out;
 	/* Slot 0 is the host bridge; empty slots read all ones. */
-	VN_CHECK(t, g.env->fn[0].present);
-	VN_CHECK_EQ_U(t, g.env->fn[0].class_code, 0x06);
-	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.env, 5, 0, 4), 0xffffffffu);
-	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.env, 5, 2, 2), 0xffffu);
-	VN_CHECK_EQ_INT(t, vn_vdrv_pci_cfg_write(g.env, BLK_SLOT, 1, 2, 0), -EINVAL);
-	fn = &g.env->fn[BLK_SLOT];
+	VN_CHECK(t, g.r.env->fn[0].present);
+	VN_CHECK_EQ_U(t, g.r.env->fn[0].class_code, 0x06);
+	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.r.env, 5, 0, 4), 0xffffffffu);
+	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.r.env, 5, 2, 2), 0xffffu);
+	VN_CHECK_EQ_INT(t, vn_vdrv_pci_cfg_write(g.r.env, BLK_SLOT, 1, 2, 0), -EINVAL);
+	fn = &g.r.env->fn[BLK_SLOT];
 	VN_CHECK(t, fn->bar[0].io && fn->bar[0].size >= 32);
 	VN_CHECK(t, !fn->bar[1].io && fn->bar[1].size > 0);
 	VN_CHECK(t, !fn->bar[4].io && fn->bar[4].is64);
 	for (unsigned int i = 0; i < VN_VDRV_PCI_BARS; i++) {
 		const struct vn_vdrv_pci_bar *b = &fn->bar[i];
-		uint32_t lo = vn_vdrv_pci_cfg_read(g.env, BLK_SLOT, 0x10 + 4 * i, 4);
+		uint32_t lo = vn_vdrv_pci_cfg_read(g.r.env, BLK_SLOT, 0x10 + 4 * i, 4);
 
 		if (!b->size)
 			continue;
@@ -570,14 +527,14 @@ static void test_firmware_layout(struct vn_t *t)
 		for (unsigned int k = 0; k < i; k++)
 			VN_CHECK(t, !fn->bar[k].size || !bars_overlap(b, &fn->bar[k]));
 	}
-	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.env, BLK_SLOT, 4, 2) & 7, 7); /* IO, MEM, MASTER */
+	VN_CHECK_EQ_U(t, vn_vdrv_pci_cfg_read(g.r.env, BLK_SLOT, 4, 2) & 7, 7); /* IO, MEM, MASTER */
 	/* The guest's RAM allocator. */
-	VN_CHECK_EQ_INT(t, vn_vdrv_env_alloc(g.env, 64, 3, &gpa), -EINVAL);
-	VN_CHECK_EQ_INT(t, vn_vdrv_env_alloc(g.env, 1ull << 40, 8, &gpa), -ENOMEM);
-	VN_CHECK_OK(t, vn_vdrv_env_alloc(g.env, 1, 1, &gpa));
-	VN_CHECK_OK(t, vn_vdrv_env_alloc(g.env, 100, 65536, &gpa));
+	VN_CHECK_EQ_INT(t, vn_vdrv_env_alloc(g.r.env, 64, 3, &gpa), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vdrv_env_alloc(g.r.env, 1ull << 40, 8, &gpa), -ENOMEM);
+	VN_CHECK_OK(t, vn_vdrv_env_alloc(g.r.env, 1, 1, &gpa));
+	VN_CHECK_OK(t, vn_vdrv_env_alloc(g.r.env, 100, 65536, &gpa));
 	VN_CHECK_EQ_U(t, gpa & 65535, 0);
-	VN_CHECK(t, gpa >= DRV_RAM_BASE && gpa + 100 <= vn_machine_ram_size(g.m));
+	VN_CHECK(t, gpa >= VN_RIG_DRV_RAM_BASE && gpa + 100 <= vn_machine_ram_size(g.r.m));
 out:
 	rig_fini(&g);
 }
@@ -625,7 +582,7 @@ static void drain_jobs(struct vn_t *t, struct rig *g, struct job *jobs, unsigned
 	struct vn_vdrv_blk_done d[MAX_DEPTH];
 
 	for (unsigned int i = 0; i < nq; i++) {
-		struct vn_vdrv_blkq *q = vn_vdrv_blk_queue(g->drv, i);
+		struct vn_vdrv_blkq *q = vn_vdrv_blk_queue(g->r.drv, i);
 		uint64_t t0 = vn_now_ns();
 		int n;
 
@@ -658,7 +615,7 @@ static void reset_inflight_case(struct vn_t *t, const struct rig_opts *o)
 		if (job_prepare(t, &jobs[i], &g, i) < 0)
 			goto out;
 	for (int round = 0; round < 3; round++) {
-		if (!VN_CHECK_OK(t, vn_blk_inject_fault(g.blk, &slow)))
+		if (!VN_CHECK_OK(t, vn_blk_inject_fault(g.r.blk, &slow)))
 			goto out;
 		start_streams(t, jobs, o->nq, 0x200);
 		VN_CHECK(t, VN_WAIT_FOR(sum_done(jobs, o->nq) > 30, 10000));
@@ -666,15 +623,15 @@ static void reset_inflight_case(struct vn_t *t, const struct rig_opts *o)
 		for (int k = 0; k < 50; k++) {
 			uint64_t cap = 0;
 
-			VN_CHECK_OK(t, vn_vdrv_pci_config_read(vn_vdrv_blk_pci(g.drv), 0, &cap, 8));
+			VN_CHECK_OK(t, vn_vdrv_pci_config_read(vn_vdrv_blk_pci(g.r.drv), 0, &cap, 8));
 			VN_CHECK_EQ_U(t, le64toh(cap), DISK_BYTES / SECT);
 		}
 		/* The reset lands while every queue has requests held in the backend. */
-		VN_CHECK_OK(t, vn_vdrv_pci_reset(vn_vdrv_blk_pci(g.drv)));
+		VN_CHECK_OK(t, vn_vdrv_pci_reset(vn_vdrv_blk_pci(g.r.drv)));
 		VN_CHECK_EQ_U(t, status_of(&g), 0);
 		stop_streams(t, jobs, o->nq);
-		if (!VN_CHECK_OK(t, vn_blk_inject_fault(g.blk, &none)) ||
-		    !VN_CHECK_OK(t, vn_vdrv_blk_reinit(g.drv)))
+		if (!VN_CHECK_OK(t, vn_blk_inject_fault(g.r.blk, &none)) ||
+		    !VN_CHECK_OK(t, vn_vdrv_blk_reinit(g.r.drv)))
 			goto out;
 		drain_jobs(t, &g, jobs, o->nq);
 		for (unsigned int i = 0; i < o->nq; i++)
@@ -706,7 +663,7 @@ static void test_reset_inflight_legacy_sync(struct vn_t *t)
 
 static bool all_queues_in(struct rig *g, enum vn_hostnotif_state s)
 {
-	struct vn_hostnotif *hn = vn_virtio_pci_hostnotif(g->vp);
+	struct vn_hostnotif *hn = vn_virtio_pci_hostnotif(g->r.vp);
 
 	for (unsigned int q = 0; q < g->o.nq; q++)
 		if (vn_hostnotif_state(hn, q) != s)
@@ -731,9 +688,9 @@ static void test_bus_master(struct vn_t *t)
 	for (int round = 0; round < 3; round++) {
 		start_streams(t, jobs, 2, 0x400);
 		VN_CHECK(t, VN_WAIT_FOR(sum_done(jobs, 2) > 20, 10000));
-		VN_CHECK_OK(t, vn_vdrv_pci_set_bus_master(vn_vdrv_blk_pci(g.drv), false));
+		VN_CHECK_OK(t, vn_vdrv_pci_set_bus_master(vn_vdrv_blk_pci(g.r.drv), false));
 		VN_CHECK(t, VN_WAIT_FOR(all_queues_in(&g, VN_HOSTNOTIF_DEASSIGNED), 2000));
-		VN_CHECK_OK(t, vn_vdrv_pci_set_bus_master(vn_vdrv_blk_pci(g.drv), true));
+		VN_CHECK_OK(t, vn_vdrv_pci_set_bus_master(vn_vdrv_blk_pci(g.r.drv), true));
 		VN_CHECK(t, status_of(&g) & VIRTIO_CONFIG_S_DRIVER_OK);
 		VN_CHECK(t, VN_WAIT_FOR(all_queues_in(&g, VN_HOSTNOTIF_ASSIGNED), 2000));
 		/* I/O goes on through the restarted notifiers. */
@@ -759,9 +716,9 @@ struct scratch {
 
 static int scratch_get(struct vn_t *t, struct rig *g, struct scratch *s)
 {
-	if (!VN_CHECK_OK(t, vn_vdrv_env_alloc(g->env, 16384, 4096, &s->gpa)))
+	if (!VN_CHECK_OK(t, vn_vdrv_env_alloc(g->r.env, 16384, 4096, &s->gpa)))
 		return -1;
-	s->p = vn_vdrv_env_ptr(g->env, s->gpa, 16384);
+	s->p = vn_vdrv_env_ptr(g->r.env, s->gpa, 16384);
 	return VN_CHECK(t, s->p != NULL) ? 0 : -1;
 }
 
@@ -830,7 +787,7 @@ static void build_bad(struct rig *g, const struct scratch *s, enum bad_kind k,
 		in[(*in_n)++] = st;
 		break;
 	case BAD_SEGMENT_OUTSIDE_RAM:
-		data.gpa = vn_machine_ram_size(g->m) + 0x10000;
+		data.gpa = vn_machine_ram_size(g->r.m) + 0x10000;
 		out[(*on)++] = hdr, out[(*on)++] = data, in[(*in_n)++] = st;
 		break;
 	default:
@@ -855,11 +812,11 @@ static void test_malformed_requests(struct vn_t *t)
 
 		if (rig_init(t, &g, &o) < 0 || scratch_get(t, &g, &s) < 0)
 			goto next;
-		cfg_fd = vn_vdrv_pci_config_irq_fd(vn_vdrv_blk_pci(g.drv));
+		cfg_fd = vn_vdrv_pci_config_irq_fd(vn_vdrv_blk_pci(g.r.drv));
 		VN_CHECK(t, cfg_fd >= 0);
-		VN_CHECK_EQ_U(t, vn_vdrv_blk_get_info(g.drv)->seg_max, 4);
+		VN_CHECK_EQ_U(t, vn_vdrv_blk_get_info(g.r.drv)->seg_max, 4);
 		for (int k = 0; k < BAD_KINDS; k++) {
-			struct vn_vdrv_blkq *q = vn_vdrv_blk_queue(g.drv, 0);
+			struct vn_vdrv_blkq *q = vn_vdrv_blk_queue(g.r.drv, 0);
 			struct vn_vdrv_blk_done d;
 			struct pollfd p = {.fd = cfg_fd, .events = POLLIN};
 
@@ -873,7 +830,7 @@ static void test_malformed_requests(struct vn_t *t)
 					  bad_names[k]);
 			/* virtio 1.2 §2.1.2: NEEDS_RESET comes with a config interrupt. */
 			VN_CHECK_EQ_INT(t, poll(&p, 1, 2000), 1);
-			VN_CHECK_OK(t, vn_vdrv_blk_reinit(g.drv));
+			VN_CHECK_OK(t, vn_vdrv_blk_reinit(g.r.drv));
 			VN_CHECK_EQ_U(t, status_of(&g) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
 			/* The bad chain comes back once, aborted (or done without status). */
 			VN_CHECK_EQ_INT(t, vn_vdrv_blkq_reap(q, &d, 1), 1);
@@ -907,7 +864,7 @@ static void test_bad_requests_keep_running(struct vn_t *t)
 		    0 ||
 	    scratch_get(t, &g, &s) < 0)
 		goto out;
-	q = vn_vdrv_blk_queue(g.drv, 0);
+	q = vn_vdrv_blk_queue(g.r.drv, 0);
 	seg = (struct vn_vdrv_buf){.gpa = s.gpa + 4096, .len = SECT};
 	/* An unknown type is UNSUPP, not a reason to reset. */
 	VN_CHECK_EQ_INT(
@@ -970,7 +927,7 @@ static void test_ioerr_injection(struct vn_t *t)
 		    0 ||
 	    scratch_get(t, &g, &s) < 0)
 		goto out;
-	q = vn_vdrv_blk_queue(g.drv, 0);
+	q = vn_vdrv_blk_queue(g.r.drv, 0);
 	seg = (struct vn_vdrv_buf){.gpa = s.gpa + 4096, .len = 4096};
 	for (unsigned int e = 0; e < VN_ARRAY_SIZE(errs); e++) {
 		struct vn_blk_fault f = {.error = errs[e], .count = 1};
@@ -981,12 +938,12 @@ static void test_ioerr_injection(struct vn_t *t)
 					   .token = &tok};
 		struct vn_vdrv_blk_io fl = {.type = VIRTIO_BLK_T_FLUSH, .token = &tok};
 
-		VN_REQUIRE_OK(t, vn_blk_inject_fault(g.blk, &f));
+		VN_REQUIRE_OK(t, vn_blk_inject_fault(g.r.blk, &f));
 		VN_CHECK_EQ_INT(t, vn_vdrv_blkq_rw_sync(q, &w, 5000), VIRTIO_BLK_S_IOERR);
-		VN_CHECK_EQ_U(t, vn_blk_fault_pending(g.blk), 0);
+		VN_CHECK_EQ_U(t, vn_blk_fault_pending(g.r.blk), 0);
 		/* That request alone: the next one works. */
 		VN_CHECK_EQ_INT(t, vn_vdrv_blkq_rw_sync(q, &w, 5000), VIRTIO_BLK_S_OK);
-		VN_REQUIRE_OK(t, vn_blk_inject_fault(g.blk, &f));
+		VN_REQUIRE_OK(t, vn_blk_inject_fault(g.r.blk, &f));
 		VN_CHECK_EQ_INT(t, vn_vdrv_blkq_rw_sync(q, &fl, 5000), VIRTIO_BLK_S_IOERR);
 		VN_CHECK_EQ_INT(t, vn_vdrv_blkq_rw_sync(q, &fl, 5000), VIRTIO_BLK_S_OK);
 	}
@@ -1029,7 +986,7 @@ static void test_flush_visible(struct vn_t *t)
 	for (unsigned int i = 0; i < 2; i++) {
 		struct vn_vdrv_blk_io fl = {.type = VIRTIO_BLK_T_FLUSH, .token = &tok};
 
-		VN_CHECK_EQ_INT(t, vn_vdrv_blkq_rw_sync(vn_vdrv_blk_queue(g.drv, i), &fl, 5000),
+		VN_CHECK_EQ_INT(t, vn_vdrv_blkq_rw_sync(vn_vdrv_blk_queue(g.r.drv, i), &fl, 5000),
 				VIRTIO_BLK_S_OK);
 	}
 	pid = fork();
