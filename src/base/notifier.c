@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int vn_notifier_init(struct vn_notifier *n)
@@ -88,6 +89,17 @@ int vn_notifier_check_peer_fd(int fd, const char **why)
 		return -errno;
 	}
 	return 0;
+}
+
+ssize_t vn_notifier_read_peer_fd(int fd, uint64_t *v)
+{
+	struct iovec iov = {.iov_base = v, .iov_len = sizeof(*v)};
+	ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+
+	/* Kernels whose eventfd has no read_iter refuse the flag. */
+	if (n < 0 && errno == EOPNOTSUPP)
+		n = read(fd, v, sizeof(*v));
+	return n;
 }
 
 int vn_notifier_init_peer_fd(struct vn_notifier *n, int fd)

@@ -3,6 +3,8 @@
 #define VN_BASE_NOTIFIER_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "base/compiler.h"
 
@@ -57,6 +59,20 @@ VN_MUST_CHECK int vn_notifier_check_peer_fd(int fd, const char **why);
  * Return: 0, or -EBADF for a negative fd.
  */
 VN_MUST_CHECK int vn_notifier_init_peer_fd(struct vn_notifier *n, int fd);
+
+/**
+ * vn_notifier_read_peer_fd() - read (consume) a peer's eventfd without ever
+ * blocking, even if the peer cleared O_NONBLOCK on the file description it
+ * shares with us and emptied the counter after epoll said it was readable
+ * @v: receives the counter
+ *
+ * preadv2(RWF_NOWAIT) where the kernel supports it for eventfds (Linux
+ * 5.12+); else read(2), which the O_NONBLOCK set at
+ * vn_notifier_check_peer_fd() time keeps from blocking unless the peer
+ * took it away again.
+ * Return: as read(2): 8, 0, or -1 with errno set (EAGAIN: empty).
+ */
+ssize_t vn_notifier_read_peer_fd(int fd, uint64_t *v);
 
 /**
  * vn_notifier_cleanup() - close the eventfd; safe on a cleaned-up notifier

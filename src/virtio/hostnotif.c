@@ -169,7 +169,11 @@ static int read_kick_fd(int fd, bool *dead)
 	int got = 0;
 
 	for (;;) {
-		ssize_t n = read(fd, &v, sizeof(v));
+		/*
+		 * Never blocks: the frontend shares the file description and may
+		 * have cleared O_NONBLOCK since the fd was checked.
+		 */
+		ssize_t n = vn_notifier_read_peer_fd(fd, &v);
 
 		if (n > 0) {
 			got = 1;

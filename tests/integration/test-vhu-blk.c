@@ -745,6 +745,32 @@ static void test_truncated_memory(struct vn_t *t)
 	rig_destroy(&r);
 }
 
+/*
+ * The frontend clears O_NONBLOCK on its kick fd after handing it over (the
+ * flag lives in the file description both sides share), then kicks: the
+ * queue thread must still empty the fd without sleeping in read(), or the
+ * ring and everything else on that thread wedge until the next kick.
+ */
+static void test_kick_fd_made_blocking(struct vn_t *t)
+{
+	struct vn_vhu_vring_state s = {.index = 0};
+	uint64_t capacity = 0, t0;
+	struct vn_vhu_msg reply;
+	struct rig r;
+
+	VN_REQUIRE_OK(t, rig_init(&r));
+	VN_REQUIRE_OK(t, handshake(&r, &capacity));
+	VN_REQUIRE(t, fcntl(r.kick, F_SETFL, 0) == 0);
+	add_req(&r, VIRTIO_BLK_T_IN, 5, NULL);
+	kick(&r);
+	VN_CHECK(t, VN_WAIT_FOR(used_idx(&r) == 1, 5000));
+	t0 = vn_now_ns();
+	VN_CHECK_OK(t, xfer(&r, VN_VHU_GET_VRING_BASE, &s, sizeof(s), -1, REPLY, &reply));
+	VN_CHECK(t, vn_now_ns() - t0 < 2000000000ull);
+	VN_CHECK_EQ_U(t, reply.p.state.num, 1);
+	rig_destroy(&r);
+}
+
 /* Send a header (and up to 4096 payload bytes) with @nfds copies of fd 0's dup. */
 static int raw_send(const char *path, const struct vn_vhu_hdr *h, unsigned int nfds)
 {
@@ -832,4 +858,4 @@ static void test_setup(struct vn_t *t)
 VN_TESTS(VN_TEST(test_setup), VN_TEST(test_blk_over_vhost_user),
 	 VN_TEST(test_bad_request_no_stall), VN_TEST(test_hostile_fds),
 	 VN_TEST(test_truncated_memory), VN_TEST(test_needs_reset_signals_err_fd),
-	 VN_TEST(test_refusals_say_why));
+	 VN_TEST(test_refusals_say_why), VN_TEST(test_kick_fd_made_blocking));
