@@ -10,65 +10,9 @@
 #include "base/log.h"
 #include "base/notifier.h"
 #include "base/trace.h"
+#include "virtio/hostnotif-priv.h"
 #include "virtio/vdev.h"
 #include "virtio/vq.h"
-
-#define DEFAULT_POLL_NS 100000ull
-
-struct hn_qstats {
-	uint64_t kicks, runs, polls, self_kicks, drain_runs, missed;
-};
-
-struct hn_queue {
-	struct vn_hostnotif *hn;
-	unsigned int idx;
-	struct vn_iothread *it;    /* where it runs when ASSIGNED; NULL: never */
-	/*
-	 * Written under the device lock (policy) or by the caller of a
-	 * handed-in source, always under the queue's run lock; atomic loads.
-	 */
-	enum vn_hostnotif_state state;
-	/*
-	 * The handed-in source (DOORBELL: none, the assign policy decides) and
-	 * its fd. Written only on the queue's iothread (inside run_sync), read
-	 * there or by the thread that waits for it.
-	 */
-	enum vn_hostnotif_source ext;
-	int kick_fd;
-	bool kick_dead;            /* atomic: the kick fd hung up */
-	struct vn_notifier n;      /* created on first use, kept until free */
-	bool registered;           /* an ioeventfd for @n is in the accelerator */
-	bool starting;             /* registered by the start in progress */
-	struct vn_ioev ioev;       /* what was registered */
-	unsigned int grabs;        /* vhost takes not yet given back */
-	/* Iothread side: the fd handler follows want_attached (atomic). */
-	int want_attached;
-	bool attached;             /* iothread only */
-	int watched_fd;            /* iothread only: the fd in the loop, or -1 */
-	struct vn_bh *bh;
-	struct vn_timer *timer;    /* iothread only: the safety net or the poll */
-	struct hn_qstats st;       /* relaxed atomics */
-};
-
-struct vn_hostnotif {
-	struct vn_vdev *vdev;
-	struct vn_accel *accel;
-	struct vn_iothread *iothread;
-	const struct vn_hostnotif_ops *ops;
-	void *opaque;
-	bool ioeventfd_on;
-	bool running;
-	bool bus_master;
-	uint64_t safety_ns;
-	uint64_t poll_ns;
-	unsigned int nr;
-	struct hn_queue *q;
-	struct vn_hostnotif_stats stats; /* atomic adds */
-};
-
-#define STAT_INC(hn, field) __atomic_add_fetch(&(hn)->stats.field, 1, __ATOMIC_RELAXED)
-#define QSTAT_INC(q, field) __atomic_add_fetch(&(q)->st.field, 1, __ATOMIC_RELAXED)
-#define LOAD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
 
 static const char *const state_names[] = {
 	[VN_HOSTNOTIF_DEASSIGNED] = "deassigned",
@@ -111,7 +55,7 @@ static enum vn_hostnotif_source source_of(const struct hn_queue *q, enum vn_host
 }
 
 /* A queue whose source its caller handed in: the assign policy leaves it alone. */
-static bool handed_in(const struct hn_queue *q)
+bool vn_hn_handed_in(const struct hn_queue *q)
 {
 	return ext_of(q) != VN_HOSTNOTIF_SRC_DOORBELL;
 }
@@ -121,7 +65,7 @@ static bool handed_in(const struct hn_queue *q)
  * attached and detached by its caller. Caller holds the device lock, or is
  * the caller of a handed-in source.
  */
-static void set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
+void vn_hn_set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
 {
 	enum vn_hostnotif_state old = q->state;
 
@@ -340,7 +284,7 @@ static int watch(struct hn_queue *q)
 	if (q->timer && timer_period(q))
 		vn_timer_arm_in(q->timer, timer_period(q));
 	/* A kick that landed before the watch is seen now, not at the next kick. */
-	if (handed_in(q))
+	if (vn_hn_handed_in(q))
 		self_kick_here(q);
 	else
 		iothread_consume(q);
@@ -365,54 +309,15 @@ static void reconcile_attach(void *opaque)
 	(void)reconcile(opaque);
 }
 
-static void post_attach(struct hn_queue *q, bool want)
+void vn_hn_post_attach(struct hn_queue *q, bool want)
 {
 	__atomic_store_n(&q->want_attached, want, __ATOMIC_RELEASE);
 	vn_bh_schedule(q->bh);
 }
 
-static int ensure_notifier(struct hn_queue *q)
+int vn_hn_ensure_notifier(struct hn_queue *q)
 {
 	return vn_notifier_is_valid(&q->n) ? 0 : vn_notifier_init(&q->n);
-}
-
-/* Registers queue @q's ioeventfd. Device lock held. */
-static int register_ioev(struct hn_queue *q)
-{
-	struct vn_hostnotif *hn = q->hn;
-	struct vn_ioev d = { 0 };
-	int r;
-
-	if (q->registered)
-		return 0;
-	if (!hn->accel || !hn->ops || !hn->ops->ioev_for_queue)
-		return -EOPNOTSUPP;
-	r = ensure_notifier(q);
-	if (r < 0)
-		return r;
-	r = hn->ops->ioev_for_queue(hn->opaque, q->idx, &d);
-	if (r < 0)
-		return r;
-	d.fd = vn_notifier_fd(&q->n);
-	r = vn_accel_assign(hn->accel, &d);
-	if (r < 0)
-		return r;
-	q->ioev = d;
-	q->registered = true;
-	return 0;
-}
-
-static void unregister_ioev(struct hn_queue *q)
-{
-	int r;
-
-	if (!q->registered)
-		return;
-	r = vn_accel_deassign(q->hn->accel, &q->ioev);
-	if (r < 0)
-		vn_log(VN_LOG_ERR, "hostnotif", "%s vq %u: ioeventfd deassign failed: %s",
-		       q->hn->vdev->name, q->idx, vn_strerror(r));
-	q->registered = false;
 }
 
 /*
@@ -423,7 +328,7 @@ static void unregister_ioev(struct hn_queue *q)
  * the kick is found exactly once. Device lock held (policy), or the caller
  * of a handed-in source on the queue's iothread.
  */
-static void drain(struct hn_queue *q, bool force)
+void vn_hn_drain(struct hn_queue *q, bool force)
 {
 	struct vn_vq *vq = vn_vdev_queue(q->hn->vdev, q->idx);
 	bool dead = false;
@@ -443,183 +348,12 @@ static void drain(struct hn_queue *q, bool force)
 		__atomic_store_n(&q->kick_dead, true, __ATOMIC_RELAXED);
 }
 
-static bool can_assign(struct vn_hostnotif *hn)
-{
-	return hn->ioeventfd_on && hn->running && hn->bus_master && hn->iothread && hn->accel &&
-	       hn->ops && (vn_vdev_get_status(hn->vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
-}
-
-static bool queue_active(struct vn_hostnotif *hn, unsigned int i)
-{
-	struct vn_vq *vq = vn_vdev_queue(hn->vdev, i);
-
-	return vq && vn_vq_is_ready(vq);
-}
-
-/* ASSIGNED -> DEASSIGNED for one queue. Device lock held. */
-static void stop_queue(struct hn_queue *q)
-{
-	if (q->state != VN_HOSTNOTIF_ASSIGNED)
-		return;
-	set_state(q, VN_HOSTNOTIF_DEASSIGNED, 's');
-	unregister_ioev(q);
-	post_attach(q, false);
-	drain(q, false);
-}
-
-/* The assign policy's stop: a handed-in source is its caller's to stop. */
-static void stop_all(struct vn_hostnotif *hn)
-{
-	for (unsigned int i = 0; i < hn->nr; i++)
-		if (!handed_in(&hn->q[i]))
-			stop_queue(&hn->q[i]);
-}
-
-static void fall_back(struct vn_hostnotif *hn, unsigned int failed_q, int err)
-{
-	hn->ioeventfd_on = false;
-	STAT_INC(hn, fallbacks);
-	vn_trace(hostnotif_fallback, "dev=%s vq=%u err=%d", hn->vdev->name, failed_q, err);
-	vn_log(VN_LOG_WARN, "hostnotif",
-	       "%s: ioeventfd for vq %u failed (%s); falling back to synchronous notify",
-	       hn->vdev->name, failed_q, vn_strerror(err));
-}
-
-/*
- * Edge b for every active DEASSIGNED queue, all or nothing: register every
- * ioeventfd first; if one fails, undo the others (running each once for a
- * kick that may have hit its eventfd meanwhile) and carry on synchronously.
- * Only then do the queues change hands, each with a self-kick. Device lock held.
- */
-static void start_all(struct vn_hostnotif *hn)
-{
-	unsigned int i;
-	int r = 0;
-
-	if (!can_assign(hn))
-		return;
-	for (i = 0; i < hn->nr; i++) {
-		struct hn_queue *q = &hn->q[i];
-
-		if (q->state != VN_HOSTNOTIF_DEASSIGNED || handed_in(q) || !queue_active(hn, i))
-			continue;
-		r = register_ioev(q);
-		if (r < 0)
-			break;
-		q->starting = true;
-	}
-	if (r < 0) {
-		for (unsigned int j = 0; j < hn->nr; j++) {
-			struct hn_queue *q = &hn->q[j];
-
-			if (!q->starting)
-				continue;
-			q->starting = false;
-			unregister_ioev(q);
-			drain(q, false);
-		}
-		fall_back(hn, i, r);
-		return;
-	}
-	for (i = 0; i < hn->nr; i++) {
-		struct hn_queue *q = &hn->q[i];
-
-		if (!q->starting)
-			continue;
-		q->starting = false;
-		set_state(q, VN_HOSTNOTIF_ASSIGNED, 'b');
-		post_attach(q, true);
-		/* Self-kick: whatever landed while nobody listened, and a stale avail_event. */
-		if (vn_notifier_set(&q->n) == 0)
-			STAT_INC(hn, self_kicks);
-	}
-}
-
-/* Re-evaluate after any condition changed. Device lock held. */
-static void update(struct vn_hostnotif *hn)
-{
-	if (can_assign(hn))
-		start_all(hn);
-	else
-		stop_all(hn);
-}
-
-/* Edge g: reset takes every queue back, vhost's included. Device lock held. */
-static void reset_all(struct vn_hostnotif *hn)
-{
-	for (unsigned int i = 0; i < hn->nr; i++) {
-		struct hn_queue *q = &hn->q[i];
-
-		if (q->state == VN_HOSTNOTIF_OFFLIMITS) {
-			vn_log(VN_LOG_INFO, "hostnotif", "%s vq %u: reset while a vhost backend held "
-			       "the notifier", hn->vdev->name, i);
-			q->grabs = 0;
-			set_state(q, VN_HOSTNOTIF_DEASSIGNED, 'g');
-			unregister_ioev(q);
-			if (vn_notifier_is_valid(&q->n) && vn_notifier_test_and_clear(&q->n) < 0)
-				vn_log(VN_LOG_ERR, "hostnotif", "%s vq %u: eventfd read failed",
-				       hn->vdev->name, i);
-		} else if (q->state == VN_HOSTNOTIF_ASSIGNED) {
-			set_state(q, VN_HOSTNOTIF_DEASSIGNED, 'g');
-			unregister_ioev(q);
-			post_attach(q, false);
-			drain(q, false);
-		}
-	}
-}
-
-static void hook_status_pre(void *opaque, struct vn_vdev *vdev, uint8_t old, uint8_t status)
-{
-	if ((old & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_DRIVER_OK))
-		stop_all(opaque);
-}
-
-/*
- * The self-kick of a start that stays synchronous: run each active
- * DEASSIGNED queue once. Never while the machine is paused: a paused
- * machine's queues must not move (migration copies them).
- */
-static void self_kick_sync(struct vn_hostnotif *hn)
-{
-	if (!hn->running || !(vn_vdev_get_status(hn->vdev) & VIRTIO_CONFIG_S_DRIVER_OK))
-		return;
-	for (unsigned int i = 0; i < hn->nr; i++)
-		if (hn->q[i].state == VN_HOSTNOTIF_DEASSIGNED && !handed_in(&hn->q[i]) &&
-		    queue_active(hn, i))
-			drain(&hn->q[i], true);
-}
-
-static void hook_status_post(void *opaque, struct vn_vdev *vdev, uint8_t old, uint8_t status)
-{
-	struct vn_hostnotif *hn = opaque;
-
-	if (!(status & VIRTIO_CONFIG_S_DRIVER_OK))
-		return;
-	if (can_assign(hn))
-		start_all(hn);
-	else if (!(old & VIRTIO_CONFIG_S_DRIVER_OK))
-		self_kick_sync(hn);
-}
-
-static void hook_reset_pre(void *opaque, struct vn_vdev *vdev)
-{
-	reset_all(opaque);
-}
-
-static void hook_queue_reset_pre(void *opaque, struct vn_vdev *vdev, unsigned int q)
-{
-	struct vn_hostnotif *hn = opaque;
-
-	if (q < hn->nr)
-		stop_queue(&hn->q[q]);
-}
-
 static void stop_handed_in_fn(void *opaque)
 {
 	struct hn_queue *q = opaque;
 
 	unwatch(q);
-	drain(q, false);
+	vn_hn_drain(q, false);
 }
 
 /*
@@ -627,7 +361,7 @@ static void stop_handed_in_fn(void *opaque)
  * leaves the loop at once, on its iothread, and a kick that raced the stop
  * runs the queue there once (drain-on-stop). Context: device lock NOT held.
  */
-static void hook_queue_stop(void *opaque, struct vn_vdev *vdev, unsigned int idx)
+void vn_hn_hook_queue_stop(void *opaque, struct vn_vdev *vdev, unsigned int idx)
 {
 	struct vn_hostnotif *hn = opaque;
 	struct hn_queue *q;
@@ -635,49 +369,18 @@ static void hook_queue_stop(void *opaque, struct vn_vdev *vdev, unsigned int idx
 	if (idx >= hn->nr)
 		return;
 	q = &hn->q[idx];
-	if (!handed_in(q)) {
+	if (!vn_hn_handed_in(q)) {
 		vn_vdev_lock(vdev);
-		stop_queue(q);
+		vn_hn_stop_queue(q);
 		vn_vdev_unlock(vdev);
 		return;
 	}
 	if (vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_ASSIGNED)
 		return;
-	set_state(q, VN_HOSTNOTIF_DEASSIGNED, 's');
+	vn_hn_set_state(q, VN_HOSTNOTIF_DEASSIGNED, 's');
 	__atomic_store_n(&q->want_attached, false, __ATOMIC_RELEASE);
 	vn_iothread_run_sync_void(q->it, stop_handed_in_fn, q);
 }
-
-static void hook_queue_enabled(void *opaque, struct vn_vdev *vdev, unsigned int q)
-{
-	start_all(opaque);
-}
-
-static void hook_loaded(void *opaque, struct vn_vdev *vdev)
-{
-	struct vn_hostnotif *hn = opaque;
-
-	/*
-	 * A migrated device with DRIVER_OK starts by itself, with a self-kick.
-	 * One that stays synchronous is run once here instead: the guest may
-	 * have kicked on the source after its last run, and a stale avail_event
-	 * may keep it from kicking again.
-	 */
-	if (can_assign(hn))
-		start_all(hn);
-	else
-		self_kick_sync(hn);
-}
-
-static const struct vn_vdev_hooks hostnotif_hooks = {
-	.status_pre = hook_status_pre,
-	.status_post = hook_status_post,
-	.reset_pre = hook_reset_pre,
-	.queue_reset_pre = hook_queue_reset_pre,
-	.queue_enabled = hook_queue_enabled,
-	.queue_stop = hook_queue_stop,
-	.loaded = hook_loaded,
-};
 
 /*
  * The queue's timer on its iothread. For a POLL source it is the poll: avail
@@ -810,9 +513,9 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 		}
 	}
 	vn_vdev_lock(hn->vdev);
-	r = vn_vdev_add_hooks(hn->vdev, &hostnotif_hooks, hn);
+	r = vn_vdev_add_hooks(hn->vdev, &vn_hn_hostnotif_hooks, hn);
 	if (r == 0)
-		update(hn);
+		vn_hn_update(hn);
 	vn_vdev_unlock(hn->vdev);
 	if (r < 0)
 		goto err;
@@ -831,8 +534,8 @@ void vn_hostnotif_free(struct vn_hostnotif *hn)
 	if (!hn)
 		return;
 	vn_vdev_lock(hn->vdev);
-	reset_all(hn);
-	(void)vn_vdev_remove_hooks(hn->vdev, &hostnotif_hooks, hn);
+	vn_hn_reset_all(hn);
+	(void)vn_vdev_remove_hooks(hn->vdev, &vn_hn_hostnotif_hooks, hn);
 	vn_vdev_unlock(hn->vdev);
 	teardown_all(hn);
 	for (unsigned int i = 0; i < hn->nr; i++) {
@@ -856,82 +559,6 @@ int vn_hostnotif_doorbell(struct vn_hostnotif *hn, unsigned int idx)
 	vn_vdev_queue_lock(q->hn->vdev, q->idx);
 	run_queue_locked(q, &hn->stats.sync_runs);
 	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
-	return 0;
-}
-
-void vn_hostnotif_set_running(struct vn_hostnotif *hn, bool running)
-{
-	bool resumed = running && !hn->running;
-
-	hn->running = running;
-	if (resumed && !can_assign(hn))
-		self_kick_sync(hn);
-	else
-		update(hn);
-}
-
-void vn_hostnotif_set_bus_master(struct vn_hostnotif *hn, bool on)
-{
-	hn->bus_master = on;
-	update(hn);
-}
-
-void vn_hostnotif_set_ioeventfd(struct vn_hostnotif *hn, bool on)
-{
-	hn->ioeventfd_on = on;
-	update(hn);
-}
-
-int vn_hostnotif_set_host_notifier(struct vn_hostnotif *hn, unsigned int idx, bool assign)
-{
-	struct hn_queue *q;
-	int r;
-
-	if (idx >= hn->nr)
-		return -EINVAL;
-	q = &hn->q[idx];
-	if (handed_in(q))
-		return -EBUSY; /* its kicks come from the caller's fd, not an eventfd of ours */
-	if (assign) {
-		if (q->grabs++ > 0)
-			return 0;
-		r = ensure_notifier(q);
-		if (r < 0) {
-			q->grabs--;
-			return r;
-		}
-		if (q->state == VN_HOSTNOTIF_ASSIGNED) {
-			/* Edge c: the ioeventfd stays; only userspace lets go. */
-			set_state(q, VN_HOSTNOTIF_OFFLIMITS, 'c');
-			post_attach(q, false);
-		} else {
-			/*
-			 * Edge d: register the doorbell if we can. If we cannot,
-			 * doorbells still reach vhost through the forwarding in
-			 * vn_hostnotif_doorbell().
-			 */
-			(void)register_ioev(q);
-			set_state(q, VN_HOSTNOTIF_OFFLIMITS, 'd');
-		}
-		return 0;
-	}
-
-	if (q->grabs == 0)
-		return -EPERM;
-	if (--q->grabs > 0 || q->state != VN_HOSTNOTIF_OFFLIMITS)
-		return 0;
-	if (can_assign(hn) && queue_active(hn, idx) && register_ioev(q) == 0) {
-		/* Edge e, with a self-kick for what vhost left behind. */
-		set_state(q, VN_HOSTNOTIF_ASSIGNED, 'e');
-		post_attach(q, true);
-		if (vn_notifier_set(&q->n) == 0)
-			STAT_INC(hn, self_kicks);
-	} else {
-		/* Edge f: userspace runs it synchronously from now, once right away. */
-		set_state(q, VN_HOSTNOTIF_DEASSIGNED, 'f');
-		unregister_ioev(q);
-		drain(q, queue_active(hn, idx));
-	}
 	return 0;
 }
 
@@ -1042,7 +669,7 @@ static struct hn_queue *caller_queue(struct vn_hostnotif *hn, unsigned int idx)
 	if (idx >= hn->nr || !hn->q[idx].it)
 		return NULL;
 	q = &hn->q[idx];
-	if (!handed_in(q) && vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_DEASSIGNED)
+	if (!vn_hn_handed_in(q) && vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_DEASSIGNED)
 		return NULL; /* the assign policy or a vhost backend has it */
 	return q;
 }
@@ -1050,7 +677,7 @@ static struct hn_queue *caller_queue(struct vn_hostnotif *hn, unsigned int idx)
 static void detach_locked_out(struct hn_queue *q, char edge)
 {
 	if (vn_hostnotif_state(q->hn, q->idx) == VN_HOSTNOTIF_ASSIGNED)
-		set_state(q, VN_HOSTNOTIF_DEASSIGNED, edge);
+		vn_hn_set_state(q, VN_HOSTNOTIF_DEASSIGNED, edge);
 	__atomic_store_n(&q->want_attached, false, __ATOMIC_RELEASE);
 }
 
@@ -1081,7 +708,7 @@ void vn_hostnotif_clear_source(struct vn_hostnotif *hn, unsigned int idx)
 	struct hn_queue *q = caller_queue(hn, idx);
 	struct source_args a = { .q = q, .fd = -1, .clear = true };
 
-	if (!q || !handed_in(q))
+	if (!q || !vn_hn_handed_in(q))
 		return;
 	detach_locked_out(q, 'i');
 	vn_iothread_run_sync_void(q->it, clear_source_fn, &a);
@@ -1093,10 +720,10 @@ int vn_hostnotif_attach(struct vn_hostnotif *hn, unsigned int idx)
 	struct hn_queue *q = caller_queue(hn, idx);
 	int r;
 
-	if (!q || !handed_in(q))
+	if (!q || !vn_hn_handed_in(q))
 		return -EINVAL;
 	if (vn_hostnotif_state(hn, idx) != VN_HOSTNOTIF_ASSIGNED)
-		set_state(q, VN_HOSTNOTIF_ASSIGNED, 'h');
+		vn_hn_set_state(q, VN_HOSTNOTIF_ASSIGNED, 'h');
 	__atomic_store_n(&q->want_attached, true, __ATOMIC_RELEASE);
 	r = vn_iothread_run_sync(q->it, reconcile_fn, q);
 	if (r < 0)
@@ -1108,7 +735,7 @@ void vn_hostnotif_detach(struct vn_hostnotif *hn, unsigned int idx)
 {
 	struct hn_queue *q = caller_queue(hn, idx);
 
-	if (!q || !handed_in(q))
+	if (!q || !vn_hn_handed_in(q))
 		return;
 	detach_locked_out(q, 'i');
 	vn_iothread_run_sync_void(q->it, reconcile_attach, q); /* a detach cannot fail */
