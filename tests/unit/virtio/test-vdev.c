@@ -395,7 +395,7 @@ static void *raise_config_irqs(void *arg)
 
 	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
 		if (vn_vdev_config_update(s->vdev, 0, &b, 1) == 0)
-			s->raised++;
+			__atomic_add_fetch(&s->raised, 1, __ATOMIC_RELAXED);
 		b++;
 	}
 	return NULL;
@@ -419,6 +419,11 @@ static void test_rebind_vector_while_raising(struct vn_t *t)
 	fds_before = vn_t_count_fds();
 	s.vdev = v.vdev;
 	VN_REQUIRE(t, pthread_create(&th, NULL, raise_config_irqs, &s) == 0);
+	/*
+	 * Rebind only once the raiser is raising: on a loaded machine the
+	 * thread may not have run at all by the time 2000 rebinds are done.
+	 */
+	VN_CHECK(t, VN_WAIT_FOR(__atomic_load_n(&s.raised, __ATOMIC_RELAXED) > 0, 10000));
 	for (int i = 0; i < 2000; i++) {
 		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 
