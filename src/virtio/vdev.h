@@ -27,11 +27,16 @@
  *  41    config lock                vdev.c config_lock()  config bytes, generation
  *  50    gmem writer lock           gmem.c                adding/removing regions
  *
- * Locks outside the table, taken with none of the ranked ones inside them:
- * gmem's fault-guard lock (process-wide, installs the SIGBUS guard), the
- * loop's bottom-half lock, the iothread's run_sync lock, the promoter's and
- * the machine's locks (never held while waiting for an iothread) and the
- * log's rate-limit lock (a leaf, taken anywhere). The queue-notifier engine
+ * Locks outside the table (not asserted). Above the device lock: the
+ * machine's lock (pausing calls each device with it held) and the PCI host
+ * lock (a config write to a function's BARs or MSI-X control takes the
+ * device lock inside it); never taken inside a ranked lock. Below it: the
+ * bus mutex and the kvm accelerator's lock (the engine's assign and
+ * deassign), which take nothing themselves. Leaves: gmem's fault-guard lock
+ * (process-wide, installs the SIGBUS guard), the loop's bottom-half lock,
+ * the iothread's run_sync lock, the promoter's lock (taken after the region
+ * callback returned, never held while waiting for an iothread) and the
+ * log's rate-limit lock. The queue-notifier engine
  * (hostnotif) has no lock of its own: its state changes under the queue's
  * run lock (and the device lock for the assign policy), attach and detach
  * happen on the queue's iothread. The vhost-user server has none either:
