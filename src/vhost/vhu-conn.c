@@ -77,16 +77,23 @@ static void listen_detach(struct vn_vhu_conn *c)
 	c->listening = false;
 }
 
-/* The frontend is gone (or we drop it): release everything, listen again. */
+/*
+ * The frontend is gone (or we drop it): release everything, listen again.
+ * The device stops and finishes its requests before the socket closes: a
+ * frontend that is still there (we are stopping, or dropping it) reacts to
+ * the close by no longer listening on its call fds and reading the used
+ * rings, so a request completed after the close would raise an interrupt
+ * nobody takes, and its guest would wait for it forever.
+ */
 static void conn_drop(struct vn_vhu_conn *c, bool relisten)
 {
 	if (c->fd < 0)
 		return;
 	vn_loop_del_fd(c->loop, c->fd);
-	close(c->fd);
-	c->fd = -1;
 	rx_reset(c);
 	vn_vhu_server_disconnect(c->srv);
+	close(c->fd);
+	c->fd = -1;
 	if (relisten)
 		listen_attach(c);
 }
