@@ -31,10 +31,26 @@ if [ -n "$vm" ]; then
 	cmds+=("./vm-check.sh ioeventfd=on 1" "./vm-check.sh ioeventfd=off 1" "./vm-check.sh ioeventfd=on 2"
 		"./vm-check.sh ioeventfd=on 1 '' pause")
 fi
+# Nested emulation is not fully reliable here: level 2 with 2 vCPUs has
+# crashed in its own exception entry (a stack overflow in exc_page_fault)
+# on runs whose level 1 and vnotify-vm were the same as on passing runs.
+# A failed boot is therefore run once more, and the first attempt's output
+# is printed in full above the second: a real failure fails both times,
+# and a one-off shows in the log rather than vanishing.
 start=$(date +%s)
+first=$(mktemp)
+trap 'rm -f "$first"' EXIT
 set +e
-"$kvm/run-l1.sh" --timeout 840 --out "$out" "${adds[@]}" -- "${cmds[@]}"
+"$kvm/run-l1.sh" --timeout 840 --out "$out" "${adds[@]}" -- "${cmds[@]}" >"$first" 2>&1
 rc=$?
+if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+	sed 's/^/# first attempt: /' "$first"
+	echo "# test-kvm-nested: first attempt failed (status $rc); booting level 1 once more"
+	"$kvm/run-l1.sh" --timeout 840 --out "$out" "${adds[@]}" -- "${cmds[@]}"
+	rc=$?
+else
+	cat "$first"
+fi
 set -e
 echo "# test-kvm-nested: $(( $(date +%s) - start ))s wall, status $rc"
 exit $rc
