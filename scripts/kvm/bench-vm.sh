@@ -18,7 +18,7 @@ for cpus in 1 2; do
 		cmds+=("./vm-check.sh ioeventfd=$ioev $cpus; ./vm-check.sh ioeventfd=$ioev $cpus $mib")
 	done
 done
-"$here/run-l1.sh" --timeout 1500 --out "$out" --add "$build/tools/vnotify-vm/vnotify-vm" \
+VN_L1_TCG=${VN_L1_TCG:-thread=multi} "$here/run-l1.sh" --timeout 1500 --out "$out" --add "$build/tools/vnotify-vm/vnotify-vm" \
 	--add "$l2/initramfs-l2.gz" --add "$l2/bzImage" --add "$here/vm-check.sh" \
 	-- "${cmds[@]}" >"$log"
 # One block per vm-check run; a run with VN-L2-BENCH lines follows its baseline.
