@@ -24,8 +24,14 @@
  * Invariants: no crash; the image never changes size; after a drain nothing
  * is in flight; unless a device-writable buffer covered the rings (a guest
  * may scribble on its own rings), every used element names a head that was
- * made available, at most once, and every status byte the device wrote is
- * OK, IOERR or UNSUPP.
+ * made available, at most once; a used request whose status descriptor is
+ * its own device-writable last byte has OK, IOERR or UNSUPP there, and one
+ * with no such descriptor still has the poison the driver put there (the
+ * device wrote its status elsewhere, never into a readable buffer).
+ *
+ * Each input starts from the same rings, tables, headers and status bytes:
+ * a wild device-writable segment of one input (allowed: a guest may
+ * scribble) must not leave bytes that a later input reads as its status.
  */
 #include <endian.h>
 #include <errno.h>
@@ -61,6 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define HDR(i) (GPA + 0x8000ull + 16ull * (i))
 #define STAT(i) (GPA + 0x9000ull + (i))
 #define DATA (GPA + 0x10000ull)
+#define POISON 0xee
 #define DATASZ 0x20000ull
 #define IMG_SIZE 0x10000ull
 #define MAX_REQS 32u
@@ -90,6 +97,8 @@ static struct dev g_dev[2];
 static bool g_ready;
 /* A device-writable buffer over the rings: the guest may scribble its own rings. */
 static bool g_clobbered;
+/* Per request: its own status descriptor is a device-writable last byte. */
+static bool g_own_status[MAX_REQS];
 
 static int make_dev(struct dev *d, bool readonly)
 {
@@ -138,7 +147,7 @@ static void w(uint64_t gpa, const void *p, size_t len)
 
 static int driver_init(struct dev *d, uint8_t setup_bits)
 {
-	static const uint8_t zero[0x3000];
+	static const uint8_t zero[DATA - GPA];
 	uint64_t f = vn_vdev_device_features(d->vdev);
 	int r = 0;
 
@@ -241,12 +250,11 @@ static int add_request(struct vn_fz_in *in, unsigned int nreq, uint16_t *next_de
 		}
 		s[n++] = (struct seg){.addr = addr, .len = len, .in = fl & 1};
 	}
-	if (!(shape & 16)) {
-		uint8_t poison = 0xee;
-
-		w(STAT(nreq), &poison, 1);
+	/* Poisoned whether or not the chain names it: check() reads it either way. */
+	w(STAT(nreq), &(uint8_t){POISON}, 1);
+	g_own_status[nreq] = !(shape & 16) && !(shape & 32);
+	if (!(shape & 16))
 		s[n++] = (struct seg){.addr = STAT(nreq), .len = 1, .in = !(shape & 32)};
-	}
 	if (!indirect && (unsigned int)*next_desc + n > NUM)
 		return -1;
 	if (indirect && (unsigned int)*next_desc + 1 > NUM)
@@ -319,10 +327,14 @@ static void check(struct dev *d, const int *heads, const unsigned int *req_of_he
 		seen[id] = true;
 		if (vn_gmem_read(&g_mem, STAT(req_of_head[id]), &status, 1))
 			die("status");
-		/* 0xee: the chain's status byte was elsewhere (another writable byte). */
-		if (status != VIRTIO_BLK_S_OK && status != VIRTIO_BLK_S_IOERR &&
-		    status != VIRTIO_BLK_S_UNSUPP && status != 0xee)
+		if (!g_own_status[req_of_head[id]]) {
+			/* The status went to the chain's last writable byte, elsewhere. */
+			if (status != POISON)
+				die("wrote a status byte the chain did not make writable");
+		} else if (status != VIRTIO_BLK_S_OK && status != VIRTIO_BLK_S_IOERR &&
+			   status != VIRTIO_BLK_S_UNSUPP) {
 			die("bad status byte");
+		}
 	}
 }
 
