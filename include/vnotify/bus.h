@@ -277,6 +277,20 @@ VN_MUST_CHECK int vn_region_promoter_exclude(struct vn_region *region, uint64_t 
  */
 void vn_region_promoter_reset(struct vn_region *region);
 
+/**
+ * vn_region_promoter_reset_nowait() - vn_region_promoter_reset() for a
+ * caller that may hold a lock the region's callbacks take (a device lock in
+ * its reset path)
+ *
+ * The dynamic ioeventfds are deassigned and counting restarts before this
+ * returns; it never waits for the iothread. A promoted write still pending
+ * in a dropped eventfd is replayed exactly once, on the promoter's iothread,
+ * by its handler or by the final drain that the region's next synchronous
+ * write, next vn_region_promoter_reset() or its deletion performs.
+ * Context: any thread, any lock held.
+ */
+void vn_region_promoter_reset_nowait(struct vn_region *region);
+
 /*
  * Accelerators: where ioeventfds are matched. The virtio layer asks one for
  * its capabilities, then assigns its host notifiers through it.

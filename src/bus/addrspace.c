@@ -397,6 +397,12 @@ void vn_region_promoter_reset(struct vn_region *region)
 		vn_promoter_reset(region->promoter);
 }
 
+void vn_region_promoter_reset_nowait(struct vn_region *region)
+{
+	if (region->promoter)
+		vn_promoter_reset_nowait(region->promoter);
+}
+
 /* ---- the soft ioeventfd table, behind the accelerator ---- */
 
 static void trace_ioev(bool assign, const struct vn_ioev *d, int r)

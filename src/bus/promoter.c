@@ -43,6 +43,14 @@ struct vn_promoter {
 	unsigned int gen; /* bumped by reset, so a racing promotion undoes itself */
 	unsigned int dynamic;
 	struct promo_dyn *list;
+	/*
+	 * Dropped by vn_promoter_reset_nowait(): deassigned (no new signals)
+	 * but still attached, so a write already in the eventfd is replayed by
+	 * its handler; the next caller that may wait (observe, reset, free)
+	 * detaches them with a final drain. Each eventfd read is one atomic
+	 * test-and-clear, so a pending write is replayed exactly once.
+	 */
+	struct promo_dyn *retired;
 	struct {
 		uint64_t offset;
 		uint64_t last;
@@ -87,8 +95,8 @@ static void replay(struct promo_dyn *d)
 
 	region->ops->write(region->opaque, d->offset, d->size, d->value);
 	__atomic_fetch_add(&d->p->replays, 1, __ATOMIC_RELAXED);
-	vn_trace(promoter_replay, "region=%s offset=0x%" PRIx64 " size=%u value=0x%" PRIx64,
-		 region->name, d->offset, d->size, d->value);
+	vn_trace(promoter_replay, "region=%s addr=0x%" PRIx64 " size=%u data=0x%" PRIx64,
+		 region->name, d->ioev.addr, d->size, d->value);
 }
 
 static void replay_handler(void *opaque, uint32_t events)
@@ -131,17 +139,50 @@ static void dyn_free(struct promo_dyn *d)
 	free(d);
 }
 
-static void dyn_drop(struct promo_dyn *d)
+/* No new signals: the first step of a drop. Never waits. */
+static void dyn_deassign(struct promo_dyn *d)
 {
-	int r;
+	int r = vn_accel_deassign(d->p->cfg.accel, &d->ioev);
 
-	/* first no new signals, then no reader, then a final drain */
-	r = vn_accel_deassign(d->p->cfg.accel, &d->ioev);
 	if (r)
 		vn_log(VN_LOG_ERR, "promoter", "%s: deassign of a dynamic ioeventfd failed: %s",
 		       d->p->region->name, vn_strerror(r));
+	vn_trace(promoter_drop, "region=%s addr=0x%" PRIx64 " size=%u data=0x%" PRIx64,
+		 d->p->region->name, d->ioev.addr, d->size, d->value);
+}
+
+/* Then no reader, then a final drain. Waits for the iothread. */
+static void dyn_detach_free(struct promo_dyn *d)
+{
 	vn_iothread_run_sync_void(d->p->cfg.iothread, detach_drain_fn, d);
 	dyn_free(d);
+}
+
+static void dyn_drop(struct promo_dyn *d)
+{
+	dyn_deassign(d);
+	dyn_detach_free(d);
+}
+
+static void free_list(struct promo_dyn *list)
+{
+	while (list) {
+		struct promo_dyn *next = list->next;
+
+		dyn_detach_free(list);
+		list = next;
+	}
+}
+
+static struct promo_dyn *take_retired(struct vn_promoter *p)
+{
+	struct promo_dyn *list;
+
+	pthread_mutex_lock(&p->lock);
+	list = p->retired;
+	__atomic_store_n(&p->retired, NULL, __ATOMIC_RELAXED); /* observe peeks without the lock */
+	pthread_mutex_unlock(&p->lock);
+	return list;
 }
 
 static struct promo_dyn *dyn_create(struct vn_promoter *p, uint64_t offset, unsigned int size,
@@ -208,6 +249,9 @@ void vn_promoter_observe(struct vn_promoter *p, uint64_t offset, unsigned int si
 
 	if (p->cfg.off)
 		return;
+	/* the caller holds no lock: finish what a reset left behind */
+	if (__atomic_load_n(&p->retired, __ATOMIC_RELAXED))
+		free_list(take_retired(p));
 	pthread_mutex_lock(&p->lock);
 	if (!p->counting || p->promoting || offset < p->cfg.threshold ||
 	    is_excluded(p, offset, size))
@@ -233,8 +277,9 @@ void vn_promoter_observe(struct vn_promoter *p, uint64_t offset, unsigned int si
 			       " size %u value 0x%" PRIx64 "; counting stops",
 			       p->region->name, p->cfg.max_dynamic, offset, size, value);
 		}
-		vn_trace(promoter_limit, "region=%s max=%u offset=0x%" PRIx64, p->region->name,
-			 p->cfg.max_dynamic, offset);
+		vn_trace(promoter_limit, "region=%s addr=0x%" PRIx64 " size=%u data=0x%" PRIx64
+			 " max=%u", p->region->name, p->region->base + offset, size, value,
+			 p->cfg.max_dynamic);
 		goto out_unlock;
 	}
 	p->promoting = true;
@@ -258,8 +303,8 @@ void vn_promoter_observe(struct vn_promoter *p, uint64_t offset, unsigned int si
 		pthread_mutex_unlock(&p->lock);
 		vn_log(VN_LOG_WARN, "promoter", "%s: cannot promote offset 0x%" PRIx64 ": %s",
 		       p->region->name, offset, vn_strerror(err));
-		vn_trace(promoter_fail, "region=%s offset=0x%" PRIx64 " r=%d", p->region->name,
-			 offset, err);
+		vn_trace(promoter_fail, "region=%s addr=0x%" PRIx64 " size=%u data=0x%" PRIx64 " r=%d",
+			 p->region->name, p->region->base + offset, size, value, err);
 		return;
 	}
 	d->next = p->list;
@@ -267,7 +312,7 @@ void vn_promoter_observe(struct vn_promoter *p, uint64_t offset, unsigned int si
 	p->dynamic++;
 	__atomic_fetch_add(&p->promotions, 1, __ATOMIC_RELAXED);
 	vn_trace(promoter_promote,
-		 "region=%s addr=0x%" PRIx64 " size=%u value=0x%" PRIx64 " fd=%d dynamic=%u",
+		 "region=%s addr=0x%" PRIx64 " size=%u data=0x%" PRIx64 " fd=%d dynamic=%u",
 		 p->region->name, d->ioev.addr, size, value, d->ioev.fd, p->dynamic);
 out_unlock:
 	pthread_mutex_unlock(&p->lock);
@@ -290,7 +335,7 @@ static struct promo_dyn *take_all(struct vn_promoter *p, unsigned int *n)
 	return list;
 }
 
-static void drop_list(struct vn_promoter *p, struct promo_dyn *list, unsigned int n)
+static void drop_list(struct promo_dyn *list)
 {
 	while (list) {
 		struct promo_dyn *next = list->next;
@@ -298,7 +343,6 @@ static void drop_list(struct vn_promoter *p, struct promo_dyn *list, unsigned in
 		dyn_drop(list);
 		list = next;
 	}
-	vn_trace(promoter_drop, "region=%s dropped=%u", p->region->name, n);
 }
 
 void vn_promoter_reset(struct vn_promoter *p)
@@ -306,7 +350,25 @@ void vn_promoter_reset(struct vn_promoter *p)
 	unsigned int n;
 	struct promo_dyn *list = take_all(p, &n);
 
-	drop_list(p, list, n);
+	drop_list(list);
+	free_list(take_retired(p));
+}
+
+void vn_promoter_reset_nowait(struct vn_promoter *p)
+{
+	unsigned int n;
+	struct promo_dyn *list = take_all(p, &n), *last = NULL;
+
+	for (struct promo_dyn *d = list; d; d = d->next) {
+		dyn_deassign(d);
+		last = d;
+	}
+	if (!list)
+		return;
+	pthread_mutex_lock(&p->lock);
+	last->next = p->retired;
+	__atomic_store_n(&p->retired, list, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&p->lock);
 }
 
 void vn_promoter_free(struct vn_promoter *p)
@@ -317,8 +379,8 @@ void vn_promoter_free(struct vn_promoter *p)
 	if (!p)
 		return;
 	list = take_all(p, &n);
-	if (list)
-		drop_list(p, list, n);
+	drop_list(list);
+	free_list(take_retired(p));
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

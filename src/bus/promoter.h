@@ -39,6 +39,14 @@ void vn_promoter_observe(struct vn_promoter *p, uint64_t offset, unsigned int si
 /* Device reset: drop dynamic ioeventfds (replaying pending writes), count again. */
 void vn_promoter_reset(struct vn_promoter *p);
 
+/*
+ * The same without waiting for the iothread (a device lock may be held that
+ * a replay takes): the entries are deassigned now and counting restarts;
+ * their handlers stay until the next observe, reset or free detaches them
+ * with a final drain, so a pending write is replayed exactly once.
+ */
+void vn_promoter_reset_nowait(struct vn_promoter *p);
+
 /* Range already checked against the region: 0 or -ENOSPC. */
 VN_MUST_CHECK int vn_promoter_exclude(struct vn_promoter *p, uint64_t offset, uint64_t size);
 
