@@ -156,6 +156,8 @@ static void bar_unmap(struct vn_pci_host *h, struct vn_pci_func *f, unsigned int
 		return;
 	vn_trace(pci_bar_unmap, "slot=%d bar=%u addr=0x%llx", f->slot, i,
 		 (unsigned long long)f->bar[i].mapped);
+	if (f->ops && f->ops->region_removing)
+		f->ops->region_removing(f->opaque, i, f->bar[i].region);
 	vn_bus_del_region(h->bus, f->bar[i].region);
 	f->bar[i].region = NULL;
 	f->bar[i].mapped = VN_PCI_BAR_UNMAPPED;

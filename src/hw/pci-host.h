@@ -79,12 +79,16 @@ struct vn_pci_bar_cfg {
  *                   and vn_pci_func_command()
  * @region_added: a BAR region was put on the bus (to exclude ranges from
  *                the promoter, say)
+ * @region_removing: a BAR region is about to leave the bus and be freed;
+ *                   drop every reference to it (host lock held, no device
+ *                   lock)
  */
 struct vn_pci_func_ops {
 	bool (*config_read)(void *opaque, uint32_t off, unsigned int size, uint32_t *val);
 	void (*config_write)(void *opaque, uint32_t off, unsigned int size, uint32_t val);
 	void (*mapping_changed)(void *opaque);
 	void (*region_added)(void *opaque, unsigned int bar, struct vn_region *region);
+	void (*region_removing)(void *opaque, unsigned int bar, struct vn_region *region);
 };
 
 /* A PCI function; caller-owned storage, initialised by vn_pci_func_init(). */
