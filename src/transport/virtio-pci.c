@@ -165,6 +165,8 @@ static int ioev_for_queue(void *opaque, unsigned int q, struct vn_ioev *out)
 
 static const struct vn_hostnotif_ops hn_ops = {.ioev_for_queue = ioev_for_queue};
 
+static void promoter_reset(struct vn_virtio_pci *vp);
+
 static void hook_reset_post(void *opaque, struct vn_vdev *vdev)
 {
 	struct vn_virtio_pci *vp = opaque;
@@ -175,6 +177,7 @@ static void hook_reset_post(void *opaque, struct vn_vdev *vdev)
 	for (unsigned int q = 0; q < vp->nr_queues; q++)
 		vn_virtio_pci_reset_vq_state(vp, q);
 	update_gate(vp); /* the driver's mode is unknown again */
+	promoter_reset(vp);
 }
 
 static void hook_queue_reset_pre(void *opaque, struct vn_vdev *vdev, unsigned int q)
@@ -229,18 +232,64 @@ static void func_mapping_changed(void *opaque)
 	vn_vdev_unlock(vp->vdev);
 }
 
+static void exclude(struct vn_virtio_pci *vp, struct vn_region *region, uint64_t off,
+		    uint64_t len, const char *what)
+{
+	int r = vn_region_promoter_exclude(region, off, len);
+
+	if (r < 0)
+		vn_log(VN_LOG_ERR, "virtio-pci", "%s: cannot exclude %s from the promoter: %s",
+		       vp->vdev->name, what, vn_strerror(r));
+}
+
 static void func_region_added(void *opaque, unsigned int bar, struct vn_region *region)
 {
 	struct vn_virtio_pci *vp = opaque;
-	int r;
 
-	/* Interrupt routing must stay exact: never promote these (docs/design.md). */
-	if (vp->has_promoter && bar == VN_VIRTIO_PCI_BAR_MSIX) {
-		r = vn_region_promoter_exclude(region, 0, vp->msix.bar_size);
-		if (r < 0)
-			vn_log(VN_LOG_ERR, "virtio-pci", "%s: cannot exclude the MSI-X table: %s",
-			       vp->vdev->name, vn_strerror(r));
+	if (!vp->has_promoter)
+		return;
+	if (bar < VN_PCI_NR_BARS) {
+		vn_vdev_lock(vp->vdev);
+		vp->pro_region[bar] = region;
+		vn_vdev_unlock(vp->vdev);
 	}
+	/*
+	 * Never promote what must stay exact or what the transport registers
+	 * itself (docs/design.md "The promoter"): the MSI-X table and PBA
+	 * (interrupt routing), and the doorbells, whose ioeventfds belong to
+	 * the host notifier state machine (a dynamic one there would make its
+	 * assign fail with -EEXIST, and would serve kicks on the iothread
+	 * with ioeventfd off).
+	 */
+	if (bar == VN_VIRTIO_PCI_BAR_MSIX)
+		exclude(vp, region, 0, vp->msix.bar_size, "the MSI-X table");
+	else if (bar == VN_VIRTIO_PCI_BAR_LEGACY)
+		exclude(vp, region, VIRTIO_PCI_QUEUE_NOTIFY, 2, "the legacy doorbell");
+	else if (bar == VN_VIRTIO_PCI_BAR_MODERN)
+		exclude(vp, region, VN_VIRTIO_PCI_NOTIFY_OFF, vp->notify_len, "the notify area");
+}
+
+static void func_region_removing(void *opaque, unsigned int bar, struct vn_region *region)
+{
+	struct vn_virtio_pci *vp = opaque;
+
+	if (!vp->has_promoter || bar >= VN_PCI_NR_BARS)
+		return;
+	vn_vdev_lock(vp->vdev);
+	vp->pro_region[bar] = NULL;
+	vn_vdev_unlock(vp->vdev);
+}
+
+/*
+ * Device reset: a new driver may behave differently, so the dynamic
+ * ioeventfds go and counting restarts. Device lock held, and a replay takes
+ * it: never wait for the iothread here (see vn_region_promoter_reset_nowait()).
+ */
+static void promoter_reset(struct vn_virtio_pci *vp)
+{
+	for (unsigned int i = 0; i < VN_PCI_NR_BARS; i++)
+		if (vp->pro_region[i])
+			vn_region_promoter_reset_nowait(vp->pro_region[i]);
 }
 
 static const struct vn_pci_func_ops func_ops = {
@@ -248,6 +297,7 @@ static const struct vn_pci_func_ops func_ops = {
 	.config_write = func_config_write,
 	.mapping_changed = func_mapping_changed,
 	.region_added = func_region_added,
+	.region_removing = func_region_removing,
 };
 
 /* BAR1: the MSI-X table and PBA. */
@@ -432,6 +482,9 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	if (cfg->promoter) {
 		vp->promoter = *cfg->promoter;
 		vp->has_promoter = true;
+		/* ioeventfd off means no dynamic ioeventfds either */
+		if (!cfg->ioeventfd)
+			vp->promoter.off = true;
 	}
 	if (!vp->cfg.msix_vectors)
 		vp->cfg.msix_vectors = cfg->vdev->nr_vectors;

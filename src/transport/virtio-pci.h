@@ -42,6 +42,8 @@ struct vn_virtio_pci {
 	struct vn_virtio_pci_cfg cfg;
 	struct vn_promoter_cfg promoter;
 	bool has_promoter;
+	/* promoter candidates on the bus, for the reset (device lock) */
+	struct vn_region *pro_region[VN_PCI_NR_BARS];
 	struct vn_pci_func func;
 	struct vn_msix msix;
 	bool msix_ok;
