@@ -267,9 +267,32 @@ void vn_hostnotif_set_running(struct vn_hostnotif *hn, bool running)
 		vn_hn_update(hn);
 }
 
+/*
+ * The gate also moves the doorbells of queues a vhost backend holds: their
+ * ioeventfds follow the notifier address (a BAR move closes and reopens the
+ * gate), else the backend's kicks stay at the old address and the give-back
+ * would leave the queue ASSIGNED there. The eventfd is the backend's to read:
+ * nothing to drain. While the gate is shut, doorbells do not reach the
+ * device at all. Device lock held.
+ */
+static void rebind_offlimits(struct vn_hostnotif *hn, bool on)
+{
+	for (unsigned int i = 0; i < hn->nr; i++) {
+		struct hn_queue *q = &hn->q[i];
+
+		if (q->state != VN_HOSTNOTIF_OFFLIMITS || vn_hn_handed_in(q))
+			continue;
+		if (!on)
+			unregister_ioev(q);
+		else
+			(void)register_ioev(q); /* else doorbells are forwarded */
+	}
+}
+
 void vn_hostnotif_set_bus_master(struct vn_hostnotif *hn, bool on)
 {
 	hn->bus_master = on;
+	rebind_offlimits(hn, on);
 	vn_hn_update(hn);
 }
 
