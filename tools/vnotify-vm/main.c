@@ -63,6 +63,7 @@ static void usage(void)
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
 			"                  [--blk "
 			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
+			"                  [--promote pio:ADDR]...  (a promoter candidate sink)\n"
 			"\n"
 			"signals: SIGINT/SIGTERM end the VM; SIGTSTP pauses it (vCPUs parked, host\n"
 			"notifiers stopped and drained); SIGCONT resumes it (notifiers restarted, each\n"
@@ -139,6 +140,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "blk", required_argument, NULL, 'b' },
 		{ "iothreads", required_argument, NULL, 't' },
 		{ "console", no_argument, NULL, 'C' },
+		{ "promote", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -158,6 +160,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'C':
 			o->console = true;
+			break;
+		case 'P':
+			if (vm_promote_parse(optarg)) {
+				fprintf(stderr, "vnotify-vm: bad --promote (pio:ADDR, at most 4)\n");
+				return -EINVAL;
+			}
 			break;
 		case 'm':
 			if (parse_size(optarg, &o->memory) || o->memory < (64ull << 20) ||
@@ -327,6 +335,7 @@ static void report(struct vm *vm, struct opts *o, double secs)
 		fprintf(stderr, "vnotify-vm: blk%u: ioeventfd=%s, doorbells that exited: %llu\n", i,
 			o->blk[i].ioeventfd ? "on" : "off", (unsigned long long)ps.doorbells);
 	}
+	vm_promote_report();
 	dev_exits = vm->exits[VM_EXIT_PIO_BUS] + vm->exits[VM_EXIT_MMIO_BUS];
 	if (reqs)
 		fprintf(stderr, "vnotify-vm: device exits (pio-bus + mmio-bus) per request: %.2f\n",
@@ -403,6 +412,8 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (vm_promote_setup(vm.m, o.iothreads ? io[0] : NULL))
+		goto out;
 	for (unsigned int i = 0; i < o.nblk; i++) {
 		struct blk_opt *b = &o.blk[i];
 		struct vn_blk_cfg bc;
@@ -483,6 +494,7 @@ int main(int argc, char **argv)
 						   : "failed");
 out:
 	vm_vcpus_stop(&vm);
+	vm_promote_free(vm.m);
 	for (unsigned int i = 0; i < o.nblk; i++) {
 		vn_virtio_pci_remove(o.blk[i].vp);
 		vn_blk_free(o.blk[i].blk);

@@ -92,6 +92,13 @@ int vm_assign_bars(struct vm *vm);
 void serial_init(struct serial *s, struct vm *vm, int out_fd);
 void serial_io(struct serial *s, uint16_t port, bool write, uint8_t *data, unsigned int size);
 
+/* promote.c */
+struct vn_iothread;
+int vm_promote_parse(const char *arg);
+int vm_promote_setup(struct vn_machine *m, struct vn_iothread *it);
+void vm_promote_report(void);
+void vm_promote_free(struct vn_machine *m);
+
 /* vcpu.c */
 int vm_vcpu_init(struct vm *vm, unsigned int id, uint64_t entry, uint64_t boot_params);
 int vm_vcpu_start(struct vm_vcpu *c);
