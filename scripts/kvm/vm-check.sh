@@ -2,10 +2,18 @@
 # Runs inside level 1 (busybox sh): vnotify-vm boots the level-2 Linux on a
 # fresh image, which writes a pattern to /dev/vda, reads it back and
 # verifies it; then the host side (here) checks the image too.
-#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause]
+#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay]
 # With "pause", the VM is paused (SIGTSTP) and resumed (SIGCONT) every
 # couple of seconds for its whole run: boot and I/O must survive the host
 # notifiers being stopped, drained and restarted under them.
+# With "promote", the guest runs with Linux's default io_delay=0x80 and
+# writes the byte 0 to port 0x80 200 times through /dev/port (vn.port80;
+# io_delay alone wrote port 0x80 only 3-7 times in a whole boot here, and
+# with varying bytes), and vnotify-vm makes port 0x80 a promoter candidate
+# (--promote pio:0x80): after ten exits the writes must be replayed from a
+# dynamic ioeventfd instead of exiting, and the disk checks pass as ever.
+# "io_delay" is the same guest without --promote, the baseline to compare
+# the exit counts with.
 # Prints TAP-ish lines; exits 0 when every check passes.
 ioev=${1:-ioeventfd=on}
 cpus=${2:-1}
@@ -17,10 +25,15 @@ log=/tmp/vm-$$.log
 dd if=/dev/zero of=$img bs=1M count=32 2>/dev/null
 append="quiet"
 [ -n "$bench" ] && append="$append vn.bench=$bench"
+promote=""
+if [ "$pause" = promote ] || [ "$pause" = io_delay ]; then
+	append="$append io_delay=0x80 vn.port80=200"
+fi
+[ "$pause" = promote ] && promote="--promote pio:0x80"
 t0=$(cut -d' ' -f1 /proc/uptime)
 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
 	--memory 256M --cpus "$cpus" --console --append "$append" \
-	--blk "path=$img,$ioev" >$log 2>&1 &
+	--blk "path=$img,$ioev" $promote >$log 2>&1 &
 pid=$!
 # our own timeout: the pause test signals vnotify-vm itself, not a wrapper
 (sleep 400 && kill -TERM $pid 2>/dev/null) &
@@ -63,6 +76,15 @@ if [ "$pause" = pause ]; then
 		echo "ok - paused and resumed $paused times during the run ($ioev, $cpus vCPU)"
 	else
 		echo "not ok - pause/resume: $cycles cycles sent, $paused paused, $resumed resumed"
+		status=1
+	fi
+fi
+if [ "$pause" = promote ]; then
+	saved=$(sed -n 's/^vnotify-vm: promote pio:0x80: .* \([0-9]*\) replayed from .*/\1/p' $log)
+	if [ -n "$saved" ] && [ "$saved" -gt 0 ]; then
+		echo "ok - port 0x80 promoted: $saved replays, writes that did not exit ($ioev, $cpus vCPU)"
+	else
+		echo "not ok - port 0x80 was not promoted (replays: '${saved}')"
 		status=1
 	fi
 fi
