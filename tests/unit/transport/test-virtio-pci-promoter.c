@@ -18,6 +18,7 @@
 
 #include <vnotify/bus.h>
 #include <vnotify/iothread.h>
+#include <vnotify/log.h>
 #include <vnotify/loop.h>
 #include <vnotify/machine.h>
 #include <vnotify/pci.h>
@@ -441,6 +442,77 @@ static void test_offlimits_follows_bar_move(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/* The MSI-X BAR is never promoted: the same mask write again and again. */
+static void test_msix_never_promoted(struct vn_t *t)
+{
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
+	modern_driver(&f);
+	for (unsigned int i = 0; i < 3 * HITS; i++)
+		VN_CHECK_EQ_INT(t, wr(&f, MMIO, BAR1 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 1),
+				VN_BUS_REGION);
+	VN_CHECK_EQ_U(t, bar_stats(&f, VN_VIRTIO_PCI_BAR_MSIX).promotions, 0u);
+	fx_fini(&f);
+}
+
+static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+static char trace_buf[8192];
+
+static void trace_sink(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
+{
+	size_t n;
+
+	if (strcmp(tag, "trace"))
+		return;
+	pthread_mutex_lock(&trace_lock);
+	n = strlen(trace_buf);
+	snprintf(trace_buf + n, sizeof(trace_buf) - n, "%s\n", msg);
+	pthread_mutex_unlock(&trace_lock);
+}
+
+static bool traced(const char *line)
+{
+	bool r;
+
+	pthread_mutex_lock(&trace_lock);
+	r = strstr(trace_buf, line) != NULL;
+	pthread_mutex_unlock(&trace_lock);
+	return r;
+}
+
+/* Each promoter trace point names its entry: region, addr, size, data. */
+static void test_trace_points_carry_the_entry(struct vn_t *t)
+{
+	char want[128];
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
+	modern_driver(&f);
+	trace_buf[0] = '\0';
+	vn_log_set_sink(trace_sink, NULL);
+	VN_CHECK(t, vn_trace_enable("promoter_*") > 0);
+	promote_devcfg(t, &f);
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, DEVCFG, 1, 0x5a), VN_BUS_IOEVENTFD);
+	VN_CHECK(t, VN_WAIT_FOR(bar_stats(&f, VN_VIRTIO_PCI_BAR_MODERN).replays == 1, 5000));
+	status(&f, 0);
+	snprintf(want, sizeof(want), "region=virtio-modern addr=0x%llx size=1 data=0x5a",
+		 (unsigned long long)DEVCFG);
+	for (unsigned int i = 0; i < 3; i++) {
+		static const char *const names[] = {"promoter_promote ", "promoter_replay ",
+						    "promoter_drop "};
+		char line[192];
+
+		snprintf(line, sizeof(line), "%s%s", names[i], want);
+		if (!VN_CHECK(t, traced(line)))
+			vn_t_diag("missing \"%s\" in:\n%s", line, trace_buf);
+	}
+	(void)vn_trace_enable("");
+	vn_log_set_sink(NULL, NULL);
+	fx_fini(&f);
+}
+
 VN_TESTS(VN_TEST(test_doorbell_never_promoted), VN_TEST(test_ioeventfd_off_no_dynamic),
 	 VN_TEST(test_reset_drops_dynamic), VN_TEST(test_reset_does_not_wait_for_iothread),
-	 VN_TEST(test_offlimits_follows_bar_move))
+	 VN_TEST(test_offlimits_follows_bar_move), VN_TEST(test_msix_never_promoted),
+	 VN_TEST(test_trace_points_carry_the_entry))
