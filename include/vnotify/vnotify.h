@@ -18,6 +18,7 @@
 #include <vnotify/vdev.h>
 #include <vnotify/machine.h>
 #include <vnotify/pci.h>
+#include <vnotify/notifier.h>
 #include <vnotify/blk.h>
 #include <vnotify/vhost-user.h>
 #include <vnotify/kvm.h>

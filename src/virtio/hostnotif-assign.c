@@ -89,6 +89,8 @@ static void stop_all(struct vn_hostnotif *hn)
 static void fall_back(struct vn_hostnotif *hn, unsigned int failed_q, int err)
 {
 	hn->ioeventfd_on = false;
+	__atomic_store_n(&hn->stats.fallback_err, err, __ATOMIC_RELAXED);
+	__atomic_store_n(&hn->stats.fallback_queue, failed_q, __ATOMIC_RELAXED);
 	STAT_INC(hn, fallbacks);
 	vn_trace(hostnotif_fallback, "dev=%s vq=%u err=%d", hn->vdev->name, failed_q, err);
 	vn_log(VN_LOG_WARN, "hostnotif",

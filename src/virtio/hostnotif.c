@@ -592,6 +592,8 @@ void vn_hostnotif_get_stats(struct vn_hostnotif *hn, struct vn_hostnotif_stats *
 	out->fallbacks = __atomic_load_n(&hn->stats.fallbacks, __ATOMIC_RELAXED);
 	out->polls = LOAD(hn->stats.polls);
 	out->hangups = LOAD(hn->stats.hangups);
+	out->fallback_err = LOAD(hn->stats.fallback_err);
+	out->fallback_queue = LOAD(hn->stats.fallback_queue);
 }
 
 int vn_hostnotif_get_queue_stats(struct vn_hostnotif *hn, unsigned int idx,

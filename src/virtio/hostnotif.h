@@ -124,6 +124,8 @@ struct vn_hostnotif_stats {
 	uint64_t fallbacks;       /* starts that failed and fell back to sync */
 	uint64_t polls;           /* runs of a POLL source that found work */
 	uint64_t hangups;         /* handed-in kick fds that hung up */
+	int fallback_err;         /* the last fallback's reason (-errno), or 0 */
+	unsigned int fallback_queue; /* the queue whose ioeventfd failed then */
 };
 
 /* One queue's counters and where its kicks come from. */

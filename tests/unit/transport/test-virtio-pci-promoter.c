@@ -21,6 +21,7 @@
 #include <vnotify/log.h>
 #include <vnotify/loop.h>
 #include <vnotify/machine.h>
+#include <vnotify/notifier.h>
 #include <vnotify/pci.h>
 
 #include "harness.h"
@@ -109,6 +110,8 @@ static uint64_t rd(struct fx *f, enum vn_space sp, uint64_t a, unsigned int size
 
 static const uint16_t CMD_ALL = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
 
+static unsigned int fx_max_ioeventfds; /* the machine option, 0: default */
+
 static int fx_init(struct vn_t *t, struct fx *f, bool ioeventfd)
 {
 	struct vn_machine_cfg mcfg;
@@ -123,6 +126,7 @@ static int fx_init(struct vn_t *t, struct fx *f, bool ioeventfd)
 
 	memset(f, 0, sizeof(*f));
 	vn_machine_cfg_init(&mcfg);
+	mcfg.max_ioeventfds = fx_max_ioeventfds;
 	if (!VN_CHECK_OK(t, vn_machine_new(&mcfg, &f->m)))
 		return -1;
 	f->bus = vn_machine_bus(f->m);
@@ -512,7 +516,49 @@ static void test_trace_points_carry_the_entry(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/* The public notifier view: states, sources and a fallback with its reason. */
+static void test_notifier_info(struct vn_t *t)
+{
+	struct vn_notifier_queue_info qi;
+	struct vn_notifier_info ni;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
+	modern_driver(&f);
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK(t, ni.ioeventfd);
+	VN_CHECK_EQ_U(t, ni.fallbacks, 0u);
+	VN_CHECK_EQ_U(t, ni.nr_queues, NQ);
+	VN_CHECK_OK(t, vn_virtio_pci_queue_notifier_info(f.vp, 0, &qi));
+	VN_CHECK(t, !strcmp(qi.state, "assigned") && !strcmp(qi.source, "ioeventfd"));
+	VN_CHECK_EQ_INT(t, vn_virtio_pci_queue_notifier_info(f.vp, NQ, &qi), -EINVAL);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_IOEVENTFD);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK_EQ_U(t, ni.doorbells_exited, 0u);
+	fx_fini(&f);
+
+	/* Room for one ioeventfd, two queues: a fallback, and it says why. */
+	fx_max_ioeventfds = 1;
+	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
+	fx_max_ioeventfds = 0;
+	modern_driver(&f);
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK(t, !ni.ioeventfd);
+	VN_CHECK_EQ_U(t, ni.fallbacks, 1u);
+	VN_CHECK(t, ni.fallback_err < 0);
+	VN_CHECK_EQ_U(t, ni.fallback_queue, 1u);
+	VN_CHECK_OK(t, vn_virtio_pci_queue_notifier_info(f.vp, 1, &qi));
+	VN_CHECK(t, !strcmp(qi.state, "deassigned") && !strcmp(qi.source, "doorbell"));
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK_EQ_U(t, ni.doorbells_exited, 1u);
+	fx_fini(&f);
+}
+
 VN_TESTS(VN_TEST(test_doorbell_never_promoted), VN_TEST(test_ioeventfd_off_no_dynamic),
 	 VN_TEST(test_reset_drops_dynamic), VN_TEST(test_reset_does_not_wait_for_iothread),
 	 VN_TEST(test_offlimits_follows_bar_move), VN_TEST(test_msix_never_promoted),
-	 VN_TEST(test_trace_points_carry_the_entry))
+	 VN_TEST(test_trace_points_carry_the_entry), VN_TEST(test_notifier_info))
