@@ -79,6 +79,26 @@ if [ "$pause" = pause ]; then
 		status=1
 	fi
 fi
+# The notifier state: with ioeventfd on, no doorbell exited and no
+# fallback (a silent fallback to synchronous notify would still pass the
+# data checks); with it off, every doorbell exited.
+exited=$(sed -n 's/^vnotify-vm: blk0: .*doorbells that exited: \([0-9]*\)$/\1/p' $log)
+fb=$(sed -n 's/^vnotify-vm: blk0 notifiers: ioeventfd \([a-z ]*\), fallbacks \([0-9]*\) .*/\1:\2/p' $log)
+if [ "$ioev" = ioeventfd=on ]; then
+	if [ "$exited" = 0 ] && [ "$fb" = "in use:0" ]; then
+		echo "ok - no doorbell exited and no fallback ($ioev, $cpus vCPU)"
+	else
+		echo "not ok - ioeventfd=on: doorbells exited '$exited', notifiers '$fb'"
+		status=1
+	fi
+else
+	if [ -n "$exited" ] && [ "$exited" -gt 0 ] && [ "$fb" = "not in use:0" ]; then
+		echo "ok - every doorbell exited: $exited ($ioev, $cpus vCPU)"
+	else
+		echo "not ok - ioeventfd=off: doorbells exited '$exited', notifiers '$fb'"
+		status=1
+	fi
+fi
 if [ "$pause" = promote ]; then
 	saved=$(sed -n 's/^vnotify-vm: promote pio:0x80: .* \([0-9]*\) replayed from .*/\1/p' $log)
 	if [ -n "$saved" ] && [ "$saved" -gt 0 ]; then

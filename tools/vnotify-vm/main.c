@@ -30,6 +30,7 @@
 #include <vnotify/kvm.h>
 #include <vnotify/log.h>
 #include <vnotify/machine.h>
+#include <vnotify/notifier.h>
 #include <vnotify/pci.h>
 
 #include "hw/machine.h"
@@ -287,6 +288,30 @@ static int add_ram(struct vm *vm)
 	return 0;
 }
 
+/* The host notifier state (<vnotify/notifier.h>): a silent fallback shows. */
+static void vm_print_notifiers(struct vn_virtio_pci *vp, unsigned int i)
+{
+	struct vn_notifier_info ni;
+
+	vn_virtio_pci_notifier_info(vp, &ni);
+	fprintf(stderr,
+		"vnotify-vm: blk%u notifiers: ioeventfd %s, fallbacks %llu (last: vq %u, %s), "
+		"self-kicks %llu, drains that ran %llu, safety-net catches %llu\n",
+		i, ni.ioeventfd ? "in use" : "not in use", (unsigned long long)ni.fallbacks,
+		ni.fallback_queue, ni.fallback_err ? strerror(-ni.fallback_err) : "none",
+		(unsigned long long)ni.self_kicks, (unsigned long long)ni.drain_runs,
+		(unsigned long long)ni.missed);
+	for (unsigned int q = 0; q < ni.nr_queues; q++) {
+		struct vn_notifier_queue_info qi;
+
+		if (vn_virtio_pci_queue_notifier_info(vp, q, &qi))
+			continue;
+		fprintf(stderr, "vnotify-vm: blk%u q%u notifier: %s from %s, %llu kicks, %llu runs\n",
+			i, q, qi.state, qi.source, (unsigned long long)qi.kicks,
+			(unsigned long long)qi.runs);
+	}
+}
+
 static void report(struct vm *vm, struct opts *o, double secs)
 {
 	uint64_t total = 0, dev_exits, reqs = 0;
@@ -334,6 +359,7 @@ static void report(struct vm *vm, struct opts *o, double secs)
 		}
 		fprintf(stderr, "vnotify-vm: blk%u: ioeventfd=%s, doorbells that exited: %llu\n", i,
 			o->blk[i].ioeventfd ? "on" : "off", (unsigned long long)ps.doorbells);
+		vm_print_notifiers(o->blk[i].vp, i);
 	}
 	vm_promote_report();
 	dev_exits = vm->exits[VM_EXIT_PIO_BUS] + vm->exits[VM_EXIT_MMIO_BUS];
