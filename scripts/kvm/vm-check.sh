@@ -2,7 +2,7 @@
 # Runs inside level 1 (busybox sh): vnotify-vm boots the level-2 Linux on a
 # fresh image, which writes a pattern to /dev/vda, reads it back and
 # verifies it; then the host side (here) checks the image too.
-#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay]
+#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay|clock]
 # With "pause", the VM is paused (SIGTSTP) and resumed (SIGCONT) every
 # couple of seconds for its whole run: boot and I/O must survive the host
 # notifiers being stopped, drained and restarted under them.
@@ -14,6 +14,9 @@
 # dynamic ioeventfd instead of exiting, and the disk checks pass as ever.
 # "io_delay" is the same guest without --promote, the baseline to compare
 # the exit counts with.
+# Every run checks that level 2 uses kvm-clock. With "clock", level 2
+# stamps its uptime twice 15 s apart; level 1 stamps each line with its own
+# uptime as it arrives, and the two intervals must agree within 0.5%.
 # Prints TAP-ish lines; exits 0 when every check passes.
 ioev=${1:-ioeventfd=on}
 cpus=${2:-1}
@@ -24,16 +27,30 @@ img=/tmp/disk-$$.img
 log=/tmp/vm-$$.log
 dd if=/dev/zero of=$img bs=1M count=32 2>/dev/null
 append="quiet"
+clk=/tmp/clk-$$
+fifo=/tmp/vm-$$.fifo
 [ -n "$bench" ] && append="$append vn.bench=$bench"
 promote=""
 if [ "$pause" = promote ] || [ "$pause" = io_delay ]; then
 	append="$append io_delay=0x80 vn.port80=200"
 fi
 [ "$pause" = promote ] && promote="--promote pio:0x80"
+[ "$pause" = clock ] && append="$append vn.clock=15"
+rm -f $clk $fifo
+mkfifo $fifo
+# the console through a reader that stamps the clock lines on arrival
+while IFS= read -r l; do
+	l=$(printf '%s' "$l" | tr -d '\r')
+	case "$l" in
+	VN-L2-CLOCK[01]*) echo "$l $(cut -d' ' -f1 /proc/uptime)" >>$clk ;;
+	esac
+	printf '%s\n' "$l" >>$log
+done <$fifo &
+reader=$!
 t0=$(cut -d' ' -f1 /proc/uptime)
 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
 	--memory 256M --cpus "$cpus" --console --append "$append" \
-	--blk "path=$img,$ioev" $promote >$log 2>&1 &
+	--blk "path=$img,$ioev" $promote >$fifo 2>&1 &
 pid=$!
 # our own timeout: the pause test signals vnotify-vm itself, not a wrapper
 (sleep 400 && kill -TERM $pid 2>/dev/null) &
@@ -50,6 +67,7 @@ if [ "$pause" = pause ]; then
 fi
 wait $pid
 rc=$?
+wait $reader
 kill $watchdog 2>/dev/null
 t1=$(cut -d' ' -f1 /proc/uptime)
 grep -E '^(VN-L2|vnotify-vm)' $log | sed 's/^/# /'
@@ -108,5 +126,23 @@ if [ "$pause" = promote ]; then
 		status=1
 	fi
 fi
-rm -f $img /tmp/pattern-$$ $log
+if grep -q '^VN-L2-CLOCKSOURCE kvm-clock' $log && grep -q '^VN-L2-KVMCLOCK' $log; then
+	echo "ok - level 2 runs on kvm-clock ($ioev, $cpus vCPU)"
+else
+	echo "not ok - level 2 does not use kvm-clock: $(grep '^VN-L2-CLOCKSOURCE' $log)"
+	status=1
+fi
+if [ "$pause" = clock ]; then
+	# lines "VN-L2-CLOCKn GUEST_UPTIME HOST_UPTIME"
+	if awk '/^VN-L2-CLOCK0/ { g0 = $2; h0 = $3 } /^VN-L2-CLOCK1/ { g1 = $2; h1 = $3 }
+		END { if (h1 <= h0) exit 1; d = (g1 - g0) / (h1 - h0) - 1;
+		      printf "# clock: level 2 %.3fs, level 1 %.3fs, drift %+.3f%%\n", g1 - g0, h1 - h0, d * 100;
+		      exit (d > 0.005 || d < -0.005) ? 1 : 0 }' $clk; then
+		echo "ok - the level-2 clock keeps level 1's within 0.5% ($ioev, $cpus vCPU)"
+	else
+		echo "not ok - the level-2 clock drifts from level 1's by more than 0.5% ($(cat $clk 2>/dev/null | tr '\n' ' '))"
+		status=1
+	fi
+fi
+rm -f $img /tmp/pattern-$$ $log $clk $fifo
 exit $status

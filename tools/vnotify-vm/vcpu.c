@@ -7,6 +7,7 @@
  * the in-kernel local APIC's INIT/SIPI.
  */
 #include "vm.h"
+#include "cpuid.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -63,15 +64,11 @@ static int set_cpuid(struct vm *vm, struct vm_vcpu *c)
 		r = -errno;
 		goto out;
 	}
-	for (unsigned int i = 0; i < cp->nent; i++) {
-		struct kvm_cpuid_entry2 *e = &cp->entries[i];
-
-		/* the initial APIC ID is the vCPU's, as the MP table says */
-		if (e->function == 1)
-			e->ebx = (e->ebx & 0x00ffffffu) | (c->id << 24);
-		if (e->function == 0xb || e->function == 0x1f)
-			e->edx = c->id;
-	}
+	r = vm_cpuid_edit(cp->entries, cp->nent, 256, c->id);
+	if (r < 0)
+		goto out;
+	cp->nent = (uint32_t)r;
+	r = 0;
 	if (ioctl(c->fd, KVM_SET_CPUID2, cp) < 0)
 		r = -errno;
 out:
