@@ -59,6 +59,8 @@ enum vn_blk_backend {
  * @backend: see enum vn_blk_backend
  * @iothread: where completions are processed. NULL: the device creates and
  *            owns one. Otherwise it must be started and outlive the device.
+ *            Give the queues' iothread here and a kick there completes what
+ *            io_uring finished at submit at once, on that thread.
  * @discard: offer VIRTIO_BLK_F_DISCARD (not with @readonly)
  * @write_zeroes: offer VIRTIO_BLK_F_WRITE_ZEROES (not with @readonly)
  * @seg_max: most data segments per request (0 means min(126, @queue_size - 2);

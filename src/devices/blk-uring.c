@@ -6,6 +6,14 @@
  * iothread, which reaps the CQEs. Both sides hold the queue's run lock, so
  * the ring has one user at a time though the threads differ (a ring without
  * IORING_SETUP_SINGLE_ISSUER may be used from any thread).
+ *
+ * One hand-off per request: when the submitter is the completion iothread
+ * itself (the queue's iothread given to the device as its iothread, as
+ * vnotify-vm does), the flush after a batch also reaps the CQEs that are
+ * already there (a buffered read that hits the page cache completes inside
+ * io_uring_enter()), so the same thread pops, submits, completes and raises
+ * the guest notifier. Only there: the fault-delay timer belongs to that
+ * loop, and any other submitter (a vCPU) leaves completions to it.
  */
 #include "devices/blk-backend.h"
 
@@ -18,9 +26,13 @@
 
 #include <liburing.h>
 
+#include <vnotify/iothread.h>
+#include <vnotify/loop.h>
+
 struct uring_queue {
 	struct io_uring ring;
 	bool ring_ok;
+	bool reaping; /* in reap_ready(): a resubmit's flush must not reap again */
 	int efd;
 };
 
@@ -139,18 +151,38 @@ static int uring_submit(struct blk_queue *bq, struct blk_req *req)
 	return 0;
 }
 
+/* Complete the CQEs that are there. Context: the queue's run lock. */
+static void reap_ready(struct blk_queue *bq)
+{
+	struct uring_queue *uq = bq->be;
+	struct io_uring_cqe *cqe;
+
+	uq->reaping = true;
+	while (io_uring_peek_cqe(&uq->ring, &cqe) == 0) {
+		struct blk_req *req = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&uq->ring, cqe);
+		vn_blk_req_done(bq, req, res);
+	}
+	uq->reaping = false;
+}
+
 static void uring_flush(struct blk_queue *bq)
 {
 	struct uring_queue *uq = bq->be;
 
-	if (io_uring_sq_ready(&uq->ring))
-		submit_all(uq);
+	if (!io_uring_sq_ready(&uq->ring))
+		return;
+	submit_all(uq);
+	/* The eventfd still fires for these: the loop's next read finds nothing. */
+	if (!uq->reaping && bq->blk->it && vn_loop_in_thread(vn_iothread_loop(bq->blk->it)))
+		reap_ready(bq);
 }
 
 static void uring_reap(struct blk_queue *bq, bool wait)
 {
 	struct uring_queue *uq = bq->be;
-	struct io_uring_cqe *cqe;
 	uint64_t cnt;
 	int r;
 
@@ -164,13 +196,7 @@ static void uring_reap(struct blk_queue *bq, bool wait)
 			r = io_uring_submit_and_wait(&uq->ring, 1);
 		} while (r == -EINTR || r == -EAGAIN);
 	}
-	while (io_uring_peek_cqe(&uq->ring, &cqe) == 0) {
-		struct blk_req *req = io_uring_cqe_get_data(cqe);
-		int res = cqe->res;
-
-		io_uring_cqe_seen(&uq->ring, cqe);
-		vn_blk_req_done(bq, req, res);
-	}
+	reap_ready(bq);
 }
 
 static const struct blk_backend_ops uring_ops = {

@@ -152,6 +152,54 @@ out:
 }
 BT_BOTH(test_used_len_and_irq)
 
+/*
+ * One hand-off per request: a kick on the completion iothread itself (the
+ * queue's iothread given to the device) pops, submits, reaps and raises the
+ * guest notifier inside the kick. The iothread runs the kick and nothing
+ * else meanwhile, so no other thread can have completed the request.
+ */
+struct kick_here {
+	struct bt *b;
+	int irq;
+	int kicked;
+	uint16_t used;
+	bool fired;
+};
+
+static int kick_on_iothread(void *opaque)
+{
+	struct kick_here *k = opaque;
+
+	k->kicked = bt_kick(k->b, 0);
+	k->used = bt_used_idx(k->b, 0);
+	k->fired = bt_fd_fired(k->irq);
+	return 0;
+}
+
+static void test_completes_on_kicking_iothread(struct vn_t *t)
+{
+	struct bt_opts o = {.backend = VN_BLK_BACKEND_URING};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 4096, .in = true};
+	struct kick_here k = {0};
+	char warm[4096];
+	struct bt b;
+
+	if (bt_init(t, &b, &o))
+		goto out;
+	/* in the page cache, so io_uring completes the read inside the submit */
+	VN_REQUIRE(t, pread(b.img, warm, sizeof(warm), 0) == (ssize_t)sizeof(warm));
+	k.b = &b;
+	k.irq = vn_vdev_guest_notifier_fd(b.vdev, 0);
+	VN_REQUIRE(t, k.irq >= 0);
+	(void)bt_queue_req(&b, 0, VIRTIO_BLK_T_IN, 0, &d, 1, false);
+	VN_REQUIRE_OK(t, vn_iothread_run_sync(b.it, kick_on_iothread, &k));
+	VN_CHECK_EQ_INT(t, k.kicked, 1);
+	VN_CHECK_EQ_U(t, k.used, 1);
+	VN_CHECK(t, k.fired);
+out:
+	bt_fini(&b);
+}
+
 /* Many requests in flight at once, one kick, through indirect tables too. */
 static void test_many_in_flight(struct vn_t *t, enum vn_blk_backend be)
 {
@@ -907,7 +955,8 @@ static void test_bad_cfg(struct vn_t *t)
 }
 
 VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),
-	 BT_TESTS_BOTH(test_used_len_and_irq), BT_TESTS_BOTH(test_many_in_flight),
+	 BT_TESTS_BOTH(test_used_len_and_irq), VN_TEST(test_completes_on_kicking_iothread),
+	 BT_TESTS_BOTH(test_many_in_flight),
 	 BT_TESTS_BOTH(test_flush), BT_TESTS_BOTH(test_no_flush_writethrough),
 	 BT_TESTS_BOTH(test_get_id), BT_TESTS_BOTH(test_get_id_short_serial),
 	 BT_TESTS_BOTH(test_discard_write_zeroes), BT_TESTS_BOTH(test_discard_not_negotiated),
