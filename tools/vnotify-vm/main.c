@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]
- *            [--memory 512M] [--cpus N] [--iothreads K] [--console]
+ *            [--memory 512M] [--cpus N] [--iothreads K] [--poll-max-ns NS] [--console]
  *            [--blk path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...
  *
  * Boots Linux on KVM with vnotify's virtio-blk on virtio-pci (MSI-X through
@@ -54,6 +54,7 @@ struct opts {
 	const char *kernel, *initrd, *append;
 	uint64_t memory;
 	unsigned int cpus, iothreads;
+	unsigned int poll_max_ns; /* iothreads' busy-poll cap; 0: off */
 	bool console;
 	struct blk_opt blk[VM_MAX_BLK];
 	unsigned int nblk;
@@ -63,6 +64,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
+			"                  [--poll-max-ns NS]  (iothread busy-poll cap, default 32768; 0: off)\n"
 			"                  [--blk "
 			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
 			"                  [--promote pio:ADDR]...  (a promoter candidate sink)\n"
@@ -141,6 +143,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "blk", required_argument, NULL, 'b' },
 		{ "iothreads", required_argument, NULL, 't' },
+		{ "poll-max-ns", required_argument, NULL, 'N' },
 		{ "console", no_argument, NULL, 'C' },
 		{ "promote", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -148,7 +151,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	};
 	int c;
 
-	*o = (struct opts){ .memory = 512ull << 20, .cpus = 1, .iothreads = 1, .append = "" };
+	*o = (struct opts){ .memory = 512ull << 20, .cpus = 1, .iothreads = 1, .append = "",
+			    .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT };
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
@@ -186,6 +190,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (parse_uint(optarg, VM_MAX_IOTHREADS, &o->iothreads)) {
 				fprintf(stderr, "vnotify-vm: --iothreads: 0..%d\n",
 					VM_MAX_IOTHREADS);
+				return -EINVAL;
+			}
+			break;
+		case 'N':
+			/* up to 10 ms: longer only burns a core for nothing */
+			if (parse_uint(optarg, 10000000, &o->poll_max_ns)) {
+				fprintf(stderr, "vnotify-vm: --poll-max-ns: 0..10000000\n");
 				return -EINVAL;
 			}
 			break;
@@ -431,8 +442,8 @@ int main(int argc, char **argv)
 	}
 	for (unsigned int i = 0; i < o.iothreads; i++) {
 		char name[16];
-		/* busy-poll before blocking (loop.h's default cap): a kick soon after a completion skips the wake-up */
-		struct vn_iothread_cfg ic = { .name = name, .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT };
+		/* busy-poll before blocking (--poll-max-ns): a kick soon after a completion skips the wake-up */
+		struct vn_iothread_cfg ic = { .name = name, .poll_max_ns = o.poll_max_ns };
 
 		snprintf(name, sizeof(name), "iothread%u", i);
 		if (vn_iothread_new(&ic, &io[i]) || vn_iothread_start(io[i])) {
