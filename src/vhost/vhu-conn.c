@@ -190,8 +190,28 @@ static int send_reply(struct vn_vhu_conn *c, size_t len)
 		{.iov_base = &c->reply.hdr, .iov_len = VN_VHU_HDR_SIZE},
 		{.iov_base = c->reply.p.raw, .iov_len = len - VN_VHU_HDR_SIZE},
 	};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * VN_VHU_MAX_FDS)];
+	} cm;
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-	ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t n;
+
+	/* Lent fds (GET_INFLIGHT_FD's region): the server still owns them. */
+	if (c->reply.nfds && c->reply.nfds <= VN_VHU_MAX_FDS) {
+		size_t fl = sizeof(int) * c->reply.nfds;
+		struct cmsghdr *h;
+
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = CMSG_SPACE(fl);
+		h = CMSG_FIRSTHDR(&mh);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(fl);
+		memcpy(CMSG_DATA(h), c->reply.fds, fl);
+	}
+	n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	/* A frontend that does not read a 280-byte reply is not a frontend. */
 	return n == (ssize_t)len ? 0 : -EPIPE;

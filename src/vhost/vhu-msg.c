@@ -221,7 +221,6 @@ static void set_reply_hdr(const struct vn_vhu_msg *msg, struct vn_vhu_msg *reply
 {
 	reply->hdr.request = msg->hdr.request;
 	reply->hdr.flags = VN_VHU_VERSION | VN_VHU_FLAG_REPLY;
-	reply->nfds = 0;
 }
 
 int vn_vhu_msg_dispatch(const struct vn_vhu_dispatch *d, struct vn_vhu_msg *msg,
@@ -232,6 +231,8 @@ int vn_vhu_msg_dispatch(const struct vn_vhu_dispatch *d, struct vn_vhu_msg *msg,
 	int r;
 
 	*reply_len = 0;
+	/* A handler that replies with an fd (GET_INFLIGHT_FD) sets it; lent, never closed. */
+	reply->nfds = 0;
 	if (msg->nfds > VN_VHU_MAX_FDS) {
 		/* Not possible through vhu-conn; a caller bug, but never trust it. */
 		msg->nfds = VN_VHU_MAX_FDS;
@@ -262,6 +263,7 @@ out:
 		*reply_len = vn_vhu_msg_len(reply);
 		return 0;
 	}
+	reply->nfds = 0;
 	if (row && row->replies)
 		return -EPROTO; /* no way to tell the peer it failed */
 	if (need_ack) {

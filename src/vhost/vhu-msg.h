@@ -49,6 +49,7 @@
 #define VN_VHU_PROTOCOL_F_LOG_SHMFD 1
 #define VN_VHU_PROTOCOL_F_REPLY_ACK 3
 #define VN_VHU_PROTOCOL_F_CONFIG 9
+#define VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD 12
 #define VN_VHU_PROTOCOL_F_RESET_DEVICE 13
 
 /* SET_VRING_KICK/CALL/ERR u64: bits 0-7 the queue, bit 8 "no fd" */
@@ -184,7 +185,9 @@ enum vn_vhu_result {
  *       row's checks. A handler that keeps an fd claims it with
  *       vn_vhu_msg_claim_fd().
  * @reply: for requests that reply: the handler fills reply->p and sets
- *         reply->hdr.size; the dispatcher fills the rest of the header
+ *         reply->hdr.size; the dispatcher fills the rest of the header. A
+ *         reply may carry fds (reply->fds, reply->nfds): lent by the handler,
+ *         sent beside the reply and never closed by the sender.
  *
  * Return: VN_VHU_OK, VN_VHU_REPLY, or -errno for a refused message.
  */

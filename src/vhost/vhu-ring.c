@@ -9,6 +9,7 @@
 #include "vhost/vhu-ring.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -297,6 +298,9 @@ static int ring_load(struct vhu_queue *q, uint16_t resume)
 {
 	struct vn_vhu_server *srv = q->srv;
 	struct vn_vq_state st = {0};
+	struct vn_vhu_inflight_plan plan = {0};
+	struct vn_vq_inflight_hdr *ilog = vn_vhu_inflight_queue(&srv->inflight, q->index);
+	bool fresh = ilog && __atomic_load_n(&ilog->version, __ATOMIC_ACQUIRE) == 0;
 	const char *field = "rings";
 	int r;
 
@@ -310,14 +314,43 @@ static int ring_load(struct vhu_queue *q, uint16_t resume)
 	r = vn_vhu_ring_gpas(q, &st.desc, &st.avail, &st.used);
 	if (r == 0)
 		r = vn_gmem_load_le16_acquire(srv->mem, st.used + 2, &st.used_idx);
+	if (r == 0 && ilog) {
+		r = vn_vhu_inflight_recover(ilog, srv->inflight.queue_size, st.num, st.used_idx,
+					    &plan, &field);
+		/*
+		 * What the region lists was taken from the avail ring and never
+		 * finished: resume past it (the frontend's base, set from the
+		 * used index after our crash, would retake finished chains).
+		 */
+		if (r == 0 && !fresh)
+			st.last_avail_idx = (uint16_t)(st.used_idx + plan.n);
+	}
 	/* Queue i interrupts through vector i (its call fd). */
 	if (r == 0)
 		r = vn_vdev_queue_start(srv->vdev, q->index, &st, (uint16_t)q->index, &field);
+	if (r == 0 && ilog) {
+		struct vn_vdev *vdev = srv->vdev;
+
+		vn_vdev_queue_lock(vdev, q->index);
+		r = vn_vq_set_inflight(vn_vdev_queue(vdev, q->index), ilog, plan.resubmit, plan.n,
+				       plan.counter);
+		vn_vdev_queue_unlock(vdev, q->index);
+		if (r < 0) {
+			struct vn_vq_state dummy;
+
+			field = "inflight resubmit list";
+			VN_BUG_ON(vn_vdev_queue_stop(vdev, q->index, &dummy) < 0); /* index checked */
+		} else if (plan.n) {
+			vn_log(VN_LOG_INFO, "vhu", "%s: vq %u: resubmitting %u requests in flight",
+			       srv->name, q->index, plan.n);
+		}
+	}
+	free(plan.resubmit);
 	if (r < 0) {
 		peer_log(srv, "vq %u: bad ring (%s): %s", q->index, field, vn_strerror(r));
 		return r;
 	}
-	q->orphans = (uint16_t)(st.last_avail_idx - st.used_idx);
+	q->orphans = ilog ? 0 : (uint16_t)(st.last_avail_idx - st.used_idx);
 	__atomic_store_n(&q->err_signalled, false, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -356,11 +389,30 @@ int vn_vhu_ring_reload(struct vhu_queue *q, uint16_t resume)
 
 uint16_t vn_vhu_ring_stop(struct vhu_queue *q)
 {
+	struct vn_vq_inflight_hdr *ilog = vn_vhu_inflight_queue(&q->srv->inflight, q->index);
+	bool drained;
+
 	if (!q->started)
 		return q->base;
 	/* Detached, a raced kick drained, the device's requests finished... */
 	vn_vdev_queue_quiesce(q->srv->vdev, q->index);
-	(void)ring_drain(q);
+	drained = ring_drain(q) == 0;
+	/*
+	 * A clean stop hands the frontend a base with nothing in flight: the
+	 * region's part starts afresh (a chain abandoned on a broken ring must
+	 * not be redone on the guest's next rings). Not while resubmitted chains
+	 * wait to be popped (the base counts them), nor after a stuck drain.
+	 */
+	if (drained && ilog) {
+		struct vn_vdev *vdev = q->srv->vdev;
+		unsigned int pending;
+
+		vn_vdev_queue_lock(vdev, q->index);
+		pending = vn_vq_resubmit_pending(vn_vdev_queue(vdev, q->index));
+		vn_vdev_queue_unlock(vdev, q->index);
+		if (!pending)
+			__atomic_store_n(&ilog->version, 0, __ATOMIC_RELEASE);
+	}
 	/* ...then the state handed back and the queue reset. */
 	ring_halt(q);
 	vn_trace(vhu_ring, "dev=%s vq=%u stop base=%u", q->srv->name, q->index, q->base);

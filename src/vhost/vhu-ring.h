@@ -23,6 +23,7 @@
 #include "base/compiler.h"
 #include "base/log.h"
 #include "mem/gmem.h"
+#include "vhost/vhu-inflight.h"
 #include "vhost/vhu-msg.h"
 #include "virtio/hostnotif.h"
 
@@ -78,6 +79,8 @@ struct vn_vhu_server {
 	unsigned int nregions;
 
 	struct vhu_queue *queues;
+	/* GET/SET_INFLIGHT_FD; rings started from it redo what it lists */
+	struct vn_vhu_inflight inflight;
 
 	/* statistics, relaxed atomics */
 	uint64_t connections, disconnects, messages, refused, protocol_errors;

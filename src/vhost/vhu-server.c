@@ -39,7 +39,7 @@
 
 #define OFFERED_PROTOCOL                                                                           \
 	(F(VN_VHU_PROTOCOL_F_MQ) | F(VN_VHU_PROTOCOL_F_REPLY_ACK) | F(VN_VHU_PROTOCOL_F_CONFIG) |  \
-	 F(VN_VHU_PROTOCOL_F_RESET_DEVICE))
+	 F(VN_VHU_PROTOCOL_F_RESET_DEVICE) | F(VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD))
 
 #define STAT_INC(p) __atomic_fetch_add(&(p), 1, __ATOMIC_RELAXED)
 #define STAT_SET(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELAXED)
@@ -461,6 +461,82 @@ static int h_set_config(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *re
 	return r < 0 ? r : VN_VHU_OK;
 }
 
+/* Both INFLIGHT_FD messages: the values a region can have with this device. */
+static int check_inflight_msg(struct vn_vhu_server *srv, const struct vn_vhu_msg *msg,
+			      struct vn_vhu_inflight_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	memcpy(m, msg->p.raw, VN_VHU_INFLIGHT_MSG_MIN);
+	if (m->num_queues == 0 || m->num_queues > srv->nr_queues) {
+		peer_log(srv, "%s: num_queues %u, want 1..%u",
+			 vn_vhu_msg_request_name(msg->hdr.request), m->num_queues,
+			 srv->nr_queues);
+		return -EINVAL;
+	}
+	if (m->queue_size == 0 || m->queue_size > vn_vhu_ring_max(&srv->queues[0]) ||
+	    (m->queue_size & (m->queue_size - 1))) {
+		peer_log(srv, "%s: queue_size %u, want a power of 2 up to %u",
+			 vn_vhu_msg_request_name(msg->hdr.request), m->queue_size,
+			 vn_vhu_ring_max(&srv->queues[0]));
+		return -EINVAL;
+	}
+	/* The region is in the rings' hands while one runs. */
+	if (vn_vhu_ring_any_started(srv))
+		return -EBUSY;
+	return 0;
+}
+
+static int h_get_inflight_fd(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)
+{
+	struct vn_vhu_server *srv = ctx;
+	struct vn_vhu_inflight_msg m, *rm = (struct vn_vhu_inflight_msg *)reply->p.raw;
+	struct vn_vhu_inflight in;
+	int r = check_inflight_msg(srv, msg, &m);
+
+	if (r < 0)
+		return r;
+	memset(reply->p.raw, 0, msg->hdr.size);
+	reply->hdr.size = msg->hdr.size;
+	r = vn_vhu_inflight_create(&in, m.num_queues, m.queue_size);
+	if (r < 0) {
+		/* mmap_size 0 and no fd: QEMU carries on without the region. */
+		peer_log(srv, "GET_INFLIGHT_FD: cannot make the region: %s", vn_strerror(r));
+		return VN_VHU_REPLY;
+	}
+	vn_vhu_inflight_release(&srv->inflight);
+	srv->inflight = in;
+	rm->mmap_size = in.size;
+	rm->mmap_offset = 0;
+	rm->num_queues = m.num_queues;
+	rm->queue_size = m.queue_size;
+	/* Lent: the server keeps its fd; the connection sends it beside the reply. */
+	reply->fds[0] = in.fd;
+	reply->nfds = 1;
+	return VN_VHU_REPLY;
+}
+
+static int h_set_inflight_fd(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)
+{
+	struct vn_vhu_server *srv = ctx;
+	struct vn_vhu_inflight_msg m;
+	struct vn_vhu_inflight in;
+	const char *why;
+	int r = check_inflight_msg(srv, msg, &m);
+
+	if (r < 0)
+		return r;
+	r = vn_vhu_inflight_adopt(&in, &m, vn_vhu_msg_claim_fd(msg, 0), &why);
+	if (r < 0) {
+		peer_log(srv, "SET_INFLIGHT_FD: mmap_size %llu offset %llu queues %u size %u: bad %s",
+			 (unsigned long long)m.mmap_size, (unsigned long long)m.mmap_offset,
+			 m.num_queues, m.queue_size, why);
+		return r;
+	}
+	vn_vhu_inflight_release(&srv->inflight);
+	srv->inflight = in;
+	return VN_VHU_OK;
+}
+
 #define ROW(req, fn, fmin, fmax, smin, smax, ...)                                                  \
 	[VN_VHU_##req] = {.name = #req,                                                            \
 			  .handler = fn,                                                           \
@@ -499,6 +575,10 @@ static const struct vn_vhu_req table[] = {
 	ROW(SET_CONFIG, h_set_config, 0, 0, VN_VHU_CONFIG_HDR_SIZE, sizeof(struct vn_vhu_config),
 	    .check = vn_vhu_msg_check_config),
 	ROW(RESET_DEVICE, h_reset_device, 0, 0, 0, 0),
+	ROW(GET_INFLIGHT_FD, h_get_inflight_fd, 0, 0, VN_VHU_INFLIGHT_MSG_MIN,
+	    VN_VHU_INFLIGHT_MSG_MAX, .replies = true),
+	ROW(SET_INFLIGHT_FD, h_set_inflight_fd, 1, 1, VN_VHU_INFLIGHT_MSG_MIN,
+	    VN_VHU_INFLIGHT_MSG_MAX),
 };
 
 /* ------------------------------------------------------------------ */
@@ -576,6 +656,8 @@ void vn_vhu_server_disconnect(struct vn_vhu_server *srv)
 {
 	reset_device(srv);
 	unmap_all(srv);
+	/* The frontend keeps its copy of the region for the next connection. */
+	vn_vhu_inflight_release(&srv->inflight);
 	srv->acked_protocol = 0;
 	srv->owner = false;
 	if (STAT_GET(srv->connected)) {
@@ -611,6 +693,7 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 		return r;
 	}
 	srv->mem = &srv->map;
+	srv->inflight.fd = -1;
 	/* The front door binds the memory it builds; -EBUSY: another transport has the device. */
 	r = vn_vdev_bind_mem(cfg->vdev, srv->mem);
 	if (r < 0) {

@@ -82,6 +82,19 @@ struct vn_vq {
 	void *opaque;
 	struct vn_ratelimit *rl;    /* the owner's, for guest-caused messages */
 
+	/*
+	 * Heads popped and not pushed (and resubmitted ones not yet popped): a
+	 * head the avail ring offers while its bit is set breaks the ring, so
+	 * no chain is ever pushed twice. Owned by the queue's thread.
+	 */
+	uint64_t busy[VN_VQ_MAX_SIZE / 64];
+
+	/* vhost-user inflight tracking (vn_vq_set_inflight()); NULL: none */
+	struct vn_vq_inflight_hdr *ilog;
+	uint64_t ilog_counter;
+	uint16_t *resubmit;	 /* heads to pop first, malloc'd */
+	uint16_t nr_resubmit, resubmit_pos;
+
 	/* statistics (owning thread writes; read them quiesced) */
 	uint64_t n_pop, n_push, n_notify, n_notify_suppressed;
 	uint64_t n_abandoned;       /* popped, never pushed (vn_vq_abandon, failed pushes) */
@@ -93,6 +106,20 @@ struct vn_vq {
  */
 int vq_fail(struct vn_vq *vq, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Is @head popped and not pushed? Mark it busy / free (vq.c). */
+static inline bool vq_busy(const struct vn_vq *vq, uint16_t head)
+{
+	return vq->busy[head / 64] & (1ull << (head % 64));
+}
+
+static inline void vq_set_busy(struct vn_vq *vq, uint16_t head, bool on)
+{
+	if (on)
+		vq->busy[head / 64] |= 1ull << (head % 64);
+	else
+		vq->busy[head / 64] &= ~(1ull << (head % 64));
+}
 
 /* The split format's chain walk (vq-chain.c): pop the chain at @head. */
 int vq_split_walk(struct vn_vq *vq, struct vn_vq_elem *elem);

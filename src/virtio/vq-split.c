@@ -8,6 +8,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <linux/virtio_ring.h>
 
 #include "virtio/vq-priv.h"
@@ -66,11 +67,46 @@ static int split_avail_count(struct vn_vq *vq)
 	return (uint16_t)(vq->shadow_avail_idx - vq->last_avail_idx);
 }
 
+/*
+ * The inflight region: the spec's order, so that a backend taking over can
+ * tell what we left. The stores are atomic only so that the compiler keeps
+ * them in this order: whoever reads the region reads it after we died.
+ */
+static void ilog_popped(struct vn_vq *vq, uint16_t head)
+{
+	struct vn_vq_inflight_desc *d = &vq->ilog->desc[head];
+
+	__atomic_store_n(&d->counter, vq->ilog_counter++, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->inflight, 1, __ATOMIC_RELEASE);
+}
+
+/* A chain the previous backend took and never finished, walked from its head. */
+static int pop_resubmit(struct vn_vq *vq, struct vn_vq_elem *elem)
+{
+	int r;
+
+	elem->head = vq->resubmit[vq->resubmit_pos++];
+	if (vq->resubmit_pos == vq->nr_resubmit) {
+		free(vq->resubmit);
+		vq->resubmit = NULL;
+		vq->nr_resubmit = vq->resubmit_pos = 0;
+	}
+	r = vq_split_walk(vq, elem);
+	if (r < 0)
+		return r;
+	/* still marked in the region from before; its bit was set at load */
+	vq->inflight++;
+	vq->n_pop++;
+	return 1;
+}
+
 static int split_pop(struct vn_vq *vq, struct vn_vq_elem *elem)
 {
 	uint16_t head;
 	int r;
 
+	if (VN_UNLIKELY(vq->nr_resubmit))
+		return pop_resubmit(vq, elem);
 	if (vq->last_avail_idx == vq->shadow_avail_idx) {
 		r = read_avail_idx(vq, false);
 		if (r < 0)
@@ -90,10 +126,17 @@ static int split_pop(struct vn_vq *vq, struct vn_vq_elem *elem)
 	if (head >= vq->num)
 		return vq_fail(vq, -EINVAL, "avail entry %u: head %u >= queue size %u",
 			       vq->last_avail_idx, head, vq->num);
+	/* Offered again before we gave it back: pushing both would complete it twice. */
+	if (vq_busy(vq, head))
+		return vq_fail(vq, -EINVAL, "avail entry %u: head %u is already in flight",
+			       vq->last_avail_idx, head);
 	elem->head = head;
 	r = vq_split_walk(vq, elem);
 	if (r < 0)
 		return r;
+	vq_set_busy(vq, head, true);
+	if (vq->ilog)
+		ilog_popped(vq, head);
 	vq->last_avail_idx++;
 	vq->inflight++;
 	vq->n_pop++;
@@ -106,6 +149,8 @@ static int split_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 	struct vring_used_elem e = { .id = htole32(head), .len = htole32(len) };
 	int r;
 
+	if (vq->ilog)
+		__atomic_store_n(&vq->ilog->last_batch_head, head, __ATOMIC_RELEASE);
 	r = vn_gmem_write(vq->mem, at, &e, sizeof(e));
 	if (r < 0) {
 		/* The ring breaks: the chain is abandoned, as vn_vq_push() says. */
@@ -126,6 +171,15 @@ static int split_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 	r = vn_gmem_store_le16_seqcst(vq->mem, vq->used + 2, vq->used_idx);
 	if (r < 0)
 		return vq_fail(vq, r, "used idx unwritable");
+	/*
+	 * Done in the region: the flag first, then used_idx. A crash between
+	 * the used->idx store and here leaves used_idx behind the guest's,
+	 * which tells the next backend last_batch_head's flag is stale.
+	 */
+	if (vq->ilog) {
+		__atomic_store_n(&vq->ilog->desc[head].inflight, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&vq->ilog->used_idx, vq->used_idx, __ATOMIC_RELEASE);
+	}
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <linux/virtio_ring.h>
 
@@ -67,7 +68,46 @@ void vn_vq_reset(struct vn_vq *vq)
 	vq->avail_wrap = vq->used_wrap = false;
 	vq->inflight = 0;
 	vq->ops = &vq_split_ops;
+	memset(vq->busy, 0, sizeof(vq->busy));
+	vq->ilog = NULL;
+	free(vq->resubmit);
+	vq->resubmit = NULL;
+	vq->nr_resubmit = vq->resubmit_pos = 0;
 	__atomic_store_n(&vq->broken, 0, __ATOMIC_RELAXED);
+}
+
+int vn_vq_set_inflight(struct vn_vq *vq, struct vn_vq_inflight_hdr *region,
+		       const uint16_t *resubmit, unsigned int n, uint64_t counter)
+{
+	uint16_t *list = NULL;
+
+	/* Right after vn_vq_set_state(): nothing popped, no bit set yet. */
+	if (!vq->ready || n > vq->inflight || (n && !region))
+		return -EINVAL;
+	for (unsigned int i = 0; i < n; i++) {
+		if (resubmit[i] >= vq->num || vq_busy(vq, resubmit[i])) {
+			memset(vq->busy, 0, sizeof(vq->busy));
+			return -EINVAL;
+		}
+		vq_set_busy(vq, resubmit[i], true);
+	}
+	if (n) {
+		list = malloc(n * sizeof(*list));
+		if (!list) {
+			memset(vq->busy, 0, sizeof(vq->busy));
+			return -ENOMEM;
+		}
+		memcpy(list, resubmit, n * sizeof(*list));
+	}
+	free(vq->resubmit);
+	vq->resubmit = list;
+	vq->nr_resubmit = (uint16_t)n;
+	vq->resubmit_pos = 0;
+	/* Counted again as each is popped. */
+	vq->inflight -= (uint16_t)n;
+	vq->ilog = region;
+	vq->ilog_counter = counter;
+	return 0;
 }
 
 int vn_vq_set_num(struct vn_vq *vq, unsigned int num)
@@ -231,6 +271,7 @@ int vn_vq_push(struct vn_vq *vq, uint16_t head, uint32_t len)
 	 * whoever waits for the ring to drain (GET_VRING_BASE, a memory table
 	 * change) would wait for a push that never comes. It is abandoned.
 	 */
+	vq_set_busy(vq, head, false);
 	if (vn_vq_is_broken(vq)) {
 		vq->inflight--;
 		vq->n_abandoned++;
@@ -248,6 +289,11 @@ void vn_vq_abandon(struct vn_vq *vq, uint16_t head)
 	/* The device may have written part of it: the log must still say so. */
 	if (VN_UNLIKELY(vn_gmem_log_is_enabled(vq->mem)))
 		vq->ops->log_chain(vq, head);
+	/*
+	 * The inflight region keeps it marked: the chain was never finished, so
+	 * a backend that takes over redoes it.
+	 */
+	vq_set_busy(vq, head, false);
 	vq->inflight--;
 	vq->n_abandoned++;
 }
@@ -324,6 +370,12 @@ void vn_vq_set_state(struct vn_vq *vq, const struct vn_vq_state *st)
 	vq->avail = st->avail;
 	vq->used = st->used;
 	vq->ops->set_pos(vq, st);
+	/* The chains in flight before the load are not ours to push. */
+	memset(vq->busy, 0, sizeof(vq->busy));
+	vq->ilog = NULL;
+	free(vq->resubmit);
+	vq->resubmit = NULL;
+	vq->nr_resubmit = vq->resubmit_pos = 0;
 	__atomic_store_n(&vq->broken, 0, __ATOMIC_RELAXED);
 }
 
@@ -347,6 +399,11 @@ void vn_vq_ring_addrs(const struct vn_vq *vq, uint64_t *desc, uint64_t *avail, u
 uint16_t vn_vq_last_avail(const struct vn_vq *vq)
 {
 	return vq->last_avail_idx;
+}
+
+unsigned int vn_vq_resubmit_pending(const struct vn_vq *vq)
+{
+	return (unsigned int)(vq->nr_resubmit - vq->resubmit_pos);
 }
 
 unsigned int vn_vq_inflight(const struct vn_vq *vq)

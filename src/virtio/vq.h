@@ -202,4 +202,60 @@ uint32_t vn_vq_vring_base(const struct vn_vq_state *st);
  */
 VN_MUST_CHECK int vn_vq_set_vring_base(struct vn_vq_state *st, uint32_t base);
 
+/*
+ * vhost-user's inflight region for a split ring (vhost-user.rst "Inflight
+ * I/O tracking"): shared memory that outlives the backend process, so that
+ * a restarted backend knows which chains its predecessor took and never
+ * finished. One queue's part: this header, then one entry per descriptor.
+ * All fields in the host's byte order (the region never leaves the host).
+ */
+struct vn_vq_inflight_desc {
+	uint8_t inflight; /* 1: popped at @counter, not pushed yet */
+	uint8_t padding[5];
+	uint16_t next;	  /* packed rings only; unused */
+	uint64_t counter; /* pop order, for resubmitting in order */
+};
+
+struct vn_vq_inflight_hdr {
+	uint64_t features;
+	uint16_t version;	  /* 0: a fresh region; 1: in use */
+	uint16_t desc_num;	  /* entries of desc[] */
+	uint16_t last_batch_head; /* the head being pushed */
+	uint16_t used_idx;	  /* used->idx once that push completed */
+	struct vn_vq_inflight_desc desc[];
+};
+
+#define VN_VQ_INFLIGHT_VERSION 1
+
+/**
+ * vn_vq_set_inflight() - track the queue's chains in an inflight region and
+ * take @resubmit first
+ * @region: the queue's part of the region (header and @region->desc_num
+ *          entries, already checked against the ring size); NULL stops the
+ *          tracking. Must stay mapped until the queue is reset or this is
+ *          called again.
+ * @resubmit: heads the previous backend popped and never pushed, in the
+ *            order to redo them; each < the queue size, no two the same
+ * @n: entries of @resubmit; the queue was started with last_avail_idx =
+ *     used_idx + @n, so these chains are counted as in flight until popped
+ * @counter: the next pop counter to write (above every counter in the region)
+ *
+ * From now on each pop marks its head in flight in @region and each push
+ * clears it (last_batch_head and used_idx as the spec orders them). Pops
+ * return the resubmitted chains first, walked from their heads. A head that
+ * is in flight (resubmitted or popped) and shows up in the avail ring again
+ * breaks the ring: nothing is ever completed twice, whatever the region said.
+ *
+ * Return: 0, -EINVAL for a bad @n or head, -ENOMEM.
+ * Context: the queue started (vn_vq_set_state()) and not running.
+ */
+VN_MUST_CHECK int vn_vq_set_inflight(struct vn_vq *vq, struct vn_vq_inflight_hdr *region,
+				     const uint16_t *resubmit, unsigned int n, uint64_t counter);
+
+/**
+ * vn_vq_resubmit_pending() - resubmitted chains not popped yet
+ * Context: the queue's owning thread, or the queue quiesced.
+ */
+unsigned int vn_vq_resubmit_pending(const struct vn_vq *vq);
+
 #endif

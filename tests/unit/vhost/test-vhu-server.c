@@ -53,7 +53,7 @@
 #define F(b) (1ull << (b))
 #define ALL_PROTO                                                                                  \
 	(F(VN_VHU_PROTOCOL_F_MQ) | F(VN_VHU_PROTOCOL_F_REPLY_ACK) | F(VN_VHU_PROTOCOL_F_CONFIG) |  \
-	 F(VN_VHU_PROTOCOL_F_RESET_DEVICE))
+	 F(VN_VHU_PROTOCOL_F_RESET_DEVICE) | F(VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD))
 
 /* ------------------------------------------------------------------ */
 /* The test device                                                     */

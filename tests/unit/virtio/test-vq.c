@@ -580,9 +580,11 @@ static void test_suppress_with_event_idx(struct vn_t *t)
 
 	if (vt_init(t, &v, RING_F))
 		return;
+	/* Two heads: a head still in flight offered again breaks the ring. */
 	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, 0, 0);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 16, 0, 0);
 	vt_avail(&v, 0);
-	vt_avail(&v, 0);
+	vt_avail(&v, 1);
 	vn_vq_disable_notify(v.vq);
 	VN_CHECK_EQ_U(t, vt_le16(&v, VT_USED), 0); /* flags untouched with EVENT_IDX */
 	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
@@ -779,7 +781,149 @@ static void test_push_dirty_log(struct vn_t *t)
 	vt_fini(&v);
 }
 
-VN_TESTS(VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_pop_indirect_chain),
+/* ---- no head completed twice; vhost-user inflight tracking ---- */
+
+/* A head offered again while we still hold it: pushing both would complete it twice. */
+static void test_bad_head_offered_twice(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 4, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 4);
+	vt_avail(&v, 4);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+/* Once pushed, the same head may come back: that is a new request. */
+static void test_head_reused_after_push(struct vn_t *t)
+{
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_desc(&v, VT_DESC, 4, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 4);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_OK(t, vn_vq_push(v.vq, 4, 0));
+	vt_avail(&v, 4);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.head, 4);
+	vt_fini(&v);
+}
+
+struct ilog {
+	struct vn_vq_inflight_hdr h;
+	struct vn_vq_inflight_desc d[VT_NUM];
+};
+
+/*
+ * A queue restarted as a backend does after a crash: the guest made 3
+ * chains available, none finished; last_avail = used (0) + 3 resubmitted.
+ */
+static int restart_with(struct vn_t *t, struct vt *v, struct ilog *lg, const uint16_t *heads,
+			unsigned int n, uint16_t last_avail)
+{
+	struct vn_vq_state st;
+
+	vn_vq_get_state(v->vq, &st);
+	st.last_avail_idx = last_avail;
+	vn_vq_set_state(v->vq, &st);
+	return vn_vq_set_inflight(v->vq, &lg->h, heads, n, 100);
+}
+
+static void test_inflight_resubmit_first(struct vn_t *t)
+{
+	static const uint16_t heads[] = {7, 2};
+	static struct ilog lg;
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	memset(&lg, 0, sizeof(lg));
+	lg.h.version = 1;
+	lg.h.desc_num = VT_NUM;
+	for (unsigned int i = 0; i < 4; i++)
+		vt_desc(&v, VT_DESC, i + 1 == 4 ? 7 : i, VT_BUF + 0x100 * i, 16, 0, 0);
+	vt_desc(&v, VT_DESC, 5, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 2);
+	vt_avail(&v, 7);
+	vt_avail(&v, 5); /* the one chain not taken before the crash */
+	VN_REQUIRE_OK(t, restart_with(t, &v, &lg, heads, 2, 2));
+	VN_CHECK_EQ_U(t, v.vq->inflight, 0); /* counted as they are popped */
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.head, 7); /* in the order given: oldest pop first */
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.head, 2);
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.head, 5);
+	/* the new pop is marked in the region, with the next counter */
+	VN_CHECK_EQ_U(t, lg.d[5].inflight, 1);
+	VN_CHECK_EQ_U(t, lg.d[5].counter, 100);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 0);
+	VN_CHECK_EQ_U(t, v.vq->inflight, 3);
+	lg.d[7].inflight = 1;
+	VN_CHECK_OK(t, vn_vq_push(v.vq, 7, 0));
+	VN_CHECK_EQ_U(t, lg.d[7].inflight, 0);
+	VN_CHECK_EQ_U(t, lg.h.last_batch_head, 7);
+	VN_CHECK_EQ_U(t, lg.h.used_idx, 1);
+	VN_CHECK_EQ_U(t, vn_vq_resubmit_pending(v.vq), 0);
+	vt_fini(&v);
+}
+
+/* The region claimed a head the guest still had: it offers it, the ring breaks. */
+static void test_inflight_lie_never_completes_twice(struct vn_t *t)
+{
+	static const uint16_t heads[] = {3};
+	static struct ilog lg;
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	memset(&lg, 0, sizeof(lg));
+	vt_desc(&v, VT_DESC, 3, VT_BUF, 16, 0, 0);
+	vt_avail(&v, 9); /* what the guest really offered before */
+	vt_avail(&v, 3); /* and now head 3, which the region said was in flight */
+	VN_REQUIRE_OK(t, restart_with(t, &v, &lg, heads, 1, 1));
+	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
+	VN_CHECK_EQ_U(t, e.head, 3);
+	expect_broken(t, &v, vt_pop(&v, &e), -EINVAL);
+	vt_fini(&v);
+}
+
+static void test_inflight_bad_list(struct vn_t *t)
+{
+	static const uint16_t dup[] = {3, 3}, far[] = {VT_NUM};
+	static struct ilog lg;
+	struct vt v;
+	struct vn_vq_elem e;
+
+	if (vt_init(t, &v, RING_F))
+		return;
+	vt_avail(&v, 0);
+	vt_avail(&v, 1);
+	VN_CHECK_EQ_INT(t, restart_with(t, &v, &lg, dup, 2, 2), -EINVAL);
+	VN_CHECK_EQ_INT(t, restart_with(t, &v, &lg, far, 1, 1), -EINVAL);
+	/* more than the queue counts in flight */
+	VN_CHECK_EQ_INT(t, restart_with(t, &v, &lg, dup, 1, 0), -EINVAL);
+	/* a refused list leaves no head marked */
+	VN_CHECK_OK(t, restart_with(t, &v, &lg, NULL, 0, 0));
+	vt_desc(&v, VT_DESC, 0, VT_BUF, 16, 0, 0);
+	vt_desc(&v, VT_DESC, 1, VT_BUF, 16, 0, 0);
+	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+	vt_fini(&v);
+}
+
+VN_TESTS(VN_TEST(test_bad_head_offered_twice), VN_TEST(test_head_reused_after_push),
+	 VN_TEST(test_inflight_resubmit_first), VN_TEST(test_inflight_lie_never_completes_twice),
+	 VN_TEST(test_inflight_bad_list), VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_pop_indirect_chain),
 	 VN_TEST(test_pop_splits_at_region_boundary), VN_TEST(test_bad_head_out_of_range),
 	 VN_TEST(test_bad_next_out_of_range), VN_TEST(test_bad_indirect_next_out_of_range),
 	 VN_TEST(test_bad_loop), VN_TEST(test_bad_chain_longer_than_queue),
