@@ -232,8 +232,21 @@ bool vn_vhu_ring_enabled(const struct vhu_queue *q)
 
 int vn_vhu_ring_update(struct vhu_queue *q)
 {
-	if (q->started && vn_vhu_ring_enabled(q))
-		return vn_hostnotif_attach(q->srv->hn, q->index);
+	if (q->started && vn_vhu_ring_enabled(q)) {
+		int r = vn_hostnotif_attach(q->srv->hn, q->index);
+		int fd = vn_hostnotif_fd(q->srv->hn, q->index);
+
+		/*
+		 * The chains to redo are not new avail entries: nobody kicks for
+		 * them. Kick ourselves once (the frontend's eventfd, which only we
+		 * read). A polled ring finds them at its next avail change.
+		 */
+		if (r == 0 && q->resubmit_kick && fd >= 0) {
+			q->resubmit_kick = false;
+			(void)eventfd_write(fd, 1);
+		}
+		return r;
+	}
 	vn_hostnotif_detach(q->srv->hn, q->index);
 	return 0;
 }
@@ -341,6 +354,7 @@ static int ring_load(struct vhu_queue *q, uint16_t resume)
 			field = "inflight resubmit list";
 			VN_BUG_ON(vn_vdev_queue_stop(vdev, q->index, &dummy) < 0); /* index checked */
 		} else if (plan.n) {
+			q->resubmit_kick = true;
 			vn_log(VN_LOG_INFO, "vhu", "%s: vq %u: resubmitting %u requests in flight",
 			       srv->name, q->index, plan.n);
 		}
@@ -478,6 +492,7 @@ void vn_vhu_ring_forget(struct vhu_queue *q)
 	q->base = 0;
 	q->enable_flag = false;
 	q->orphans = 0;
+	q->resubmit_kick = false;
 	release_call_fd(q);
 	vn_vhu_ring_set_err(q, -1);
 }

@@ -50,6 +50,7 @@ struct vhu_queue {
 	bool has_kick;	  /* the source is a kick fd, not the poll */
 	bool call_set;
 	uint16_t orphans; /* chains in flight before we started: never used */
+	bool resubmit_kick; /* started with chains to redo: run it once attached */
 
 	/* The queue thread's; the control thread changes it through run_sync. */
 	int err_fd;

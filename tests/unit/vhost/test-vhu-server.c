@@ -33,6 +33,7 @@
 
 #include "base/log.h"
 #include "harness.h"
+#include "vhost/vhu-inflight.h"
 #include "vhost/vhu-msg.h"
 #include "mem/gmem.h"
 #include "virtio/vdev.h"
@@ -156,6 +157,10 @@ struct fe {
 	struct vn_loop *loop; /* core mode: the queues' loop, run by hand */
 	int sock;
 	bool dropped; /* core mode: the core said -EPROTO */
+	/* SET_INFLIGHT_FD in the handshake (as QEMU's vhost-user-blk) when >= 0 */
+	int inflight_fd;
+	struct vn_vhu_inflight_msg inflight;
+	bool keep_rings; /* the handshake leaves the guest's rings alone */
 };
 
 static int fe_init(struct fe *fe)
@@ -164,6 +169,7 @@ static int fe_init(struct fe *fe)
 
 	memset(fe, 0, sizeof(*fe));
 	fe->sock = -1;
+	fe->inflight_fd = -1;
 	fe->memfd = memfd_create("fe-guest", MFD_CLOEXEC);
 	if (fe->memfd < 0 || ftruncate(fe->memfd, (off_t)MEMSZ) < 0)
 		return -errno;
@@ -390,7 +396,8 @@ static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 	struct vn_vhu_msg reply;
 
 	fe->ack = false;
-	fe_reset_rings(fe);
+	if (!fe->keep_rings)
+		fe_reset_rings(fe);
 	STEP(fe_get_u64(fe, VN_VHU_GET_FEATURES, &f));
 	if (!(f & F(VN_VHU_F_PROTOCOL_FEATURES)) || !(f & F(VIRTIO_F_VERSION_1)) ||
 	    (f & F(VIRTIO_F_ACCESS_PLATFORM)))
@@ -418,6 +425,9 @@ static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 			F(VIRTIO_F_VERSION_1) | F(VIRTIO_RING_F_EVENT_IDX) |
 				(protocol ? F(VN_VHU_F_PROTOCOL_FEATURES) : 0),
 			NULL, 0));
+	if (fe->inflight_fd >= 0)
+		STEP(fe_set(fe, VN_VHU_SET_INFLIGHT_FD, &fe->inflight, VN_VHU_INFLIGHT_MSG_MAX,
+			    &fe->inflight_fd, 1));
 	STEP(fe_mem_table(fe, UVA));
 	for (unsigned int q = 0; q < NQ; q++) {
 		STEP(fe_set_state(fe, VN_VHU_SET_VRING_NUM, q, NUM));
@@ -1255,6 +1265,215 @@ static void test_conn_cfg(struct vn_t *t)
 	dev_destroy(&d);
 }
 
+/* ------------------------------------------------------------------ */
+/* GET/SET_INFLIGHT_FD                                                 */
+
+#define IQS (2 * NUM) /* the region's queue size: larger than the rings */
+
+static int get_inflight(struct fe *fe, uint16_t nq, uint16_t qs, struct vn_vhu_msg *reply)
+{
+	struct vn_vhu_inflight_msg m = {.num_queues = nq, .queue_size = qs};
+
+	return fe_xfer(fe, VN_VHU_GET_INFLIGHT_FD, V, &m, VN_VHU_INFLIGHT_MSG_MAX, NULL, 0, true,
+		       reply);
+}
+
+/* Every value GET_INFLIGHT_FD takes from the frontend, then a good one. */
+static void test_get_inflight_fd(struct vn_t *t)
+{
+	static const uint16_t bad[][2] = {{0, NUM}, {NQ + 1, NUM}, {1, 0}, {1, 48}, {1, 2 * QMAX}};
+	struct vn_vhu_msg reply;
+	struct vn_vhu_inflight_msg *rm = (struct vn_vhu_inflight_msg *)reply.p.raw;
+	struct fx x;
+
+	VN_REQUIRE_OK(t, fx_init(&x));
+	for (unsigned int i = 0; i < VN_ARRAY_SIZE(bad); i++) {
+		/* A refused GET cannot be answered: the frontend is dropped. */
+		VN_CHECK_EQ_INT(t, get_inflight(&x.fe, bad[i][0], bad[i][1], &reply), -EPROTO);
+		vn_vhu_server_disconnect(x.fe.srv);
+	}
+	VN_REQUIRE_EQ_INT(t, get_inflight(&x.fe, NQ, IQS, &reply), 1);
+	VN_CHECK_EQ_U(t, reply.hdr.size, VN_VHU_INFLIGHT_MSG_MAX);
+	VN_CHECK_EQ_U(t, rm->mmap_size, NQ * vn_vhu_inflight_queue_bytes(IQS));
+	VN_CHECK_EQ_U(t, rm->mmap_offset, 0);
+	VN_CHECK_EQ_U(t, rm->num_queues, NQ);
+	VN_CHECK_EQ_U(t, rm->queue_size, IQS);
+	VN_REQUIRE_EQ_INT(t, (int)reply.nfds, 1);
+	/* sealed against shrinking: nobody can truncate it under our mapping */
+	VN_CHECK(t, fcntl(reply.fds[0], F_GET_SEALS) & F_SEAL_SHRINK);
+	/* the part of each queue is 64-byte aligned and holds header + entries */
+	VN_CHECK_EQ_U(t, vn_vhu_inflight_queue_bytes(IQS) % 64, 0);
+	VN_CHECK(t, vn_vhu_inflight_queue_bytes(IQS) >=
+			    sizeof(struct vn_vq_inflight_hdr) + IQS * sizeof(struct vn_vq_inflight_desc));
+	vn_vhu_server_disconnect(x.fe.srv);
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
+	fx_destroy(&x);
+}
+
+/* A region of our own making, as the frontend got it from a GET. */
+static int make_region(uint64_t size, bool seal)
+{
+	int fd = memfd_create("fe-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		return -1;
+	if (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		return -1;
+	return fd;
+}
+
+static int set_inflight(struct fe *fe, const struct vn_vhu_inflight_msg *m, int fd)
+{
+	return fe_set(fe, VN_VHU_SET_INFLIGHT_FD, m, VN_VHU_INFLIGHT_MSG_MAX, &fd, fd >= 0);
+}
+
+/* Every value SET_INFLIGHT_FD takes from the frontend, and its fd. */
+static void test_set_inflight_fd_refused(struct vn_t *t)
+{
+	uint64_t size = NQ * vn_vhu_inflight_queue_bytes(IQS);
+	struct vn_vhu_inflight_msg good = {.mmap_size = size, .num_queues = NQ, .queue_size = IQS};
+	struct vn_vhu_inflight_msg m;
+	int sealed = make_region(size, true), unsealed = make_region(size, false);
+	int small = make_region(size - 64, true), pfd[2];
+	struct fx x;
+
+	VN_REQUIRE(t, sealed >= 0 && unsealed >= 0 && small >= 0 && pipe(pfd) == 0);
+	VN_REQUIRE_OK(t, fx_init(&x));
+	x.fds_before = vn_t_count_fds();
+	VN_REQUIRE_OK(t, fe_set_u64(&x.fe, VN_VHU_SET_PROTOCOL_FEATURES, ALL_PROTO, NULL, 0));
+	x.fe.ack = true;
+	m = good, m.mmap_size += 64;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.mmap_size = 0;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.mmap_offset = 1;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.mmap_offset = 4096; /* past the end of the file */
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.mmap_offset = UINT64_MAX & ~4095ull; /* offset + size wraps */
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.num_queues = NQ + 1;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.num_queues = 0;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.queue_size = 3;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	m = good, m.queue_size = 2 * QMAX;
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &m, sealed), 1);
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &good, small), 1);    /* truncated file */
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &good, unsealed), 1); /* could be truncated */
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &good, pfd[0]), 1);   /* not a file */
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &good, -1), 1);	     /* no fd at all */
+	/* every refused fd was closed by the server (ours are duplicates) */
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &good, sealed), 0);
+	/* not while a ring runs on it */
+	x.fe.inflight_fd = sealed;
+	x.fe.inflight = good;
+	VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, false), 0);
+	check_request(t, &x, 0, 7); /* a fresh region: nothing to redo */
+	VN_CHECK_EQ_INT(t, set_inflight(&x.fe, &good, sealed), 1);
+	vn_vhu_server_disconnect(x.fe.srv);
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
+	fx_destroy(&x);
+	close(sealed);
+	close(unsealed);
+	close(small);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+/* Queue 0's part of a region we mapped. */
+static struct vn_vq_inflight_hdr *part0(void *map)
+{
+	return map;
+}
+
+static void lie_reset(struct vn_vq_inflight_hdr *h)
+{
+	memset(h, 0, vn_vhu_inflight_queue_bytes(IQS));
+	h->version = VN_VQ_INFLIGHT_VERSION;
+	h->desc_num = IQS;
+}
+
+/*
+ * A region whose content lies: the ring must not start (its kick is
+ * refused) and nothing runs. Then a truthful one: what it lists is redone,
+ * oldest first, without a kick, and the ring carries on past it.
+ */
+static void test_inflight_recovery(struct vn_t *t)
+{
+	uint64_t size = NQ * vn_vhu_inflight_queue_bytes(IQS);
+	struct vn_vhu_inflight_msg good = {.mmap_size = size, .num_queues = NQ, .queue_size = IQS};
+	int fd = make_region(size, true);
+	struct vn_vq_inflight_hdr *h;
+	void *map;
+	struct fx x;
+
+	VN_REQUIRE(t, fd >= 0);
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	VN_REQUIRE(t, map != MAP_FAILED);
+	h = part0(map);
+	VN_REQUIRE_OK(t, fx_init(&x));
+	x.fe.inflight_fd = fd;
+	x.fe.inflight = good;
+	for (unsigned int lie = 0; lie < 6; lie++) {
+		lie_reset(h);
+		switch (lie) {
+		case 0: h->version = 7; break;
+		case 1: h->desc_num = NUM; break;		  /* not the region's size */
+		case 2: h->desc[3].inflight = 2; break;		  /* not a flag */
+		case 3: h->desc[NUM + 5].inflight = 1; break;	  /* a head past the ring */
+		case 4: h->used_idx = 9, h->last_batch_head = NUM; break; /* bogus batch head */
+		case 5:						  /* more in flight than avail */
+			for (unsigned int i = 0; i < 4; i++)
+				h->desc[i].inflight = 1;
+			break;
+		}
+		VN_CHECK(t, fe_handshake(&x.fe, true, true, false) != 0);
+		VN_CHECK_EQ_U(t, processed(&x.dev, 0), 0);
+		vn_vhu_server_disconnect(x.fe.srv);
+		VN_CHECK(t, !vn_gmem_is_faulted(vn_vdev_mem(x.dev.vdev)));
+	}
+
+	/* The truth: the guest offered 3 chains; the dead backend took the first two. */
+	fe_reset_rings(&x.fe);
+	fe_add(&x.fe, 0, 10); /* head 0 */
+	fe_add(&x.fe, 0, 20); /* head 2 */
+	fe_add(&x.fe, 0, 30); /* head 4: not taken yet */
+	lie_reset(h);
+	h->desc[0] = (struct vn_vq_inflight_desc){.inflight = 1, .counter = 8};
+	h->desc[2] = (struct vn_vq_inflight_desc){.inflight = 1, .counter = 5};
+	x.fe.keep_rings = true;
+	VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, false), 0);
+	/* redone without a kick from the guest; the run takes the third too */
+	VN_CHECK(t, RUN_UNTIL(&x, processed(&x.dev, 0) == 3));
+	VN_CHECK_EQ_U(t, fe_used_idx(&x.fe, 0), 3);
+	VN_CHECK_EQ_U(t, fe_result(&x.fe, 0, 0), ~10u);
+	VN_CHECK_EQ_U(t, fe_result(&x.fe, 0, 1), ~20u);
+	VN_CHECK_EQ_U(t, fe_result(&x.fe, 0, 2), ~30u);
+	/* oldest pop first (head 2, counter 5), then head 0, then the new one */
+	for (unsigned int i = 0; i < 3; i++) {
+		static const uint32_t want[] = {2, 0, 4};
+		uint32_t id = 99;
+
+		VN_BUG_ON(vn_gmem_read(&x.fe.view, GPA + USED(0) + 4 + 8 * i, &id, 4) < 0);
+		VN_CHECK_EQ_U(t, id, want[i]);
+	}
+	VN_CHECK_EQ_U(t, h->desc[0].inflight, 0);
+	VN_CHECK_EQ_U(t, h->desc[2].inflight, 0);
+	VN_CHECK_EQ_U(t, h->desc[4].inflight, 0);
+	VN_CHECK_EQ_U(t, h->used_idx, 3);
+	VN_CHECK_EQ_U(t, processed(&x.dev, 0), 3); /* each once */
+	/* a clean stop leaves a fresh part: nothing to redo on the next rings */
+	vn_vhu_server_disconnect(x.fe.srv);
+	VN_CHECK_EQ_U(t, h->version, 0);
+	x.fe.keep_rings = false;
+	fx_destroy(&x);
+	munmap(map, size);
+	close(fd);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -1273,4 +1492,5 @@ VN_TESTS(VN_TEST(test_setup), VN_TEST(test_handshake), VN_TEST(test_rings_start_
 	 VN_TEST(test_reset_device), VN_TEST(test_mem_table_change_running),
 	 VN_TEST(test_mem_table_after_drain_timeout),
 	 VN_TEST(test_guest_error_signals_err_fd), VN_TEST(test_safety_net), VN_TEST(test_socket),
-	 VN_TEST(test_conn_cfg));
+	 VN_TEST(test_conn_cfg), VN_TEST(test_get_inflight_fd),
+	 VN_TEST(test_set_inflight_fd_refused), VN_TEST(test_inflight_recovery));
