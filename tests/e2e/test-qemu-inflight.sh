@@ -31,7 +31,7 @@ rc=0
 work=$build/e2e-inflight
 rm -rf "$work"
 mkdir -p "$work"
-img=$work/disk.img sock=$work/vhost.sock seed=5151 mb=16
+img=$work/disk.img sock=$work/vhost.sock seed=5151 mb=32
 truncate -s "${mb}M" "$img"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
