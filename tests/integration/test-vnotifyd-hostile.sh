@@ -110,6 +110,9 @@ for c in $("$hostile" list) ${VN_HOSTILE_EXTRA:-}; do
 		fd_list >"$dir/now.fds"
 		diff "$dir/base.fds" "$dir/now.fds" >"$dir/fds.diff"
 		why="${why:+$why; }$(fds) fds, baseline $base"
+		# report each case that leaks, not every one after it
+		base=$(fds)
+		fd_list >"$dir/base.fds"
 	fi
 	if ! cmp -s -i "$zone" "$img" "$dir/saved.img"; then
 		why="${why:+$why; }the image changed outside the first $zone bytes"
