@@ -58,6 +58,7 @@ VN_TRACE(msix_bind, "an MSI-X vector was bound to a route or to its pending even
 VN_TRACE(msix_pending, "a masked MSI-X vector was delivered on unmask")
 VN_TRACE(virtio_pci_gate, "virtio-pci host notifier gate (bus master and notify BAR decode)")
 VN_TRACE(virtio_pci_rebind, "virtio-pci re-registered host notifiers after a BAR or mode change")
+VN_TRACE(virtio_pci_bus_master_bug, "virtio-pci BUS_MASTER_BUG workaround on (DRIVER_OK without bus master) or off (system reset)")
 VN_TRACE(virtio_pci_bad, "virtio-pci refused a guest register access")
 VN_TRACE(virtio_pci_reset, "a legacy QUEUE_PFN write of 0 reset the device")
 

@@ -176,6 +176,20 @@ static void legacy_write_locked(struct vn_virtio_pci *vp, uint64_t off, unsigned
 	case VIRTIO_PCI_STATUS:
 		if (size != 1)
 			goto bad;
+		/*
+		 * Linux before 2.6.34 drives the device without ever setting bus
+		 * master. Refusing DMA would hang such a guest, so DRIVER_OK
+		 * without bus master turns the workaround on (kept until a
+		 * system reset: the same kernel re-probes after a device reset).
+		 */
+		if ((val & VIRTIO_CONFIG_S_DRIVER_OK) && !vp->bus_master && !vp->bus_master_bug) {
+			vp->bus_master_bug = true;
+			vn_trace(virtio_pci_bus_master_bug, "dev=%s on=1", vp->vdev->name);
+			vn_log_limited(&vp->rl, VN_LOG_WARN, "virtio-pci",
+				       "%s: DRIVER_OK without bus master (guest older than "
+				       "Linux 2.6.34?): acting as if it were set",
+				       vp->vdev->name);
+		}
 		vn_virtio_pci_set_status_locked(vp, (uint8_t)val);
 		return;
 	case VIRTIO_MSI_CONFIG_VECTOR:

@@ -58,7 +58,7 @@ static void update_gate(struct vn_virtio_pci *vp)
 {
 	bool legacy = !vp->cfg.modern_only && vn_vdev_is_legacy(vp->vdev);
 	uint64_t base = legacy ? vp->bar0_addr : vp->bar4_addr;
-	bool gate = vp->bus_master && base != VN_PCI_BAR_UNMAPPED;
+	bool gate = vn_virtio_pci_bus_master(vp) && base != VN_PCI_BAR_UNMAPPED;
 	bool was = vp->gate;
 
 	if (vp->gate && gate && (base != vp->gate_base || legacy != vp->gate_legacy)) {
@@ -105,7 +105,7 @@ void vn_virtio_pci_doorbell_locked(struct vn_virtio_pci *vp, unsigned int q)
 	 * reaches here with the notify BAR undecoded: then the queue is
 	 * DEASSIGNED and runs here.
 	 */
-	if (!vp->bus_master || !vn_machine_is_running(vp->m))
+	if (!vn_virtio_pci_bus_master(vp) || !vn_machine_is_running(vp->m))
 		return;
 	(void)vn_hostnotif_doorbell(vp->hn, q);
 }
@@ -114,6 +114,18 @@ void vn_virtio_pci_set_status_locked(struct vn_virtio_pci *vp, uint8_t status)
 {
 	update_gate(vp);
 	(void)vn_vdev_set_status(vp->vdev, status);
+}
+
+void vn_virtio_pci_system_reset(struct vn_virtio_pci *vp)
+{
+	vn_vdev_lock(vp->vdev);
+	if (vp->bus_master_bug)
+		vn_trace(virtio_pci_bus_master_bug, "dev=%s on=0", vp->vdev->name);
+	vp->bus_master_bug = false;
+	/* The gate closes first if the bug alone held it open: stop, then reset. */
+	update_gate(vp);
+	vn_vdev_reset(vp->vdev);
+	vn_vdev_unlock(vp->vdev);
 }
 
 void vn_virtio_pci_set_vector_locked(struct vn_virtio_pci *vp, uint32_t q, uint16_t vector)

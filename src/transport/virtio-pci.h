@@ -68,6 +68,12 @@ struct vn_virtio_pci {
 	/* The host notifier gate (device lock); see update_gate() in pci.c. */
 	uint64_t bar0_addr, bar4_addr; /* as decoded, snapshot from the host */
 	bool bus_master;
+	/*
+	 * BUS_MASTER_BUG: a legacy driver wrote DRIVER_OK with bus master off
+	 * (Linux before 2.6.34 never sets it); from then on the device acts as
+	 * if bus master were on, until vn_virtio_pci_system_reset().
+	 */
+	bool bus_master_bug;
 	bool gate;	    /* what vn_hostnotif_set_bus_master() was told */
 	bool gate_legacy;   /* notifiers are (or would be) the legacy PIO ones */
 	uint64_t gate_base; /* the BAR base the registered notifiers use */
@@ -163,6 +169,25 @@ void vn_virtio_pci_set_vector_locked(struct vn_virtio_pci *vp, uint32_t q, uint1
 
 /** vn_virtio_pci_queue_max() - queue @q's maximum size (0 for a bad @q) */
 uint16_t vn_virtio_pci_queue_max(struct vn_virtio_pci *vp, unsigned int q);
+
+/*
+ * vn_virtio_pci_bus_master() - may the device fetch from guest memory: the
+ * command register's bus master bit, or the BUS_MASTER_BUG workaround.
+ * Device lock held.
+ */
+static inline bool vn_virtio_pci_bus_master(const struct vn_virtio_pci *vp)
+{
+	return vp->bus_master || vp->bus_master_bug;
+}
+
+/*
+ * vn_virtio_pci_system_reset() - what a machine reset does to the function:
+ * the virtio device resets (notifiers stop with their drain) and the
+ * BUS_MASTER_BUG workaround is dropped, since the next guest may be a new
+ * kernel. The ioeventfd option is configuration and survives. Takes the
+ * device lock.
+ */
+void vn_virtio_pci_system_reset(struct vn_virtio_pci *vp);
 
 /** vn_virtio_pci_reset_vq_state() - queue @q's register state to defaults */
 void vn_virtio_pci_reset_vq_state(struct vn_virtio_pci *vp, unsigned int q);

@@ -813,6 +813,56 @@ static void test_bus_master(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/*
+ * A guest older than Linux 2.6.34: legacy, and it never sets bus master.
+ * DRIVER_OK without it turns BUS_MASTER_BUG on, so the queues run (assigned
+ * and through the register) and keep running across a device reset; a
+ * system reset drops it, and a later driver needs bus master again.
+ */
+static void test_bus_master_bug(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+	legacy_driver(&f);
+	VN_CHECK(t, f.vp->bus_master_bug);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	VN_CHECK_EQ_INT(t, request(&f, 1), 1);
+	/* The same kernel re-probing (device reset, DRIVER_OK again) keeps it. */
+	legacy_driver(&f);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	/* System reset: cleared, notifiers stopped, device reset. */
+	vn_virtio_pci_system_reset(f.vp);
+	VN_CHECK(t, !f.vp->bus_master_bug);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1), 0u);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	/* The ioeventfd option survives: a new driver with bus master is assigned. */
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	legacy_driver(&f);
+	VN_CHECK(t, !f.vp->bus_master_bug);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	/* It turns bus master off: the device honours it, no workaround now. */
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
+	sync_hn(&f);
+	VN_CHECK(t, !done(&f, 0));
+	fx_fini(&f);
+
+	/* A modern driver gets no workaround: DRIVER_OK without bus master waits. */
+	o.modern_only = true;
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	modern_driver(&f, true);
+	VN_CHECK(t, !f.vp->bus_master_bug);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+	fx_fini(&f);
+}
+
 static void test_bar_move_reregisters(struct vn_t *t)
 {
 	struct fx_opts o = { 0 };
@@ -1245,7 +1295,7 @@ VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_
 	 VN_TEST(test_common_config), VN_TEST(test_legacy_doorbell_datamatch),
 	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
 	 VN_TEST(test_ioeventfd_limit_falls_back), VN_TEST(test_queue_pfn_zero_resets),
-	 VN_TEST(test_bus_master), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
+	 VN_TEST(test_bus_master), VN_TEST(test_bus_master_bug), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
 	 VN_TEST(test_msix_routing), VN_TEST(test_state_transport_section),
 	 VN_TEST(test_pci_cfg_window),
 	 VN_TEST(test_remove_while_assigned), VN_TEST(test_concurrent_register_access))
