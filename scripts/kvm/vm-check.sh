@@ -2,7 +2,7 @@
 # Runs inside level 1 (busybox sh): vnotify-vm boots the level-2 Linux on a
 # fresh image, which writes a pattern to /dev/vda, reads it back and
 # verifies it; then the host side (here) checks the image too.
-#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay|clock]
+#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay|clock|''] [MAX_IOEVENTFDS]
 # With "pause", the VM is paused (SIGTSTP) and resumed (SIGCONT) every
 # couple of seconds for its whole run: boot and I/O must survive the host
 # notifiers being stopped, drained and restarted under them.
@@ -17,11 +17,16 @@
 # Every run checks that level 2 uses kvm-clock. With "clock", level 2
 # stamps its uptime twice 15 s apart; level 1 stamps each line with its own
 # uptime as it arrives, and the two intervals must agree within 0.5%.
+# With MAX_IOEVENTFDS, vnotify-vm runs with --max-ioeventfds N; at N <= 6
+# (the old kernels' budget) the queues must take no ioeventfd: the I/O
+# still verifies, its doorbells exit to vnotify-vm, and no fallback is
+# counted (the policy never tries).
 # Prints TAP-ish lines; exits 0 when every check passes.
 ioev=${1:-ioeventfd=on}
 cpus=${2:-1}
 bench=${3:-}
 pause=${4:-}
+maxioev=${5:-}
 dir=$(cd "$(dirname "$0")" && pwd)
 img=/tmp/disk-$$.img
 log=/tmp/vm-$$.log
@@ -29,6 +34,8 @@ dd if=/dev/zero of=$img bs=1M count=32 2>/dev/null
 append="quiet"
 clk=/tmp/clk-$$
 fifo=/tmp/vm-$$.fifo
+extra=""
+[ -n "$maxioev" ] && extra="--max-ioeventfds $maxioev"
 [ -n "$bench" ] && append="$append vn.bench=$bench"
 promote=""
 if [ "$pause" = promote ] || [ "$pause" = io_delay ]; then
@@ -50,7 +57,7 @@ reader=$!
 t0=$(cut -d' ' -f1 /proc/uptime)
 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
 	--memory 256M --cpus "$cpus" --console --append "$append" \
-	--blk "path=$img,$ioev" $promote >$fifo 2>&1 &
+	--blk "path=$img,$ioev" $promote $extra >$fifo 2>&1 &
 pid=$!
 # our own timeout: the pause test signals vnotify-vm itself, not a wrapper
 (sleep 400 && kill -TERM $pid 2>/dev/null) &
@@ -102,7 +109,15 @@ fi
 # data checks); with it off, every doorbell exited.
 exited=$(sed -n 's/^vnotify-vm: blk0: .*doorbells that exited: \([0-9]*\)$/\1/p' $log)
 fb=$(sed -n 's/^vnotify-vm: blk0 notifiers: ioeventfd \([a-z ]*\), fallbacks \([0-9]*\) .*/\1:\2/p' $log)
-if [ "$ioev" = ioeventfd=on ]; then
+if [ -n "$maxioev" ] && [ "$maxioev" -le 6 ]; then
+	if grep -q "^vnotify-vm: ioeventfd budget: $maxioev per bus" $log &&
+	   [ -n "$exited" ] && [ "$exited" -gt 0 ] && [ "$fb" = "in use:0" ]; then
+		echo "ok - budget $maxioev: doorbells exited: $exited, no fallback ($ioev, $cpus vCPU)"
+	else
+		echo "not ok - budget $maxioev: doorbells exited '$exited', notifiers '$fb'"
+		status=1
+	fi
+elif [ "$ioev" = ioeventfd=on ]; then
 	if [ "$exited" = 0 ] && [ "$fb" = "in use:0" ]; then
 		echo "ok - no doorbell exited and no fallback ($ioev, $cpus vCPU)"
 	else

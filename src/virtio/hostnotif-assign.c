@@ -54,10 +54,23 @@ static void unregister_ioev(struct hn_queue *q)
 	q->registered = false;
 }
 
+/*
+ * The old-kernel policy: on a bus with room for only VN_IOEV_LIMIT_OLD_KERNEL
+ * ioeventfds (Linux before 3.0 had 6 per bus), userspace queues never take
+ * one, so the few slots stay for vhost backends that cannot work without
+ * them; a queue given back by vhost goes synchronous (edge f) and frees its
+ * slot. Device lock held.
+ */
+static bool few_ioeventfds(struct vn_hostnotif *hn)
+{
+	return vn_accel_max_ioeventfds(hn->accel) <= VN_IOEV_LIMIT_OLD_KERNEL;
+}
+
 bool vn_hn_can_assign(struct vn_hostnotif *hn)
 {
 	return hn->ioeventfd_on && hn->running && hn->bus_master && hn->iothread && hn->accel &&
-	       hn->ops && (vn_vdev_get_status(hn->vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
+	       hn->ops && !few_ioeventfds(hn) &&
+	       (vn_vdev_get_status(hn->vdev) & VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
 bool vn_hn_queue_active(struct vn_hostnotif *hn, unsigned int i)

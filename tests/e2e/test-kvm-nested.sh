@@ -36,7 +36,8 @@ if [ -n "$vm" ]; then
 	"$kvm/build-l1.sh" "$out" >/dev/null || exit $?
 	vadds+=(--add "$vm" --add "$l2/initramfs-l2.gz" --add "$l2/bzImage" --add "$kvm/vm-check.sh")
 	vcmds+=("./vm-check.sh ioeventfd=on 1 '' clock" "./vm-check.sh ioeventfd=off 1" "./vm-check.sh ioeventfd=on 2"
-		"./vm-check.sh ioeventfd=on 1 '' pause" "./vm-check.sh ioeventfd=on 1 '' promote")
+		"./vm-check.sh ioeventfd=on 1 '' pause" "./vm-check.sh ioeventfd=on 1 '' promote"
+		"./vm-check.sh ioeventfd=on 1 '' '' 6")
 fi
 
 # one attempt: both boots; the status of the first that failed

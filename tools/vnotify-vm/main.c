@@ -2,6 +2,7 @@
 /*
  * vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]
  *            [--memory 512M] [--cpus N] [--iothreads K] [--poll-max-ns NS] [--console]
+ *            [--max-ioeventfds N]
  *            [--blk path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...
  *
  * Boots Linux on KVM with vnotify's virtio-blk on virtio-pci (MSI-X through
@@ -56,6 +57,7 @@ struct opts {
 	unsigned int cpus, iothreads;
 	unsigned int poll_max_ns; /* iothreads' busy-poll cap; 0: off */
 	bool console;
+	unsigned int max_ioeventfds; /* 0: the accelerator's default */
 	struct blk_opt blk[VM_MAX_BLK];
 	unsigned int nblk;
 };
@@ -65,9 +67,14 @@ static void usage(void)
 	fprintf(stderr, "usage: vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
 			"                  [--poll-max-ns NS]  (iothread busy-poll cap, default 32768; 0: off)\n"
+			"                  [--max-ioeventfds N]\n"
 			"                  [--blk "
 			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
 			"                  [--promote pio:ADDR]...  (a promoter candidate sink)\n"
+			"\n"
+			"--max-ioeventfds N: ioeventfds per bus (PIO, MMIO) this VM may register;\n"
+			"with N <= 6 (the old kernels' budget) the device's queues take none and\n"
+			"their doorbells exit to vnotify-vm, keeping the slots for vhost backends.\n"
 			"\n"
 			"signals: SIGINT/SIGTERM end the VM; SIGTSTP pauses it (vCPUs parked, host\n"
 			"notifiers stopped and drained); SIGCONT resumes it (notifiers restarted, each\n"
@@ -146,6 +153,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "poll-max-ns", required_argument, NULL, 'N' },
 		{ "console", no_argument, NULL, 'C' },
 		{ "promote", required_argument, NULL, 'P' },
+		{ "max-ioeventfds", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -197,6 +205,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			/* up to 10 ms: longer only burns a core for nothing */
 			if (parse_uint(optarg, 10000000, &o->poll_max_ns)) {
 				fprintf(stderr, "vnotify-vm: --poll-max-ns: 0..10000000\n");
+				return -EINVAL;
+			}
+			break;
+		case 'E':
+			if (parse_uint(optarg, VN_IOEV_LIMIT_DEFAULT, &o->max_ioeventfds) ||
+			    !o->max_ioeventfds) {
+				fprintf(stderr, "vnotify-vm: --max-ioeventfds: 1..%u\n",
+					VN_IOEV_LIMIT_DEFAULT);
 				return -EINVAL;
 			}
 			break;
@@ -374,6 +390,11 @@ static void report(struct vm *vm, struct opts *o, double secs)
 		vm_print_notifiers(o->blk[i].vp, i);
 	}
 	vm_promote_report();
+	fprintf(stderr, "vnotify-vm: ioeventfd budget: %u per bus%s\n",
+		vn_accel_max_ioeventfds(vn_machine_accel(vm->m)),
+		vn_accel_max_ioeventfds(vn_machine_accel(vm->m)) <= VN_IOEV_LIMIT_OLD_KERNEL
+			? " (old-kernel policy: device queues take none)"
+			: "");
 	dev_exits = vm->exits[VM_EXIT_PIO_BUS] + vm->exits[VM_EXIT_MMIO_BUS];
 	if (reqs)
 		fprintf(stderr, "vnotify-vm: device exits (pio-bus + mmio-bus) per request: %.2f\n",
@@ -428,6 +449,7 @@ int main(int argc, char **argv)
 	vn_machine_cfg_init(&mcfg);
 	mcfg.ram_size = vm.ram_size;
 	mcfg.kvm_vm_fd = vm.vm_fd;
+	mcfg.max_ioeventfds = o.max_ioeventfds;
 	mcfg.msi_ops = &kvm_msi_ops;
 	mcfg.msi_opaque = &vm;
 	r = vn_machine_new(&mcfg, &vm.m);

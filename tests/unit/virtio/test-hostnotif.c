@@ -16,7 +16,9 @@
 #include <linux/virtio_ring.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <vnotify/bus.h>
 #include <vnotify/iothread.h>
@@ -606,17 +608,51 @@ static void test_self_kick_between_owners(struct vn_t *t)
 	fx_fini(&f);
 }
 
-/* Start fails at queue 1 (table limit 1): roll back, fall back, keep serving. */
+/*
+ * Takes all but one slot of a bus one bigger than the old kernels' (a
+ * smaller one is the few-ioeventfds policy's, where queues never try).
+ */
+static int fill_all_but_one(struct vn_t *t, struct fx *f)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+
+	if (!VN_CHECK(t, fd >= 0))
+		return -1;
+	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
+		struct vn_ioev e = { .space = VN_SPACE_MMIO, .addr = 0x9000 + 4 * i, .len = 4,
+				     .fd = fd };
+
+		if (!VN_CHECK_OK(t, vn_accel_assign(f->accel, &e)))
+			return -1;
+	}
+	return fd;
+}
+
+static void unfill(struct fx *f, int fd)
+{
+	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
+		struct vn_ioev e = { .space = VN_SPACE_MMIO, .addr = 0x9000 + 4 * i, .len = 4,
+				     .fd = fd };
+
+		VN_BUG_ON(vn_accel_deassign(f->accel, &e) < 0);
+	}
+	close(fd);
+}
+
+/* Start fails at queue 1 (one slot left): roll back, fall back, keep serving. */
 static void test_start_failure_rolls_back(struct vn_t *t)
 {
 	struct fx f;
-	struct fx_opts o = { .driver_ok = false, .max_ioeventfds = 1 };
+	struct fx_opts o = { .driver_ok = false, .max_ioeventfds = VN_IOEV_LIMIT_OLD_KERNEL + 1 };
 	struct vn_hostnotif_stats s;
 	struct vn_ioev q0 = { .space = VN_SPACE_MMIO, .addr = NOTIFY_BASE, .len = 0 };
 	uint64_t n;
+	int fill;
 
 	if (fx_init(t, &f, &o) < 0)
 		return;
+	fill = fill_all_but_one(t, &f);
+	VN_REQUIRE(t, fill >= 0);
 	set_status(&f, S_RUN);
 	CHECK_BOTH(t, &f, VN_HOSTNOTIF_DEASSIGNED);
 	VN_CHECK(t, !vn_hostnotif_ioeventfd_on(f.hn));
@@ -632,6 +668,39 @@ static void test_start_failure_rolls_back(struct vn_t *t)
 	set_status(&f, S_PRE);
 	set_status(&f, S_RUN);
 	CHECK_BOTH(t, &f, VN_HOSTNOTIF_DEASSIGNED);
+	unfill(&f, fill);
+	fx_fini(&f);
+}
+
+/*
+ * The old-kernel policy: on a 6-entry bus userspace queues never take an
+ * ioeventfd (no attempt, so no fallback), a vhost backend still gets its
+ * slot (edge d registers it), and giving it back goes synchronous (edge f)
+ * and frees the slot for the next backend.
+ */
+static void test_few_ioeventfds_policy(struct vn_t *t)
+{
+	struct fx f;
+	struct fx_opts o = { .driver_ok = true, .max_ioeventfds = VN_IOEV_LIMIT_OLD_KERNEL };
+	struct vn_hostnotif_stats s;
+	struct vn_ioev q1 = { .space = VN_SPACE_MMIO, .addr = NOTIFY_BASE + 4, .len = 0 };
+	uint64_t n;
+
+	if (fx_init(t, &f, &o) < 0)
+		return;
+	CHECK_BOTH(t, &f, VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK(t, vn_hostnotif_ioeventfd_on(f.hn)); /* the option is intact */
+	vn_hostnotif_get_stats(f.hn, &s);
+	VN_CHECK_EQ_U(t, s.fallbacks, 0);
+	VN_CHECK_EQ_INT(t, request_and_where(&f, 0), 0);
+	VN_CHECK_OK(t, vhost(&f, 1, true));
+	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_OFFLIMITS);
+	q1.fd = vn_hostnotif_fd(f.hn, 1);
+	VN_CHECK_OK(t, vn_bus_ioev_signals(f.bus, &q1, &n));
+	VN_CHECK_OK(t, vhost(&f, 1, false));
+	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK_EQ_INT(t, vn_bus_ioev_signals(f.bus, &q1, &n), -ENOENT);
+	VN_CHECK_EQ_INT(t, request_and_where(&f, 1), 0);
 	fx_fini(&f);
 }
 
@@ -864,5 +933,5 @@ stop:
 
 VN_TESTS(VN_TEST(test_edges_and_triggers), VN_TEST(test_no_iothread_or_option_off_stays_sync),
 	 VN_TEST(test_kick_just_before_stop_runs_once), VN_TEST(test_self_kick_between_owners),
-	 VN_TEST(test_start_failure_rolls_back), VN_TEST(test_safety_net),
+	 VN_TEST(test_start_failure_rolls_back), VN_TEST(test_few_ioeventfds_policy), VN_TEST(test_safety_net),
 	 VN_TEST(test_unmatched_doorbell_is_forwarded), VN_TEST(test_randomized_lifecycle))
