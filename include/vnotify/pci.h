@@ -60,7 +60,7 @@ struct vn_virtio_pci;
  *            kicks are always synchronous
  * @slot: PCI slot 1..31 on bus 0 (slot 0 is the host bridge)
  * @modern_only: no legacy BAR0, device id 0x1040 + id; else transitional
- * @ioeventfd: the ioeventfd=on|off option
+ * @ioeventfd: the ioeventfd=on|off option (default: the device type's)
  * @notify_off_multiplier: 0 or a power of 2 up to 4096 (with 0 every queue
  *                         shares one notify address and the ioeventfd
  *                         matches the queue index); use
@@ -84,8 +84,9 @@ struct vn_virtio_pci_cfg {
 };
 
 /**
- * vn_virtio_pci_cfg_init() - defaults: transitional, ioeventfd on,
- * multiplier 4, every vector, safety net off
+ * vn_virtio_pci_cfg_init() - defaults: transitional, ioeventfd as the
+ * device type says (vn_vdev_ioeventfd_default(); on when @vdev is NULL,
+ * for a caller that fills it in later), multiplier 4, every vector, safety net off
  */
 void vn_virtio_pci_cfg_init(struct vn_virtio_pci_cfg *cfg, struct vn_vdev *vdev,
 			    struct vn_iothread *iothread, unsigned int slot);

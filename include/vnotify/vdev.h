@@ -71,6 +71,13 @@ typedef void vn_vdev_queue_handler_fn(struct vn_vdev *vdev, struct vn_vq *vq);
  *                 feeds the queue meanwhile. Without it, the device's
  *                 handlers complete every chain before they return.
  *                 Context: device lock NOT held; may wait.
+ * @ioeventfd_default: the device type is known to tolerate asynchronous
+ *                     doorbells (an ioeventfd: the doorbell write returns
+ *                     before the device looks at the ring). The default of
+ *                     a transport's ioeventfd=on|off for devices of this
+ *                     type; false (the zero value) for a type nobody has
+ *                     checked, as the seeds had it. A user's explicit
+ *                     option wins.
  */
 struct vn_vdev_ops {
 	int (*validate_features)(struct vn_vdev *vdev, uint64_t features);
@@ -85,6 +92,7 @@ struct vn_vdev_ops {
 	void (*state_load)(struct vn_vdev *vdev, unsigned int version, const void *buf,
 			   size_t len);
 	void (*quiesce_queue)(struct vn_vdev *vdev, unsigned int q);
+	bool ioeventfd_default;
 };
 
 /**
@@ -185,6 +193,13 @@ void vn_vdev_free(struct vn_vdev *vdev);
 
 /** vn_vdev_opaque() - the device type's private pointer from the cfg */
 void *vn_vdev_opaque(const struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_ioeventfd_default() - the device type's ioeventfd default
+ * (struct vn_vdev_ops.ioeventfd_default): what a transport uses when the
+ * user did not say ioeventfd=on|off
+ */
+bool vn_vdev_ioeventfd_default(const struct vn_vdev *vdev);
 
 /** vn_vdev_lock() - take the device lock (docs/design.md "Threads and locks") */
 void vn_vdev_lock(struct vn_vdev *vdev);

@@ -116,6 +116,12 @@ static void blk_quiesce_queue(struct vn_vdev *vdev, unsigned int q)
 }
 
 static const struct vn_vdev_ops blk_vdev_ops = {
+	/*
+	 * Block tolerates asynchronous doorbells: the Linux, Windows and
+	 * firmware drivers never expect a request done when the doorbell
+	 * write returns.
+	 */
+	.ioeventfd_default = true,
 	.validate_features = blk_validate_features,
 	.config_write = blk_config_write,
 	.status_changed = blk_status_changed,

@@ -19,7 +19,11 @@ void vn_virtio_pci_cfg_init(struct vn_virtio_pci_cfg *cfg, struct vn_vdev *vdev,
 		.vdev = vdev,
 		.iothread = iothread,
 		.slot = slot,
-		.ioeventfd = true,
+		/*
+		 * The device type's default (docs/design.md); without a device
+		 * yet (the rig fills it in) on, and the caller says which.
+		 */
+		.ioeventfd = vdev ? vn_vdev_ioeventfd_default(vdev) : true,
 		.notify_off_multiplier = VN_VIRTIO_PCI_NOTIFY_MULT_DEFAULT,
 	};
 }

@@ -204,6 +204,11 @@ void *vn_vdev_opaque(const struct vn_vdev *vdev)
 	return vdev->opaque;
 }
 
+bool vn_vdev_ioeventfd_default(const struct vn_vdev *vdev)
+{
+	return vdev->ops->ioeventfd_default;
+}
+
 void vn_vdev_lock(struct vn_vdev *vdev)
 {
 	vn_lock_acquired(VN_LOCK_DEVICE, 0, "device lock");

@@ -44,7 +44,7 @@
 
 struct blk_opt {
 	const char *path;
-	bool ioeventfd;
+	int ioeventfd; /* -1: the device type's default */
 	unsigned int iothread;
 	unsigned int queues;
 	struct vn_blk *blk;
@@ -117,7 +117,7 @@ static int parse_blk(char *arg, struct blk_opt *b)
 {
 	char *save = NULL;
 
-	*b = (struct blk_opt){ .ioeventfd = true, .queues = 1 };
+	*b = (struct blk_opt){ .ioeventfd = -1, .queues = 1 };
 	for (char *kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
 		char *v = strchr(kv, '=');
 
@@ -497,7 +497,9 @@ int main(int argc, char **argv)
 		}
 		vn_virtio_pci_cfg_init(&pc, vn_blk_vdev(b->blk),
 				       o.iothreads ? io[b->iothread] : NULL, 1 + i);
-		pc.ioeventfd = b->ioeventfd;
+		if (b->ioeventfd >= 0)
+			pc.ioeventfd = b->ioeventfd;
+		b->ioeventfd = pc.ioeventfd; /* for the report */
 		r = vn_machine_add_virtio_pci(vm.m, &pc, &b->vp);
 		if (r) {
 			fprintf(stderr, "vnotify-vm: virtio-pci for %s: %s\n", b->path,

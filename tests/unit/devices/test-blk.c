@@ -27,6 +27,8 @@ static void test_config(struct vn_t *t, enum vn_blk_backend be)
 
 	if (bt_init(t, &b, &o))
 		goto out;
+	/* Block is a type known to tolerate ioeventfd: on by default. */
+	VN_CHECK(t, vn_vdev_ioeventfd_default(b.vdev));
 	f = vn_vdev_device_features(b.vdev);
 	VN_CHECK(t, f & BT_F(VIRTIO_BLK_F_SEG_MAX));
 	VN_CHECK(t, f & BT_F(VIRTIO_BLK_F_BLK_SIZE));

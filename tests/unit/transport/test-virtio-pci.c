@@ -744,6 +744,23 @@ static void test_ioeventfd_off_runs_on_caller(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/*
+ * The ioeventfd default is the device type's: the echo type says nothing,
+ * so a transport built from the defaults keeps its doorbells synchronous.
+ */
+static void test_ioeventfd_type_default(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct vn_virtio_pci_cfg pc;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	VN_CHECK(t, !vn_vdev_ioeventfd_default(f.vdev));
+	vn_virtio_pci_cfg_init(&pc, f.vdev, f.it, SLOT + 1);
+	VN_CHECK(t, !pc.ioeventfd);
+	fx_fini(&f);
+}
+
 static void test_ioeventfd_limit_falls_back(struct vn_t *t)
 {
 	struct fx_opts o = { .max_ioeventfds = 1 };
@@ -1295,7 +1312,7 @@ VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_
 	 VN_TEST(test_common_config), VN_TEST(test_legacy_doorbell_datamatch),
 	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
 	 VN_TEST(test_ioeventfd_limit_falls_back), VN_TEST(test_queue_pfn_zero_resets),
-	 VN_TEST(test_bus_master), VN_TEST(test_bus_master_bug), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
+	 VN_TEST(test_bus_master), VN_TEST(test_bus_master_bug), VN_TEST(test_ioeventfd_type_default), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
 	 VN_TEST(test_msix_routing), VN_TEST(test_state_transport_section),
 	 VN_TEST(test_pci_cfg_window),
 	 VN_TEST(test_remove_while_assigned), VN_TEST(test_concurrent_register_access))
