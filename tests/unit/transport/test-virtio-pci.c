@@ -13,6 +13,7 @@
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <vnotify/bus.h>
@@ -763,15 +764,32 @@ static void test_ioeventfd_type_default(struct vn_t *t)
 
 static void test_ioeventfd_limit_falls_back(struct vn_t *t)
 {
-	struct fx_opts o = { .max_ioeventfds = 1 };
+	/* One more than the old kernels' 6: smaller buses never try (policy). */
+	struct fx_opts o = { .max_ioeventfds = VN_IOEV_LIMIT_OLD_KERNEL + 1 };
+	struct vn_ioev e = { .space = MMIO, .len = 4 };
+	struct vn_virtio_pci_stats s;
 	struct fx f;
 
 	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	e.fd = eventfd(0, EFD_CLOEXEC);
+	VN_REQUIRE(t, e.fd >= 0);
+	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
+		e.addr = 0xf0000000ull + 4 * i;
+		VN_CHECK_OK(t, vn_accel_assign(vn_machine_accel(f.m), &e));
+	}
 	modern_driver(&f, true);
 	/* Two queues, room for one: all or nothing, so both stay synchronous. */
 	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
 	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK(t, !vn_hostnotif_ioeventfd_on(vn_virtio_pci_hostnotif(f.vp)));
 	VN_CHECK_EQ_INT(t, request(&f, 1), 0);
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK(t, s.doorbells > 0);
+	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
+		e.addr = 0xf0000000ull + 4 * i;
+		VN_CHECK_OK(t, vn_accel_deassign(vn_machine_accel(f.m), &e));
+	}
+	close(e.fd);
 	fx_fini(&f);
 }
 
