@@ -14,6 +14,7 @@
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <vnotify/bus.h>
@@ -521,6 +522,7 @@ static void test_notifier_info(struct vn_t *t)
 {
 	struct vn_notifier_queue_info qi;
 	struct vn_notifier_info ni;
+	struct vn_ioev fill = { .space = VN_SPACE_MMIO, .len = 4 };
 	struct fx f;
 
 	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
@@ -539,10 +541,20 @@ static void test_notifier_info(struct vn_t *t)
 	VN_CHECK_EQ_U(t, ni.doorbells_exited, 0u);
 	fx_fini(&f);
 
-	/* Room for one ioeventfd, two queues: a fallback, and it says why. */
-	fx_max_ioeventfds = 1;
+	/*
+	 * Room for one ioeventfd, two queues: a fallback, and it says why. The
+	 * bus is one bigger than the old kernels' 6 (smaller ones never try)
+	 * with all slots but one taken.
+	 */
+	fx_max_ioeventfds = VN_IOEV_LIMIT_OLD_KERNEL + 1;
 	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
 	fx_max_ioeventfds = 0;
+	fill.fd = eventfd(0, EFD_CLOEXEC);
+	VN_REQUIRE(t, fill.fd >= 0);
+	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
+		fill.addr = 0xf0000000ull + 4 * i;
+		VN_CHECK_OK(t, vn_accel_assign(vn_machine_accel(f.m), &fill));
+	}
 	modern_driver(&f);
 	vn_virtio_pci_notifier_info(f.vp, &ni);
 	VN_CHECK(t, !ni.ioeventfd);
@@ -555,6 +567,11 @@ static void test_notifier_info(struct vn_t *t)
 	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
 	vn_virtio_pci_notifier_info(f.vp, &ni);
 	VN_CHECK_EQ_U(t, ni.doorbells_exited, 1u);
+	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
+		fill.addr = 0xf0000000ull + 4 * i;
+		VN_CHECK_OK(t, vn_accel_deassign(vn_machine_accel(f.m), &fill));
+	}
+	close(fill.fd);
 	fx_fini(&f);
 }
 
