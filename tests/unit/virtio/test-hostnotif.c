@@ -801,30 +801,35 @@ static uint64_t xorshift(uint64_t *s)
  * conditions, no two threads ever in a queue at once, and, whenever the
  * guest can be served, every kicked request processed.
  */
-static void test_randomized_lifecycle(struct vn_t *t)
-{
-	static const uint64_t seeds[] = { 0x9e3779b97f4a7c15ull, 0xdeadbeefcafef00dull };
-	int steps = getenv("VN_HOSTNOTIF_STEPS") ? atoi(getenv("VN_HOSTNOTIF_STEPS")) : 10000;
-	int fds_before = vn_t_count_fds();
+/* Set by --steps/--seed (the soak, see CONTRIBUTING.md "Fuzzing"). */
+static long long soak_steps = -1;
+static uint64_t soak_seed;
+static bool soak_seed_set;
 
-	/* thousands of resets under a vhost take each log a line at info */
-	vn_log_set_level(VN_LOG_WARN);
-	for (size_t si = 0; si < VN_ARRAY_SIZE(seeds); si++) {
+/* Runs @steps steps from @seed; returns the steps done (all, unless a check failed). */
+static long long lifecycle_run(struct vn_t *t, uint64_t seed, long long steps, bool progress)
+{
+	long long ndone = 0;
+	const uint64_t si = seed;
+	{
 		struct fx f;
 		struct fx_opts o = { .driver_ok = true };
 		struct rnd r = { .f = &f };
-		uint64_t s = seeds[si];
+		uint64_t s = seed ? seed : 1; /* xorshift never leaves 0 */
 		bool running = true, bm = true, dok = true;
 		unsigned int grabs[NQ] = { 0 };
 		pthread_t th;
 		static uint8_t state[4096];
 
 		if (fx_init(t, &f, &o) < 0)
-			return;
-		VN_REQUIRE(t, pthread_create(&th, NULL, guest_vcpu, &r) == 0);
+			return 0;
+		if (!VN_CHECK(t, pthread_create(&th, NULL, guest_vcpu, &r) == 0)) {
+			fx_fini(&f);
+			return 0;
+		}
 		char hist[64] = { 0 };
 
-		for (int step = 0; step < steps; step++) {
+		for (long long step = 0; step < steps; step++) {
 			unsigned int q = (unsigned int)(xorshift(&s) % NQ);
 			unsigned int op = (unsigned int)(xorshift(&s) % 7);
 
@@ -907,11 +912,12 @@ static void test_randomized_lifecycle(struct vn_t *t)
 					bool done = VN_WAIT_FOR(fx_all_done(&f, i), 10000);
 					pthread_rwlock_unlock(&f.guest);
 					if (!VN_CHECK(t, done)) {
-						vn_t_diag("seed %zu step %d: queue %u stuck; "
+						vn_t_diag("seed 0x%llx step %lld: queue %u stuck; "
 							  "ops (0 status 1 reset 2 bus master "
 							  "3 run 4 vhost 5 migrate 6 yield), "
 							  "newest last: %s; running %d bm %d "
-							  "dok %d grabs %u/%u", si, step, i, hist,
+							  "dok %d grabs %u/%u", (unsigned long long)si,
+							  step, i, hist,
 							  running, bm, dok, grabs[0], grabs[1]);
 						goto stop;
 					}
@@ -919,19 +925,84 @@ static void test_randomized_lifecycle(struct vn_t *t)
 			}
 			if (!VN_CHECK_EQ_INT(t, __atomic_load_n(&f.overlaps, __ATOMIC_RELAXED), 0))
 				goto stop;
+			ndone = step + 1;
+			if (progress && ndone % 10000 == 0)
+				vn_t_diag("seed 0x%llx: %lld/%lld steps, %llu guest kicks",
+					  (unsigned long long)seed, ndone, steps,
+					  (unsigned long long)__atomic_load_n(&r.kicks, __ATOMIC_RELAXED));
 		}
 stop:
 		__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 		pthread_join(th, NULL);
 		VN_CHECK_EQ_INT(t, r.kick_errors, 0);
-		vn_t_diag("seed %zu: %llu guest kicks", si, (unsigned long long)r.kicks);
+		vn_t_diag("seed 0x%llx: %llu guest kicks", (unsigned long long)si,
+			  (unsigned long long)r.kicks);
 		fx_fini(&f);
+	}
+	return ndone;
+}
+
+static void test_randomized_lifecycle(struct vn_t *t)
+{
+	static const uint64_t seeds[] = { 0x9e3779b97f4a7c15ull, 0xdeadbeefcafef00dull };
+	long long steps = getenv("VN_HOSTNOTIF_STEPS") ? atoll(getenv("VN_HOSTNOTIF_STEPS")) : 10000;
+	int fds_before = vn_t_count_fds();
+
+	/* thousands of resets under a vhost take each log a line at info */
+	vn_log_set_level(VN_LOG_WARN);
+	if (soak_steps >= 0) {
+		uint64_t seed = soak_seed_set ? soak_seed : seeds[0];
+		long long done = lifecycle_run(t, seed, soak_steps, true);
+
+		/* the line a soak report quotes: steps done and the seed */
+		printf("# soak: %lld/%lld steps done, seed 0x%llx%s\n", done, soak_steps,
+		       (unsigned long long)seed, t->failed ? ", FAILED" : "");
+	} else {
+		for (size_t si = 0; si < VN_ARRAY_SIZE(seeds) && !t->failed; si++)
+			lifecycle_run(t, seeds[si], steps, false);
 	}
 	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds_before);
 	vn_log_set_level(VN_LOG_INFO);
 }
 
-VN_TESTS(VN_TEST(test_edges_and_triggers), VN_TEST(test_no_iothread_or_option_off_stays_sync),
-	 VN_TEST(test_kick_just_before_stop_runs_once), VN_TEST(test_self_kick_between_owners),
-	 VN_TEST(test_start_failure_rolls_back), VN_TEST(test_few_ioeventfds_policy), VN_TEST(test_safety_net),
-	 VN_TEST(test_unmatched_doorbell_is_forwarded), VN_TEST(test_randomized_lifecycle))
+static const struct vn_test_case cases[] = {
+	VN_TEST(test_edges_and_triggers), VN_TEST(test_no_iothread_or_option_off_stays_sync),
+	VN_TEST(test_kick_just_before_stop_runs_once), VN_TEST(test_self_kick_between_owners),
+	VN_TEST(test_start_failure_rolls_back), VN_TEST(test_few_ioeventfds_policy),
+	VN_TEST(test_safety_net),
+	VN_TEST(test_unmatched_doorbell_is_forwarded), VN_TEST(test_randomized_lifecycle),
+};
+
+/*
+ * test-hostnotif [TEST] runs the suite; test-hostnotif --steps N [--seed S]
+ * is the soak: only the randomized lifecycle, N steps from seed S (any
+ * strtoull base, default the first fixed seed), progress every 10,000 steps.
+ */
+int main(int argc, char **argv)
+{
+	char *sel[] = { argv[0], (char *)"test_randomized_lifecycle", NULL };
+	char *end;
+
+	if (argc < 2 || strncmp(argv[1], "--", 2) != 0)
+		return vn_t_main(argc, argv, cases, VN_ARRAY_SIZE(cases));
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--steps") == 0) {
+			soak_steps = strtoll(argv[++i], &end, 0);
+			if (*end || soak_steps < 0)
+				goto usage;
+		} else if (i + 1 < argc && strcmp(argv[i], "--seed") == 0) {
+			soak_seed = strtoull(argv[++i], &end, 0);
+			if (*end)
+				goto usage;
+			soak_seed_set = true;
+		} else {
+			goto usage;
+		}
+	}
+	if (soak_steps < 0)
+		goto usage;
+	return vn_t_main(2, sel, cases, VN_ARRAY_SIZE(cases));
+usage:
+	fprintf(stderr, "usage: %s [TEST] | --steps N [--seed S]\n", argv[0]);
+	return 2;
+}
