@@ -30,12 +30,25 @@ nice -n 10 "$bin" "$out/grown" "$corpus" -max_total_time="$secs" \
 	-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
 	-artifact_prefix="$out/crashes/" -print_final_stats=1 \
 	>"$out/fuzz.log" 2>&1 || status=$?
-# merge grown + committed into a fresh, minimal committed corpus
-tmp=$(mktemp -d)
-nice -n 10 "$bin" -merge=1 "$tmp" "$corpus" "$out/grown" >"$out/merge.log" 2>&1
-rm -f "$corpus"/*
-cp "$tmp"/* "$corpus"/ 2>/dev/null || true
-rm -rf "$tmp"
+# Merge and minimize: named files (seeds, regression entries) stay as they
+# are; the fuzzer's own files (40-hex names) are replaced by the minimal set
+# of committed-generated + grown inputs that adds coverage beyond the named.
+tmp=$(mktemp -d) gen=$(mktemp -d)
+for f in "$corpus"/*; do
+	[ -e "$f" ] || continue
+	if [[ $(basename "$f") =~ ^[0-9a-f]{40}$ ]]; then
+		mv "$f" "$gen"/
+	else
+		cp "$f" "$tmp"/
+	fi
+done
+named=$(ls "$tmp" | wc -l)
+nice -n 10 "$bin" -merge=1 "$tmp" "$gen" "$out/grown" >"$out/merge.log" 2>&1
+for f in "$tmp"/*; do
+	[ -e "$corpus/$(basename "$f")" ] || cp "$f" "$corpus"/
+done
+rm -rf "$tmp" "$gen"
+echo "kept $named named files"
 echo "corpus: $(ls "$corpus" | wc -l) files; crashes: $(ls "$out/crashes" | wc -l)"
 grep -E "stat::number_of_executed_units|cov:" "$out/fuzz.log" | tail -n2 || true
 ls "$out/crashes"
