@@ -817,16 +817,18 @@ static void test_head_reused_after_push(struct vn_t *t)
 	vt_fini(&v);
 }
 
-struct ilog {
+/* A region for VT_NUM heads; a union, as C forbids the header inside a struct. */
+union ilog {
 	struct vn_vq_inflight_hdr h;
-	struct vn_vq_inflight_desc d[VT_NUM];
+	unsigned char bytes[sizeof(struct vn_vq_inflight_hdr) +
+			    VT_NUM * sizeof(struct vn_vq_inflight_desc)];
 };
 
 /*
  * A queue restarted as a backend does after a crash: the guest made 3
  * chains available, none finished; last_avail = used (0) + 3 resubmitted.
  */
-static int restart_with(struct vn_t *t, struct vt *v, struct ilog *lg, const uint16_t *heads,
+static int restart_with(struct vn_t *t, struct vt *v, union ilog *lg, const uint16_t *heads,
 			unsigned int n, uint16_t last_avail)
 {
 	struct vn_vq_state st;
@@ -840,7 +842,7 @@ static int restart_with(struct vn_t *t, struct vt *v, struct ilog *lg, const uin
 static void test_inflight_resubmit_first(struct vn_t *t)
 {
 	static const uint16_t heads[] = {7, 2};
-	static struct ilog lg;
+	static union ilog lg;
 	struct vt v;
 	struct vn_vq_elem e;
 
@@ -864,13 +866,13 @@ static void test_inflight_resubmit_first(struct vn_t *t)
 	VN_REQUIRE_EQ_INT(t, vt_pop(&v, &e), 1);
 	VN_CHECK_EQ_U(t, e.head, 5);
 	/* the new pop is marked in the region, with the next counter */
-	VN_CHECK_EQ_U(t, lg.d[5].inflight, 1);
-	VN_CHECK_EQ_U(t, lg.d[5].counter, 100);
+	VN_CHECK_EQ_U(t, lg.h.desc[5].inflight, 1);
+	VN_CHECK_EQ_U(t, lg.h.desc[5].counter, 100);
 	VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 0);
 	VN_CHECK_EQ_U(t, v.vq->inflight, 3);
-	lg.d[7].inflight = 1;
+	lg.h.desc[7].inflight = 1;
 	VN_CHECK_OK(t, vn_vq_push(v.vq, 7, 0));
-	VN_CHECK_EQ_U(t, lg.d[7].inflight, 0);
+	VN_CHECK_EQ_U(t, lg.h.desc[7].inflight, 0);
 	VN_CHECK_EQ_U(t, lg.h.last_batch_head, 7);
 	VN_CHECK_EQ_U(t, lg.h.used_idx, 1);
 	VN_CHECK_EQ_U(t, vn_vq_resubmit_pending(v.vq), 0);
@@ -881,7 +883,7 @@ static void test_inflight_resubmit_first(struct vn_t *t)
 static void test_inflight_lie_never_completes_twice(struct vn_t *t)
 {
 	static const uint16_t heads[] = {3};
-	static struct ilog lg;
+	static union ilog lg;
 	struct vt v;
 	struct vn_vq_elem e;
 
@@ -901,7 +903,7 @@ static void test_inflight_lie_never_completes_twice(struct vn_t *t)
 static void test_inflight_bad_list(struct vn_t *t)
 {
 	static const uint16_t dup[] = {3, 3}, far[] = {VT_NUM};
-	static struct ilog lg;
+	static union ilog lg;
 	struct vt v;
 	struct vn_vq_elem e;
 
