@@ -14,6 +14,7 @@
 #include <endian.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -639,6 +640,93 @@ static void unfill(struct fx *f, int fd)
 	close(fd);
 }
 
+/* The avail_event the device last published (EVENT_IDX is negotiated). */
+static uint16_t fx_avail_event(struct fx *f, unsigned int q)
+{
+	uint16_t v = 0;
+
+	VN_BUG_ON(vn_gmem_load_le16_acquire(&f->mem, QUSED(q) + 4 + 8ull * NUM, &v) != 0);
+	return v;
+}
+
+static void fx_set_avail_event(struct fx *f, unsigned int q, uint16_t v)
+{
+	VN_BUG_ON(vn_gmem_store_le16_release(&f->mem, QUSED(q) + 4 + 8ull * NUM, v) != 0);
+}
+
+/* An eventfd's counter is non-zero: a kick sits in it. */
+static bool fd_pending(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/*
+ * The final drain leaves the ring open for the next owner: an avail_event
+ * the last handler run left behind (kicks suppressed) is brought up to the
+ * ring, on a status stop and on a machine pause alike.
+ */
+static void test_drain_reenables_notify(struct vn_t *t)
+{
+	for (int how = 0; how < 2; how++) {
+		struct fx f;
+		struct fx_opts o = { .driver_ok = true };
+
+		if (fx_init(t, &f, &o) < 0)
+			return;
+		VN_REQUIRE_EQ_INT(t, request_and_where(&f, 0), 1);
+		vn_hostnotif_sync(f.hn);
+		VN_REQUIRE_EQ_INT(t, fx_avail_event(&f, 0), f.avail_idx[0]);
+		/* suppressed: the driver's next add would not pass avail_event */
+		fx_set_avail_event(&f, 0, (uint16_t)(f.avail_idx[0] - 1));
+		if (how == 0)
+			set_status(&f, S_PRE);
+		else
+			set_running(&f, false);
+		VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
+		VN_CHECK_EQ_INT(t, fx_avail_event(&f, 0), f.avail_idx[0]);
+		fx_fini(&f);
+	}
+}
+
+/*
+ * The give-back's self-kick is a kick of its own, not the guest's kick left
+ * in the eventfd: work made available while OFFLIMITS is served after the
+ * give-back with no kick at all, and when the backend read the guest's kick
+ * (the eventfd is empty) without serving it.
+ */
+static void test_give_back_self_kick_empty_eventfd(struct vn_t *t)
+{
+	struct fx f;
+	struct fx_opts o = { .driver_ok = true };
+	uint64_t v;
+
+	if (fx_init(t, &f, &o) < 0)
+		return;
+	vn_hostnotif_sync(f.hn);
+	/* no kick at all */
+	VN_CHECK_OK(t, vhost(&f, 0, true));
+	VN_CHECK(t, fx_add(&f, 0));
+	VN_CHECK(t, !fd_pending(vn_hostnotif_fd(f.hn, 0)));
+	VN_CHECK_OK(t, vhost(&f, 0, false));
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK(t, VN_WAIT_FOR(fx_all_done(&f, 0), 5000));
+	vn_hostnotif_sync(f.hn);
+
+	/* the backend read the kick and left the request */
+	VN_CHECK_OK(t, vhost(&f, 0, true));
+	VN_CHECK(t, fx_add(&f, 0));
+	VN_CHECK_EQ_INT(t, fx_kick(&f, 0), VN_BUS_IOEVENTFD);
+	VN_CHECK_EQ_INT(t, read(vn_hostnotif_fd(f.hn, 0), &v, sizeof(v)), (int)sizeof(v));
+	VN_CHECK(t, !fd_pending(vn_hostnotif_fd(f.hn, 0)));
+	VN_CHECK(t, !fx_all_done(&f, 0));
+	VN_CHECK_OK(t, vhost(&f, 0, false));
+	VN_CHECK(t, VN_WAIT_FOR(fx_all_done(&f, 0), 5000));
+	VN_CHECK_EQ_INT(t, f.overlaps, 0);
+	fx_fini(&f);
+}
+
 /* Start fails at queue 1 (one slot left): roll back, fall back, keep serving. */
 static void test_start_failure_rolls_back(struct vn_t *t)
 {
@@ -968,6 +1056,7 @@ static void test_randomized_lifecycle(struct vn_t *t)
 static const struct vn_test_case cases[] = {
 	VN_TEST(test_edges_and_triggers), VN_TEST(test_no_iothread_or_option_off_stays_sync),
 	VN_TEST(test_kick_just_before_stop_runs_once), VN_TEST(test_self_kick_between_owners),
+	VN_TEST(test_drain_reenables_notify), VN_TEST(test_give_back_self_kick_empty_eventfd),
 	VN_TEST(test_start_failure_rolls_back), VN_TEST(test_few_ioeventfds_policy),
 	VN_TEST(test_safety_net),
 	VN_TEST(test_unmatched_doorbell_is_forwarded), VN_TEST(test_randomized_lifecycle),
