@@ -258,6 +258,16 @@ static int sock_send(int sock, const struct vn_vhu_msg *m, const int *fds, unsig
 		       : -EPIPE;
 }
 
+/* The 24 bytes QEMU sends for @m: our packed struct is 20, the rest padding. */
+static const void *inflight_wire(const struct vn_vhu_inflight_msg *m)
+{
+	static uint8_t b[VN_VHU_INFLIGHT_MSG_MAX];
+
+	memset(b, 0, sizeof(b));
+	memcpy(b, m, sizeof(*m));
+	return b;
+}
+
 /*
  * Send one message (the fds are the frontend's; the server gets copies).
  * @want: a reply is expected (GET_*, or NEED_REPLY with REPLY_ACK)
@@ -426,8 +436,8 @@ static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 				(protocol ? F(VN_VHU_F_PROTOCOL_FEATURES) : 0),
 			NULL, 0));
 	if (fe->inflight_fd >= 0)
-		STEP(fe_set(fe, VN_VHU_SET_INFLIGHT_FD, &fe->inflight, VN_VHU_INFLIGHT_MSG_MAX,
-			    &fe->inflight_fd, 1));
+		STEP(fe_set(fe, VN_VHU_SET_INFLIGHT_FD, inflight_wire(&fe->inflight),
+			    VN_VHU_INFLIGHT_MSG_MAX, &fe->inflight_fd, 1));
 	STEP(fe_mem_table(fe, UVA));
 	for (unsigned int q = 0; q < NQ; q++) {
 		STEP(fe_set_state(fe, VN_VHU_SET_VRING_NUM, q, NUM));
@@ -1274,8 +1284,8 @@ static int get_inflight(struct fe *fe, uint16_t nq, uint16_t qs, struct vn_vhu_m
 {
 	struct vn_vhu_inflight_msg m = {.num_queues = nq, .queue_size = qs};
 
-	return fe_xfer(fe, VN_VHU_GET_INFLIGHT_FD, V, &m, VN_VHU_INFLIGHT_MSG_MAX, NULL, 0, true,
-		       reply);
+	return fe_xfer(fe, VN_VHU_GET_INFLIGHT_FD, V, inflight_wire(&m), VN_VHU_INFLIGHT_MSG_MAX,
+		       NULL, 0, true, reply);
 }
 
 /* Every value GET_INFLIGHT_FD takes from the frontend, then a good one. */
@@ -1324,7 +1334,8 @@ static int make_region(uint64_t size, bool seal)
 
 static int set_inflight(struct fe *fe, const struct vn_vhu_inflight_msg *m, int fd)
 {
-	return fe_set(fe, VN_VHU_SET_INFLIGHT_FD, m, VN_VHU_INFLIGHT_MSG_MAX, &fd, fd >= 0);
+	return fe_set(fe, VN_VHU_SET_INFLIGHT_FD, inflight_wire(m), VN_VHU_INFLIGHT_MSG_MAX, &fd,
+		      fd >= 0);
 }
 
 /* Every value SET_INFLIGHT_FD takes from the frontend, and its fd. */
