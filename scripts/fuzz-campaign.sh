@@ -5,6 +5,8 @@
 # committed directory (libFuzzer -merge=1 keeps only inputs that add
 # coverage) and keeps every crash under fuzz-out/TARGET/crashes/. The
 # libFuzzer log, with execs and coverage, is fuzz-out/TARGET/fuzz.log.
+# VN_FUZZ_RUNS=N ends the run after N executions if that comes first (the
+# number a campaign is judged by; time alone varies with the machine's load).
 # Build first: CC=clang meson setup build-fuzz -Dfuzz=true
 #   -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized
 set -eu
@@ -26,7 +28,9 @@ secs=$(awk -v h="$hours" 'BEGIN { printf "%d", h * 3600 }')
 echo "fuzzing $target for ${secs}s; log $out/fuzz.log"
 # -fork keeps going past a crash, so one finding does not end the night.
 status=0
-nice -n 10 "$bin" "$out/grown" "$corpus" -max_total_time="$secs" \
+runs=()
+[ -n "${VN_FUZZ_RUNS:-}" ] && runs=(-runs="$VN_FUZZ_RUNS")
+nice -n 10 "$bin" "$out/grown" "$corpus" -max_total_time="$secs" "${runs[@]}" \
 	-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
 	-artifact_prefix="$out/crashes/" -print_final_stats=1 \
 	>"$out/fuzz.log" 2>&1 || status=$?
