@@ -129,12 +129,19 @@ struct vn_vdev *vn_virtio_pci_vdev(struct vn_virtio_pci *vp);
  * @doorbells: doorbell writes that reached the register (not an ioeventfd)
  * @msix_pending_delivered: masked interrupts delivered on unmask
  * @rebinds: host notifier re-registrations (BAR move, decode toggle)
+ * @notify_data: doorbells that carried VIRTIO_F_NOTIFICATION_DATA (offered
+ *               only with ioeventfd off: an ioeventfd drops the value)
+ * @notify_data_ahead: of those, the ones whose avail index was ahead of
+ *                     what the ring published (the driver lied; the
+ *                     queue still runs only what the ring publishes)
  */
 struct vn_virtio_pci_stats {
 	uint64_t bad_accesses;
 	uint64_t doorbells;
 	uint64_t msix_pending_delivered;
 	uint64_t rebinds;
+	uint64_t notify_data;
+	uint64_t notify_data_ahead;
 };
 
 /** vn_virtio_pci_get_stats() - copy the counters. Context: any thread. */

@@ -206,6 +206,13 @@ void vn_vdev_lock(struct vn_vdev *vdev);
 /** vn_vdev_unlock() - release it */
 void vn_vdev_unlock(struct vn_vdev *vdev);
 
+/*
+ * VIRTIO_F_NOTIFICATION_DATA (virtio 1.2 §6), missing from older
+ * <linux/virtio_config.h>. virtio-pci adds it to a device's offer when
+ * ioeventfd is off (docs/design.md "The board").
+ */
+#define VN_VIRTIO_F_NOTIFICATION_DATA 38
+
 /** vn_vdev_device_features() - what the device offers. Context: any thread. */
 uint64_t vn_vdev_device_features(const struct vn_vdev *vdev);
 

@@ -42,7 +42,8 @@
 	 (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |                        \
 	 (1ull << VIRTIO_BLK_F_BLK_SIZE) | (1ull << VIRTIO_BLK_F_FLUSH) |                          \
 	 (1ull << VIRTIO_BLK_F_MQ) | (1ull << VIRTIO_BLK_F_DISCARD) |                              \
-	 (1ull << VIRTIO_BLK_F_WRITE_ZEROES) | (1ull << VIRTIO_BLK_F_RO))
+	 (1ull << VIRTIO_BLK_F_WRITE_ZEROES) | (1ull << VIRTIO_BLK_F_RO) |                         \
+	 (1ull << VN_VIRTIO_F_NOTIFICATION_DATA))
 
 #define VN_VDRV_BLK_MAX_SEGS_DEFAULT 4u
 #define VN_VDRV_BLK_MAX_SEGS_LIMIT 64u

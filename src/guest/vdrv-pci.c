@@ -595,6 +595,7 @@ static int setup_legacy_locked(struct vn_vdrv_pci *dev, struct vn_vdrv_vq *vq,
 	legacy_wr(dev, VIRTIO_PCI_QUEUE_PFN, 4, vq->mem_gpa >> VIRTIO_PCI_QUEUE_ADDR_SHIFT);
 	vq->notify_space = VN_SPACE_PIO;
 	vq->notify_addr = dev->legacy_io + VIRTIO_PCI_QUEUE_NOTIFY;
+	vq->notify_data = false; /* a 1.x feature: legacy doorbells are the index only */
 	return 0;
 }
 
@@ -630,7 +631,8 @@ static int setup_modern_locked(struct vn_vdrv_pci *dev, struct vn_vdrv_vq *vq,
 	wr64(dev, VIRTIO_PCI_COMMON_Q_AVAILLO, vq->ring.cfg.avail);
 	wr64(dev, VIRTIO_PCI_COMMON_Q_USEDLO, vq->ring.cfg.used);
 	noff = common_rd(dev, VIRTIO_PCI_COMMON_Q_NOFF, 2) * (uint64_t)dev->notify_mult;
-	if (noff + 2 > dev->notify_len)
+	vq->notify_data = vn_vdrv_pci_has_feature(dev, VN_VIRTIO_F_NOTIFICATION_DATA);
+	if (noff + (vq->notify_data ? 4 : 2) > dev->notify_len)
 		return -ENODEV;
 	vq->notify_space = dev->notify_space;
 	vq->notify_addr = dev->notify + noff;
@@ -668,8 +670,14 @@ int vn_vdrv_pci_queue_setup(struct vn_vdrv_pci *dev, unsigned int q,
 
 int vn_vdrv_vq_kick(struct vn_vdrv_vq *vq)
 {
+	uint32_t v = vq->index;
+
 	vq->n_doorbells++;
-	return vn_bus_write(vq->dev->env->cfg.bus, vq->notify_space, vq->notify_addr, 2, vq->index);
+	/* Split ring: next_off and next_wrap are the avail idx kick_prepare published. */
+	if (vq->notify_data)
+		return vn_bus_write(vq->dev->env->cfg.bus, vq->notify_space, vq->notify_addr, 4,
+				    v | (uint32_t)vq->ring.avail_idx << 16);
+	return vn_bus_write(vq->dev->env->cfg.bus, vq->notify_space, vq->notify_addr, 2, v);
 }
 
 int vn_vdrv_vq_wait_irq(struct vn_vdrv_vq *vq, int timeout_ms)

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include <vnotify/bus.h>
+#include <vnotify/vdev.h>
 
 #include "guest/vdrv-env.h"
 #include "guest/vdrv-ring.h"
@@ -57,6 +58,7 @@ struct vn_vdrv_vq {
 	/* doorbell */
 	enum vn_space notify_space;
 	uint64_t notify_addr;
+	bool notify_data; /* NOTIFICATION_DATA: 4-byte doorbells carry avail idx */
 	/* interrupts */
 	uint16_t vector;
 	int irq_fd;
@@ -222,7 +224,9 @@ int vn_vdrv_pci_config_irq_fd(struct vn_vdrv_pci *dev);
  * vn_vdrv_vq_kick() - ring the doorbell of @vq
  *
  * Legacy: a 2-byte PIO write of the queue index at QUEUE_NOTIFY. Modern: a
- * 2-byte MMIO write of the index at the queue's notify address.
+ * 2-byte MMIO write of the index at the queue's notify address, or with
+ * VIRTIO_F_NOTIFICATION_DATA negotiated a 4-byte write of the index and the
+ * ring's avail idx in the upper half (virtio 1.2 §4.1.5.2).
  * Return: what vn_bus_write() returned (VN_BUS_IOEVENTFD when an ioeventfd
  * took it, VN_BUS_REGION for a synchronous exit).
  * Context: the queue's owning thread; no lock is taken.

@@ -11,6 +11,7 @@
  */
 #include "transport/virtio-pci.h"
 
+#include <errno.h>
 #include <linux/pci_regs.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_pci.h>
@@ -312,12 +313,39 @@ static uint64_t modern_read_locked(struct vn_virtio_pci *vp, uint64_t off, unsig
 	return vn_virtio_pci_ones(size);
 }
 
+/*
+ * VIRTIO_F_NOTIFICATION_DATA (virtio 1.2 §4.1.5.2): the 32-bit value is vqn
+ * (bits 0..15), then next_off (15 bits) and next_wrap, which for a split
+ * ring are the avail->idx the driver published. The value is a hint: it is
+ * checked against the ring and counted, and the queue then runs as for any
+ * doorbell, on what avail->idx publishes. A hint ahead of the ring is a
+ * driver bug (or a lie) we report; acting on it could only pop entries the
+ * driver has not made available.
+ */
+static void notify_data(struct vn_virtio_pci *vp, unsigned int q, uint32_t val)
+{
+	struct vn_vq *vq = vn_vdev_queue(vp->vdev, q);
+	uint16_t next = (uint16_t)(val >> 16);
+
+	VN_VP_STAT_INC(vp, notify_data);
+	if (vq && vn_vq_check_next_avail(vq, next) == -ERANGE) {
+		VN_VP_STAT_INC(vp, notify_data_ahead);
+		vn_log_limited(&vp->rl, VN_LOG_WARN, "virtio-pci",
+			       "%s vq %u: notification data claims avail idx %u, unpublished",
+			       vp->vdev->name, q, next);
+	}
+}
+
 static void notify_write(struct vn_virtio_pci *vp, uint64_t off, unsigned int size, uint64_t val)
 {
 	unsigned int mult = vp->cfg.notify_off_multiplier;
+	bool data = size == 4 && vn_vdev_has_feature(vp->vdev, VN_VIRTIO_F_NOTIFICATION_DATA);
 	uint64_t q;
 
-	/* 16 bits of queue index, or 32 with VIRTIO_F_NOTIFICATION_DATA (§4.1.5.2). */
+	/*
+	 * 16 bits of queue index, or 32 with NOTIFICATION_DATA. A 2-byte write
+	 * from a driver that negotiated it is still a doorbell, without a hint.
+	 */
 	if (size != 2 && size != 4)
 		goto bad;
 	if (mult == 0) {
@@ -326,9 +354,14 @@ static void notify_write(struct vn_virtio_pci *vp, uint64_t off, unsigned int si
 		if (off % mult)
 			goto bad;
 		q = off / mult;
+		/* vqn names the queue twice: a value that disagrees with its address is refused. */
+		if (data && (val & 0xffff) != q)
+			goto bad;
 	}
 	if (q >= vp->nr_queues)
 		goto bad;
+	if (data)
+		notify_data(vp, (unsigned int)q, (uint32_t)val);
 	vn_virtio_pci_doorbell_locked(vp, (unsigned int)q);
 	return;
 bad:

@@ -548,10 +548,20 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	if (r < 0)
 		goto err;
 	vn_vdev_lock(vp->vdev);
+	/*
+	 * NOTIFICATION_DATA only when every doorbell is a synchronous exit
+	 * that sees the written value: an ioeventfd keeps only "it was
+	 * written" (and one of length 2 would not even match a 4-byte write).
+	 * The option is fixed from here on.
+	 */
+	r = vn_vdev_set_transport_features(
+		vp->vdev, cfg->ioeventfd ? 0 : 1ull << VN_VIRTIO_F_NOTIFICATION_DATA);
+	vp->transport_features_set = r == 0;
 	/* The command register starts clear: no bus master, nothing decoded. */
 	vp->gate = true;
 	update_gate(vp);
-	r = vn_vdev_add_hooks(vp->vdev, &pci_hooks, vp);
+	if (r == 0)
+		r = vn_vdev_add_hooks(vp->vdev, &pci_hooks, vp);
 	vp->hooks_added = r == 0;
 	if (r == 0) {
 		r = vn_vdev_add_section(vp->vdev, &vn_virtio_pci_section, vp);
@@ -599,6 +609,15 @@ void vn_virtio_pci_remove(struct vn_virtio_pci *vp)
 	/* Resets the device: no queue uses the machine's RAM after this. */
 	if (vp->mem_bound)
 		vn_vdev_unbind_mem(vp->vdev);
+	/* Our offer goes with us (the reset above made it changeable). */
+	if (vp->transport_features_set) {
+		int r;
+
+		vn_vdev_lock(vp->vdev);
+		r = vn_vdev_set_transport_features(vp->vdev, 0);
+		vn_vdev_unlock(vp->vdev);
+		VN_BUG_ON(r < 0);
+	}
 	/* The device keeps its dups of the routes; unroute after it can't matter. */
 	if (vp->msix_ok)
 		vn_msix_destroy(&vp->msix);
@@ -623,6 +642,8 @@ void vn_virtio_pci_get_stats(struct vn_virtio_pci *vp, struct vn_virtio_pci_stat
 	out->bad_accesses = __atomic_load_n(&vp->stats.bad_accesses, __ATOMIC_RELAXED);
 	out->doorbells = __atomic_load_n(&vp->stats.doorbells, __ATOMIC_RELAXED);
 	out->rebinds = __atomic_load_n(&vp->stats.rebinds, __ATOMIC_RELAXED);
+	out->notify_data = __atomic_load_n(&vp->stats.notify_data, __ATOMIC_RELAXED);
+	out->notify_data_ahead = __atomic_load_n(&vp->stats.notify_data_ahead, __ATOMIC_RELAXED);
 	vn_vdev_lock(vp->vdev);
 	out->msix_pending_delivered = vp->msix.delivered;
 	vn_vdev_unlock(vp->vdev);

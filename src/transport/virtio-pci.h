@@ -88,6 +88,7 @@ struct vn_virtio_pci {
 	uint8_t *loaded_msix;
 	bool config_loaded;
 	bool section_added;
+	bool transport_features_set;
 };
 
 #define VN_VP_STAT_INC(vp, field) __atomic_add_fetch(&(vp)->stats.field, 1, __ATOMIC_RELAXED)

@@ -28,13 +28,14 @@
 /*
  * Transport features we cannot honour over vhost-user: no IOTLB (so no
  * ACCESS_PLATFORM), split rings only, no in-order promise, no notification
- * data in a kick eventfd, no per-queue reset message. Bit 26 is vhost's
+ * data (a kick eventfd carries no value, and the in-band notification
+ * protocol feature is not implemented), no per-queue reset message. Bit 26 is vhost's
  * LOG_ALL (no dirty logging: QEMU then refuses to migrate, rather than
  * migrating a corrupt disk) and bit 30 is ours to set.
  */
 #define MASKED_FEATURES                                                                            \
 	(F(VIRTIO_F_ACCESS_PLATFORM) | F(VIRTIO_F_RING_PACKED) | F(VIRTIO_F_IN_ORDER) |            \
-	 F(38) /* NOTIFICATION_DATA */ | F(VIRTIO_F_RING_RESET) | F(VN_VHU_F_LOG_ALL) |            \
+	 F(VN_VIRTIO_F_NOTIFICATION_DATA) | F(VIRTIO_F_RING_RESET) | F(VN_VHU_F_LOG_ALL) |         \
 	 F(VN_VHU_F_PROTOCOL_FEATURES))
 
 #define OFFERED_PROTOCOL                                                                           \

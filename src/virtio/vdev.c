@@ -347,6 +347,17 @@ uint8_t vn_vdev_get_status(const struct vn_vdev *vdev)
 	return s;
 }
 
+int vn_vdev_set_transport_features(struct vn_vdev *vdev, uint64_t bits)
+{
+	if (bits & ~F(VN_VIRTIO_F_NOTIFICATION_DATA))
+		return -EINVAL;
+	if (status_raw(vdev) != 0)
+		return -EBUSY;
+	vdev->device_features = (vdev->device_features & ~vdev->transport_features) | bits;
+	vdev->transport_features = bits;
+	return 0;
+}
+
 int vn_vdev_set_driver_features(struct vn_vdev *vdev, uint64_t features)
 {
 	if (status_raw(vdev) & (VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK)) {

@@ -139,7 +139,8 @@ struct vn_vdev {
 	pthread_mutex_t lock;           /* the device lock */
 	struct vn_ratelimit rl;         /* guest-caused messages of this device */
 
-	uint64_t device_features;
+	uint64_t device_features; /* the type's, plus transport_features */
+	uint64_t transport_features;
 	uint64_t driver_features;
 	uint8_t status;                 /* without NEEDS_RESET; atomic loads */
 	bool needs_reset;               /* atomic: set from any thread */
@@ -285,6 +286,22 @@ uint16_t vn_vdev_config_vector(const struct vn_vdev *vdev);
 
 /** vn_vdev_is_legacy() - the driver did not negotiate VERSION_1 */
 bool vn_vdev_is_legacy(const struct vn_vdev *vdev);
+
+/**
+ * vn_vdev_set_transport_features() - bits the transport offers on top of the
+ * device type's own
+ * @bits: transport feature bits (VN_VIRTIO_F_NOTIFICATION_DATA is the only
+ *        one a transport may add); replaces what was set before, 0 clears
+ *
+ * A transport offers a feature only it can honour (the doorbell's data
+ * reaches the transport, not the device type), so the device type's
+ * configuration does not carry it and another transport on the same
+ * device does not inherit it.
+ * Return: 0; -EINVAL for another bit; -EBUSY unless the device is reset
+ * (status 0): a driver may already have read the offer.
+ * Context: device lock held.
+ */
+VN_MUST_CHECK int vn_vdev_set_transport_features(struct vn_vdev *vdev, uint64_t bits);
 
 /*
  * For state.c: apply loaded values without the register-write rules (they

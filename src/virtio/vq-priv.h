@@ -45,6 +45,8 @@ struct vq_format_ops {
 	void (*disable_notify)(struct vn_vq *vq);
 	int (*enable_notify)(struct vn_vq *vq);
 	int (*avail_count)(struct vn_vq *vq);
+	/* vn_vq_check_next_avail(): @next against the published ring, no state change */
+	int (*check_next_avail)(const struct vn_vq *vq, uint16_t next);
 	/* ring indices of a ready @st against the guest's rings (rings already checked) */
 	int (*check_state)(const struct vn_vq *vq, const struct vn_vq_state *st,
 			   const char **field);

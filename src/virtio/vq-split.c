@@ -58,6 +58,22 @@ static int read_avail_idx(struct vn_vq *vq, bool seqcst)
 	return 0;
 }
 
+/*
+ * Notification data of a split ring is the whole avail->idx. Acquire, as
+ * read_avail_idx(); the shadow index is the queue thread's, so not kept.
+ */
+static int split_check_next_avail(const struct vn_vq *vq, uint16_t next)
+{
+	uint16_t idx;
+	uint16_t ahead;
+
+	if (vn_gmem_load_le16_acquire(vq->mem, vq->avail + 2, &idx) < 0)
+		return -EFAULT;
+	/* Ring indices wrap: "ahead" is a forward distance of less than half the space. */
+	ahead = (uint16_t)(next - idx);
+	return ahead != 0 && ahead < 0x8000 ? -ERANGE : 0;
+}
+
 static int split_avail_count(struct vn_vq *vq)
 {
 	int r = read_avail_idx(vq, false);
@@ -309,6 +325,7 @@ const struct vq_format_ops vq_split_ops = {
 	.disable_notify = split_disable_notify,
 	.enable_notify = split_enable_notify,
 	.avail_count = split_avail_count,
+	.check_next_avail = split_check_next_avail,
 	.check_state = split_check_state,
 	.get_pos = split_get_pos,
 	.set_pos = split_set_pos,

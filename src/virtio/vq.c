@@ -243,6 +243,13 @@ int vn_vq_avail_count(struct vn_vq *vq)
 	return vq->ops->avail_count(vq);
 }
 
+int vn_vq_check_next_avail(const struct vn_vq *vq, uint16_t next)
+{
+	if (!vq->ready || vn_vq_is_broken(vq))
+		return -EIO;
+	return vq->ops->check_next_avail(vq, next);
+}
+
 int vn_vq_pop(struct vn_vq *vq, struct vn_vq_elem *elem)
 {
 	elem->out_num = elem->in_num = 0;

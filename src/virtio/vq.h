@@ -130,6 +130,23 @@ VN_MUST_CHECK int vn_vq_enable(struct vn_vq *vq);
 /** vn_vq_ring_sizes() - bytes of the desc, avail and used rings of a split ring of @num */
 void vn_vq_ring_sizes(unsigned int num, uint64_t *desc, uint64_t *avail, uint64_t *used);
 
+/**
+ * vn_vq_check_next_avail() - does a doorbell's notification data agree with
+ * the ring?
+ * @next: what the driver said it makes available next (virtio 1.2 §2.9;
+ *        split: next_off and next_wrap together are its avail->idx)
+ *
+ * The data is a hint and never a source of work: pops go by the avail index
+ * the ring publishes. A driver stores avail->idx before it rings, so the
+ * published index is @next or, when another submitter added more since,
+ * past it; a @next ahead of it claims entries nobody published.
+ * Reads the guest's avail->idx only: no queue state changes.
+ * Return: 0 if @next is published (or behind), -ERANGE if it is ahead,
+ * -EIO if the queue is not ready or broken, -EFAULT if the ring is unreadable.
+ * Context: device lock held (the queue stays ready); any thread.
+ */
+VN_MUST_CHECK int vn_vq_check_next_avail(const struct vn_vq *vq, uint16_t next);
+
 /** vn_vq_is_broken() - the guest error that broke the queue, or 0 */
 int vn_vq_is_broken(const struct vn_vq *vq);
 

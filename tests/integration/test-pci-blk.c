@@ -391,6 +391,28 @@ static void write_verify_all(struct vn_t *t, struct rig *g, struct job *jobs, ui
 
 /* ---- rw: patterns across the disk, per transport and notify mode ---- */
 
+/*
+ * NOTIFICATION_DATA is offered exactly when ioeventfd is off (an ioeventfd
+ * loses the value); a modern driver that wants it negotiates it, and then
+ * every doorbell carries an avail idx the ring has published.
+ */
+static void check_notify_data(struct vn_t *t, struct rig *g, const struct rig_opts *o,
+			      uint64_t kicks)
+{
+	uint64_t nd = F(VN_VIRTIO_F_NOTIFICATION_DATA);
+	uint64_t wanted = o->features ? o->features : VN_VDRV_BLK_FEATURES_DEFAULT;
+	bool neg = !o->ioeventfd && o->mode == VN_VDRV_PCI_MODERN && (wanted & nd);
+	struct vn_virtio_pci_stats st;
+
+	VN_CHECK_EQ_U(t, vn_vdev_device_features(vn_blk_vdev(g->r.blk)) & nd,
+		      o->ioeventfd ? 0 : nd);
+	VN_CHECK_EQ_U(t, vn_vdrv_blk_get_info(g->r.drv)->features & nd, neg ? nd : 0);
+	vn_virtio_pci_get_stats(g->r.vp, &st);
+	VN_CHECK_EQ_U(t, st.notify_data, neg ? kicks : 0);
+	VN_CHECK_EQ_U(t, st.notify_data_ahead, 0);
+	VN_CHECK_EQ_U(t, st.bad_accesses, 0);
+}
+
 static void rw_case(struct vn_t *t, const struct rig_opts *o)
 {
 	struct job jobs[MAX_Q];
@@ -413,6 +435,7 @@ static void rw_case(struct vn_t *t, const struct rig_opts *o)
 	else
 		VN_CHECK_EQ_U(t, kicks_ioev, 0);
 	VN_CHECK_EQ_U(t, status_of(&g) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+	check_notify_data(t, &g, o, kicks);
 out:
 	rig_fini(&g);
 }

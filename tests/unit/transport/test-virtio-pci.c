@@ -58,6 +58,7 @@ struct fx {
 	int on_iothread[NQ];
 	int notify_errors;
 	uint8_t config[8];
+	uint64_t extra_features; /* what modern_driver() accepts beyond DEV_FEATURES */
 };
 
 /* The echo device: completes every request, then interrupts. */
@@ -226,7 +227,7 @@ static void set_status_modern(struct fx *f, uint8_t s)
 /* A modern driver up to DRIVER_OK (if @ok); queue q's vector is q + 1. */
 static void modern_driver(struct fx *f, bool ok)
 {
-	uint64_t feat = DEV_FEATURES | (1ull << VIRTIO_F_VERSION_1);
+	uint64_t feat = DEV_FEATURES | (1ull << VIRTIO_F_VERSION_1) | f->extra_features;
 
 	f->legacy = false;
 	zero_rings(f);
@@ -793,6 +794,79 @@ static void test_ioeventfd_limit_falls_back(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/* A doorbell with notification data: vqn, then the avail idx the driver claims. */
+static int kick_data(struct fx *f, unsigned int q, unsigned int vqn, uint16_t next)
+{
+	return wr(f, MMIO, notify_addr(f, q), 4, vqn | (uint32_t)next << 16);
+}
+
+static void test_notification_data(struct vn_t *t)
+{
+	uint64_t nd = 1ull << VN_VIRTIO_F_NOTIFICATION_DATA;
+	struct fx_opts o = { .ioeventfd_off = true };
+	struct vn_virtio_pci_stats s;
+	uint64_t bad;
+	struct fx f;
+
+	/* Offered only with ioeventfd off: an ioeventfd would drop the value. */
+	VN_REQUIRE(t, fx_init(t, &f, &(struct fx_opts){ 0 }) == 0);
+	VN_CHECK_EQ_U(t, vn_vdev_device_features(f.vdev) & nd, 0);
+	fx_fini(&f);
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	VN_CHECK_EQ_U(t, vn_vdev_device_features(f.vdev) & nd, nd);
+	wr(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DFSELECT), 4, 1);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, COMMON(VIRTIO_PCI_COMMON_DF), 4) & (nd >> 32), nd >> 32);
+	f.extra_features = nd;
+	modern_driver(&f, true);
+	VN_REQUIRE(t, vn_vdev_has_feature(f.vdev, VN_VIRTIO_F_NOTIFICATION_DATA));
+
+	/* An honest doorbell: the index the ring now publishes. */
+	add_req(&f, 1);
+	VN_CHECK_EQ_INT(t, kick_data(&f, 1, 1, f.avail_idx[1]), VN_BUS_REGION);
+	VN_CHECK(t, done(&f, 1));
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK_EQ_U(t, s.notify_data, 1);
+	VN_CHECK_EQ_U(t, s.notify_data_ahead, 0);
+
+	/*
+	 * A driver that claims three entries it never published: counted, and
+	 * the queue still runs only what avail->idx says (nothing new here).
+	 */
+	VN_CHECK_EQ_INT(t, kick_data(&f, 1, 1, (uint16_t)(f.avail_idx[1] + 3)), VN_BUS_REGION);
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK_EQ_U(t, s.notify_data, 2);
+	VN_CHECK_EQ_U(t, s.notify_data_ahead, 1);
+	VN_CHECK_EQ_U(t, used_idx(&f, 1), f.avail_idx[1]);
+	VN_CHECK_EQ_U(t, f.processed[1], 1);
+	VN_CHECK_EQ_U(t, vn_vdev_get_status(f.vdev) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+
+	/* A hint behind the ring (another submitter was faster) is no lie. */
+	add_req(&f, 0);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick_data(&f, 0, 0, (uint16_t)(f.avail_idx[0] - 1)), VN_BUS_REGION);
+	VN_CHECK(t, done(&f, 0));
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK_EQ_U(t, s.notify_data_ahead, 1);
+
+	/* vqn must name the queue of the address: refused, nothing runs. */
+	bad = bad_count(&f);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick_data(&f, 0, 1, f.avail_idx[0]), VN_BUS_REGION);
+	VN_CHECK_EQ_U(t, bad_count(&f), bad + 1);
+	VN_CHECK(t, !done(&f, 0));
+	/* A 2-byte doorbell from such a driver still kicks, without a hint. */
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_REGION);
+	VN_CHECK(t, done(&f, 0));
+	vn_virtio_pci_get_stats(f.vp, &s);
+	VN_CHECK_EQ_U(t, s.notify_data, 3);
+
+	/* The offer is the transport's: it leaves with it. */
+	vn_virtio_pci_remove(f.vp);
+	f.vp = NULL;
+	VN_CHECK_EQ_U(t, vn_vdev_device_features(f.vdev) & nd, 0);
+	fx_fini(&f);
+}
+
 /* ---- state machine triggers ---- */
 
 static void test_queue_pfn_zero_resets(struct vn_t *t)
@@ -1336,8 +1410,9 @@ static void test_concurrent_register_access(struct vn_t *t)
 VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_registers),
 	 VN_TEST(test_common_config), VN_TEST(test_legacy_doorbell_datamatch),
 	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
-	 VN_TEST(test_ioeventfd_limit_falls_back), VN_TEST(test_queue_pfn_zero_resets),
-	 VN_TEST(test_bus_master), VN_TEST(test_bus_master_bug), VN_TEST(test_ioeventfd_type_default), VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume),
-	 VN_TEST(test_msix_routing), VN_TEST(test_state_transport_section),
-	 VN_TEST(test_pci_cfg_window),
+	 VN_TEST(test_notification_data), VN_TEST(test_ioeventfd_limit_falls_back),
+	 VN_TEST(test_queue_pfn_zero_resets), VN_TEST(test_bus_master),
+	 VN_TEST(test_bus_master_bug), VN_TEST(test_ioeventfd_type_default),
+	 VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume), VN_TEST(test_msix_routing),
+	 VN_TEST(test_state_transport_section), VN_TEST(test_pci_cfg_window),
 	 VN_TEST(test_remove_while_assigned), VN_TEST(test_concurrent_register_access))

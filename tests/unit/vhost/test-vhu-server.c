@@ -111,8 +111,13 @@ static int dev_init(struct dev *d)
 		.device_id = 42,
 		.ops = &dev_ops,
 		.opaque = d,
+		/*
+		 * Two bits the server must mask: no IOTLB, and no notification
+		 * data (a kick eventfd carries no value, and the in-band
+		 * notification protocol feature is not implemented).
+		 */
 		.features = F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_RING_F_EVENT_IDX) |
-			    F(VIRTIO_F_ACCESS_PLATFORM),
+			    F(VIRTIO_F_ACCESS_PLATFORM) | F(VN_VIRTIO_F_NOTIFICATION_DATA),
 		.nr_queues = NQ,
 		.queue_size_max = QMAX,
 		.config_len = CONFIG_LEN,
@@ -410,7 +415,7 @@ static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 		fe_reset_rings(fe);
 	STEP(fe_get_u64(fe, VN_VHU_GET_FEATURES, &f));
 	if (!(f & F(VN_VHU_F_PROTOCOL_FEATURES)) || !(f & F(VIRTIO_F_VERSION_1)) ||
-	    (f & F(VIRTIO_F_ACCESS_PLATFORM)))
+	    (f & F(VIRTIO_F_ACCESS_PLATFORM)) || (f & F(VN_VIRTIO_F_NOTIFICATION_DATA)))
 		return -EINVAL;
 	if (protocol) {
 		STEP(fe_get_u64(fe, VN_VHU_GET_PROTOCOL_FEATURES, &pf));
