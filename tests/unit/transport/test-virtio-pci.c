@@ -13,6 +13,8 @@
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -763,12 +765,50 @@ static void test_ioeventfd_type_default(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/* The log, captured: lines at WARN or worse, and the last one's text. */
+struct log_cap {
+	pthread_mutex_t lock;
+	unsigned int warns;
+	char last[256];
+};
+
+static void cap_sink(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
+{
+	struct log_cap *c = opaque;
+
+	if (level > VN_LOG_WARN)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->warns++;
+	snprintf(c->last, sizeof(c->last), "%s: %s", tag, msg);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static unsigned int cap_warns(struct log_cap *c)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&c->lock);
+	n = c->warns;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/*
+ * A start that fails part-way (the table has room for queue 0, not for
+ * queue 1) rolls back to synchronous notify and says so in exactly one log
+ * line, naming the queue that failed and why: not one per queue undone,
+ * none for the undo, none for the accelerator's refusal, and none again
+ * for later kicks.
+ */
 static void test_ioeventfd_limit_falls_back(struct vn_t *t)
 {
 	/* One more than the old kernels' 6: smaller buses never try (policy). */
 	struct fx_opts o = { .max_ioeventfds = VN_IOEV_LIMIT_OLD_KERNEL + 1 };
 	struct vn_ioev e = { .space = MMIO, .len = 4 };
+	struct log_cap cap = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct vn_virtio_pci_stats s;
+	char want[64];
 	struct fx f;
 
 	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
@@ -778,14 +818,21 @@ static void test_ioeventfd_limit_falls_back(struct vn_t *t)
 		e.addr = 0xf0000000ull + 4 * i;
 		VN_CHECK_OK(t, vn_accel_assign(vn_machine_accel(f.m), &e));
 	}
+	vn_log_set_sink(cap_sink, &cap);
 	modern_driver(&f, true);
 	/* Two queues, room for one: all or nothing, so both stay synchronous. */
 	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_DEASSIGNED);
 	VN_CHECK_EQ_INT(t, st(&f, 1), VN_HOSTNOTIF_DEASSIGNED);
 	VN_CHECK(t, !vn_hostnotif_ioeventfd_on(vn_virtio_pci_hostnotif(f.vp)));
 	VN_CHECK_EQ_INT(t, request(&f, 1), 0);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 0);
 	vn_virtio_pci_get_stats(f.vp, &s);
 	VN_CHECK(t, s.doorbells > 0);
+	vn_log_set_sink(NULL, NULL);
+	VN_CHECK_EQ_U(t, cap_warns(&cap), 1);
+	snprintf(want, sizeof(want), "vq 1 failed (%s)", vn_strerror(-ENOSPC));
+	if (!VN_CHECK(t, strstr(cap.last, want) != NULL))
+		vn_t_diag("log line: \"%s\", want \"%s\" in it", cap.last, want);
 	for (unsigned int i = 0; i < VN_IOEV_LIMIT_OLD_KERNEL; i++) {
 		e.addr = 0xf0000000ull + 4 * i;
 		VN_CHECK_OK(t, vn_accel_deassign(vn_machine_accel(f.m), &e));
