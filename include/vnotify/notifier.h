@@ -33,6 +33,8 @@ struct vn_virtio_pci;
  *                    not an ioeventfd)
  * @iothread_runs: queue runs on the iothread
  * @sync_runs: queue runs on a vCPU doorbell
+ * @offlimits_runs: queue runs while a vhost backend held the queue
+ *                  (OFFLIMITS); 0 unless the handover rule is broken
  * @nr_queues: queues of the device
  */
 struct vn_notifier_info {
@@ -46,6 +48,7 @@ struct vn_notifier_info {
 	uint64_t doorbells_exited;
 	uint64_t iothread_runs;
 	uint64_t sync_runs;
+	uint64_t offlimits_runs;
 	unsigned int nr_queues;
 };
 
@@ -56,7 +59,8 @@ struct vn_notifier_info {
  *          "poll" or "external" (static strings, see docs/design.md)
  * @kicks: kicks consumed from its fd
  * @runs: handler runs, on any path
- * @self_kicks, @drain_runs, @missed: as in struct vn_notifier_info
+ * @self_kicks, @drain_runs, @missed, @offlimits_runs: as in struct
+ *   vn_notifier_info
  */
 struct vn_notifier_queue_info {
 	const char *state;
@@ -66,6 +70,7 @@ struct vn_notifier_queue_info {
 	uint64_t self_kicks;
 	uint64_t drain_runs;
 	uint64_t missed;
+	uint64_t offlimits_runs;
 };
 
 /**

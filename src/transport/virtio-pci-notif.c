@@ -27,6 +27,7 @@ void vn_virtio_pci_notifier_info(struct vn_virtio_pci *vp, struct vn_notifier_in
 		.doorbells_exited = __atomic_load_n(&vp->stats.doorbells, __ATOMIC_RELAXED),
 		.iothread_runs = s.iothread_runs,
 		.sync_runs = s.sync_runs,
+		.offlimits_runs = s.offlimits_runs,
 		.nr_queues = vp->nr_queues,
 	};
 }
@@ -50,6 +51,7 @@ int vn_virtio_pci_queue_notifier_info(struct vn_virtio_pci *vp, unsigned int q,
 		.self_kicks = s.self_kicks,
 		.drain_runs = s.drain_runs,
 		.missed = s.missed,
+		.offlimits_runs = s.offlimits_runs,
 	};
 	return 0;
 }

@@ -25,7 +25,7 @@
 #define DEFAULT_POLL_NS 100000ull
 
 struct hn_qstats {
-	uint64_t kicks, runs, polls, self_kicks, drain_runs, missed;
+	uint64_t kicks, runs, polls, self_kicks, drain_runs, missed, offlimits_runs;
 };
 
 struct hn_queue {

@@ -93,6 +93,16 @@ static void run_queue_counted(struct hn_queue *q, uint64_t *counter, uint64_t *q
 	if (qcounter)
 		__atomic_add_fetch(qcounter, 1, __ATOMIC_RELAXED);
 	QSTAT_INC(q, runs);
+	/*
+	 * The ring belongs to the vhost backend while OFFLIMITS: a run here
+	 * is userspace consuming after the grab returned. Counted so that a
+	 * test (and an operator) can see the rule break; the state is stable
+	 * here, it changes under the run lock we hold.
+	 */
+	if (__atomic_load_n(&q->state, __ATOMIC_RELAXED) == VN_HOSTNOTIF_OFFLIMITS) {
+		QSTAT_INC(q, offlimits_runs);
+		STAT_INC(hn, offlimits_runs);
+	}
 	if (hn->ops && hn->ops->queue_ran)
 		hn->ops->queue_ran(hn->opaque, q->idx,
 				   vn_vq_is_broken(vn_vdev_queue(hn->vdev, q->idx)) != 0);
@@ -592,6 +602,7 @@ void vn_hostnotif_get_stats(struct vn_hostnotif *hn, struct vn_hostnotif_stats *
 	out->fallbacks = __atomic_load_n(&hn->stats.fallbacks, __ATOMIC_RELAXED);
 	out->polls = LOAD(hn->stats.polls);
 	out->hangups = LOAD(hn->stats.hangups);
+	out->offlimits_runs = LOAD(hn->stats.offlimits_runs);
 	out->fallback_err = LOAD(hn->stats.fallback_err);
 	out->fallback_queue = LOAD(hn->stats.fallback_queue);
 }
@@ -613,6 +624,7 @@ int vn_hostnotif_get_queue_stats(struct vn_hostnotif *hn, unsigned int idx,
 		.self_kicks = LOAD(q->st.self_kicks),
 		.drain_runs = LOAD(q->st.drain_runs),
 		.missed = LOAD(q->st.missed),
+		.offlimits_runs = LOAD(q->st.offlimits_runs),
 	};
 	return 0;
 }

@@ -20,7 +20,9 @@
 
 #include <vnotify/bus.h>
 #include <vnotify/iothread.h>
+#include <vnotify/loop.h>
 #include <vnotify/machine.h>
+#include <vnotify/notifier.h>
 #include <vnotify/pci.h>
 
 #include "harness.h"
@@ -61,7 +63,10 @@ struct fx {
 	int notify_errors;
 	uint8_t config[8];
 	uint64_t extra_features; /* what modern_driver() accepts beyond DEV_FEATURES */
+	struct park *park_q1;	 /* queue 1's next handler run parks here (atomic) */
 };
+
+static void park_fn(void *opaque);
 
 /* The echo device: completes every request, then interrupts. */
 static void fx_handler(struct vn_vdev *vdev, struct vn_vq *vq)
@@ -71,7 +76,10 @@ static void fx_handler(struct vn_vdev *vdev, struct vn_vq *vq)
 	struct iovec iov[4];
 	struct vn_vq_elem e = { .iov = iov, .iov_cap = 4 };
 	unsigned int n = 0;
+	struct park *p = q == 1 ? __atomic_exchange_n(&f->park_q1, NULL, __ATOMIC_ACQ_REL) : NULL;
 
+	if (p)
+		park_fn(p);
 	while (vn_vq_pop(vq, &e) > 0) {
 		if (vn_vq_push(vq, e.head, 0) < 0)
 			break;
@@ -914,6 +922,117 @@ static void test_notification_data(struct vn_t *t)
 	fx_fini(&f);
 }
 
+/* ---- the counted vhost grab ---- */
+
+/* Parks the iothread in a bottom half until the test opens it. */
+struct park {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool in, open;
+};
+
+static void park_fn(void *opaque)
+{
+	struct park *p = opaque;
+
+	pthread_mutex_lock(&p->lock);
+	p->in = true;
+	pthread_cond_broadcast(&p->cond);
+	while (!p->open)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static bool parked(struct park *p)
+{
+	bool in;
+
+	pthread_mutex_lock(&p->lock);
+	in = p->in;
+	pthread_mutex_unlock(&p->lock);
+	return in;
+}
+
+static void unpark(struct park *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->open = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Userspace consumption stops before the grab returns, not when the
+ * detach bottom half runs. Kicks for queue 1 and then queue 0 land while
+ * the iothread is parked, so one epoll batch holds both, queue 1 first
+ * (epoll reports in the order the fds became ready). Queue 1's handler
+ * parks again, inside that batch: a request is on queue 0's ring, its kick
+ * is pending, and the grab happens now. The detach the grab posts waits
+ * for the batch to end, so queue 0's event is dispatched before it: only
+ * the state check under the run lock keeps the iothread off the ring. The
+ * guest keeps kicking; nothing may run and no used entry appear until the
+ * queue is given back.
+ */
+static void test_grab_stops_consumption_at_once(struct vn_t *t)
+{
+	struct park p = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct park p1 = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct fx_opts o = { 0 };
+	struct vn_notifier_queue_info qi;
+	struct vn_notifier_info di;
+	struct vn_hostnotif *hn;
+	uint64_t processed;
+	uint16_t used;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	modern_driver(&f, true);
+	hn = vn_virtio_pci_hostnotif(f.vp);
+	VN_REQUIRE(t, st(&f, 0) == VN_HOSTNOTIF_ASSIGNED && st(&f, 1) == VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	sync_hn(&f);
+	used = used_idx(&f, 0);
+	processed = __atomic_load_n(&f.processed[0], __ATOMIC_RELAXED);
+
+	VN_REQUIRE_OK(t, vn_loop_call(vn_iothread_loop(f.it), park_fn, &p));
+	VN_REQUIRE(t, VN_WAIT_FOR(parked(&p), 5000));
+	__atomic_store_n(&f.park_q1, &p1, __ATOMIC_RELEASE);
+	add_req(&f, 1);
+	VN_CHECK_EQ_INT(t, kick(&f, 1), VN_BUS_IOEVENTFD);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_IOEVENTFD);
+	unpark(&p);
+	VN_REQUIRE(t, VN_WAIT_FOR(parked(&p1), 5000));
+	/* Queue 0's event is in the batch the iothread is dispatching. */
+	VN_CHECK_EQ_U(t, __atomic_load_n(&f.processed[0], __ATOMIC_RELAXED), processed);
+	vn_vdev_lock(f.vdev);
+	VN_CHECK_OK(t, vn_hostnotif_set_host_notifier(hn, 0, true));
+	vn_vdev_unlock(f.vdev);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_OFFLIMITS);
+	unpark(&p1);
+	for (unsigned int i = 0; i < 8; i++) {
+		add_req(&f, 0);
+		VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_IOEVENTFD);
+	}
+	/* FIFO: the detach and every fd dispatch of the iothread before it are done. */
+	sync_hn(&f);
+	VN_CHECK(t, done(&f, 1));
+	VN_CHECK_OK(t, vn_virtio_pci_queue_notifier_info(f.vp, 0, &qi));
+	vn_virtio_pci_notifier_info(f.vp, &di);
+	VN_CHECK_EQ_U(t, qi.offlimits_runs, 0);
+	VN_CHECK_EQ_U(t, di.offlimits_runs, 0);
+	VN_CHECK_EQ_U(t, used_idx(&f, 0), used);
+	VN_CHECK_EQ_U(t, __atomic_load_n(&f.processed[0], __ATOMIC_RELAXED), processed);
+
+	/* Given back: the self-kick serves all nine. */
+	vn_vdev_lock(f.vdev);
+	VN_CHECK_OK(t, vn_hostnotif_set_host_notifier(hn, 0, false));
+	vn_vdev_unlock(f.vdev);
+	VN_CHECK(t, VN_WAIT_FOR(done(&f, 0), 5000));
+	VN_CHECK_EQ_U(t, __atomic_load_n(&f.processed[0], __ATOMIC_RELAXED), processed + 9);
+	fx_fini(&f);
+}
+
 /* ---- state machine triggers ---- */
 
 static void test_queue_pfn_zero_resets(struct vn_t *t)
@@ -1457,7 +1576,7 @@ static void test_concurrent_register_access(struct vn_t *t)
 VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_registers),
 	 VN_TEST(test_common_config), VN_TEST(test_legacy_doorbell_datamatch),
 	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
-	 VN_TEST(test_notification_data), VN_TEST(test_ioeventfd_limit_falls_back),
+	 VN_TEST(test_notification_data), VN_TEST(test_grab_stops_consumption_at_once), VN_TEST(test_ioeventfd_limit_falls_back),
 	 VN_TEST(test_queue_pfn_zero_resets), VN_TEST(test_bus_master),
 	 VN_TEST(test_bus_master_bug), VN_TEST(test_ioeventfd_type_default),
 	 VN_TEST(test_bar_move_reregisters), VN_TEST(test_pause_resume), VN_TEST(test_msix_routing),
