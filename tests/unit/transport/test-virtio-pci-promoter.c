@@ -14,6 +14,7 @@
 #include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -420,6 +421,75 @@ static void test_reset_does_not_wait_for_iothread(struct vn_t *t)
 }
 
 /*
+ * The watchdog of a test that would deadlock if its rule broke: the
+ * threads cannot be joined then, so say why and end the process. The bound
+ * only catches a hang; nothing here measures time.
+ */
+static void deadlock_alarm(int sig)
+{
+	static const char msg[] = "Bail out! deadlock: a lifecycle call waited for the iothread "
+				  "while holding the device lock it needs\n";
+
+	(void)sig;
+	(void)!write(STDOUT_FILENO, msg, sizeof(msg) - 1);
+	_exit(1);
+}
+
+/*
+ * Never wait for the iothread while holding a lock it may need. The
+ * iothread's path here takes the device lock: the replay of a promoted
+ * device config write (the region callback locks the device). We hold the
+ * device lock and make the promoted write, so the iothread is in, or can
+ * only next enter, that replay (fd handlers are dispatched before bottom
+ * halves, and nothing else is pending on an idle iothread): anything we
+ * post to it from here waits behind a replay that waits for us. Then, with
+ * every queue ASSIGNED, each lifecycle call runs under the lock: pause and
+ * resume, stop and start (bus master), a vhost grab and give-back (the
+ * ioeventfd deassigned and assigned again), and reset. One of them waiting
+ * for the iothread hangs the test: the alarm ends it as a failure.
+ */
+static void test_lifecycle_never_waits_for_iothread(struct vn_t *t)
+{
+	struct sigaction sa = { .sa_handler = deadlock_alarm };
+	struct vn_hostnotif *h;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, true) == 0);
+	modern_driver(&f);
+	h = hn(&f);
+	VN_REQUIRE(t, vn_hostnotif_state(h, 0) == VN_HOSTNOTIF_ASSIGNED &&
+			      vn_hostnotif_state(h, 1) == VN_HOSTNOTIF_ASSIGNED);
+	promote_devcfg(t, &f);
+	vn_hostnotif_sync(h); /* the iothread is idle */
+	VN_REQUIRE_OK(t, sigaction(SIGALRM, &sa, NULL));
+	alarm(10);
+
+	vn_vdev_lock(f.vdev);
+	VN_CHECK_EQ_INT(t, wr(&f, MMIO, DEVCFG, 1, 0x5a), VN_BUS_IOEVENTFD);
+	vn_hostnotif_set_running(h, false);
+	vn_hostnotif_set_running(h, true);
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 0), VN_HOSTNOTIF_ASSIGNED);
+	vn_hostnotif_set_bus_master(h, false);
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 0), VN_HOSTNOTIF_DEASSIGNED);
+	vn_hostnotif_set_bus_master(h, true);
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 0), VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK_OK(t, vn_hostnotif_set_host_notifier(h, 1, true));
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 1), VN_HOSTNOTIF_OFFLIMITS);
+	VN_CHECK_OK(t, vn_hostnotif_set_host_notifier(h, 1, false));
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 1), VN_HOSTNOTIF_ASSIGNED);
+	vn_virtio_pci_set_status_locked(f.vp, 0);
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 0), VN_HOSTNOTIF_DEASSIGNED);
+	VN_CHECK_EQ_INT(t, vn_hostnotif_state(h, 1), VN_HOSTNOTIF_DEASSIGNED);
+	vn_vdev_unlock(f.vdev);
+
+	/* The replay that waited for the lock has run, once. */
+	VN_CHECK(t, VN_WAIT_FOR(bar_stats(&f, VN_VIRTIO_PCI_BAR_MODERN).replays == 1, 5000));
+	vn_hostnotif_sync(h);
+	alarm(0);
+	fx_fini(&f);
+}
+
+/*
  * (d) A queue taken by a vhost backend (OFFLIMITS) while the notify BAR
  * moves: given back, its ioeventfd is at the new address, none at the old.
  */
@@ -577,5 +647,6 @@ static void test_notifier_info(struct vn_t *t)
 
 VN_TESTS(VN_TEST(test_doorbell_never_promoted), VN_TEST(test_ioeventfd_off_no_dynamic),
 	 VN_TEST(test_reset_drops_dynamic), VN_TEST(test_reset_does_not_wait_for_iothread),
+	 VN_TEST(test_lifecycle_never_waits_for_iothread),
 	 VN_TEST(test_offlimits_follows_bar_move), VN_TEST(test_msix_never_promoted),
 	 VN_TEST(test_trace_points_carry_the_entry), VN_TEST(test_notifier_info))
