@@ -647,6 +647,6 @@ static void test_notifier_info(struct vn_t *t)
 
 VN_TESTS(VN_TEST(test_doorbell_never_promoted), VN_TEST(test_ioeventfd_off_no_dynamic),
 	 VN_TEST(test_reset_drops_dynamic), VN_TEST(test_reset_does_not_wait_for_iothread),
-	 VN_TEST(test_lifecycle_never_waits_for_iothread),
-	 VN_TEST(test_offlimits_follows_bar_move), VN_TEST(test_msix_never_promoted),
-	 VN_TEST(test_trace_points_carry_the_entry), VN_TEST(test_notifier_info))
+	 VN_TEST(test_lifecycle_never_waits_for_iothread), VN_TEST(test_offlimits_follows_bar_move),
+	 VN_TEST(test_msix_never_promoted), VN_TEST(test_trace_points_carry_the_entry),
+	 VN_TEST(test_notifier_info))
