@@ -1023,6 +1023,13 @@ stop:
 		__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 		pthread_join(th, NULL);
 		VN_CHECK_EQ_INT(t, r.kick_errors, 0);
+		{
+			struct vn_hostnotif_stats hs;
+
+			/* Grabs came and went under a kicking guest: userspace never ran a held queue. */
+			vn_hostnotif_get_stats(f.hn, &hs);
+			VN_CHECK_EQ_U(t, hs.offlimits_runs, 0);
+		}
 		vn_t_diag("seed 0x%llx: %llu guest kicks", (unsigned long long)si,
 			  (unsigned long long)r.kicks);
 		fx_fini(&f);
