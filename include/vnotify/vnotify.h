@@ -21,6 +21,7 @@
 #include <vnotify/notifier.h>
 #include <vnotify/blk.h>
 #include <vnotify/vhost-user.h>
+#include <vnotify/vhost-user-client.h>
 #include <vnotify/kvm.h>
 
 #endif

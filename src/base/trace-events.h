@@ -44,6 +44,9 @@ VN_TRACE(vhu_connect, "a vhost-user frontend connected")
 VN_TRACE(vhu_disconnect, "a vhost-user frontend went away or was dropped; the device was reset")
 VN_TRACE(vhu_ring, "a vhost-user ring started, stopped or was enabled/disabled")
 VN_TRACE(vhu_mem_table, "a vhost-user memory table was mapped")
+VN_TRACE(vhuc_request, "the vhost-user client sent a request to its backend")
+VN_TRACE(vhuc_lost, "the vhost-user client's backend session ended (err = why)")
+VN_TRACE(vhuc_session, "the vhost-user client connected, replayed or reset its session")
 
 /* transport: pci */
 VN_TRACE(machine_msi_route, "an MSI message was routed to an eventfd")
