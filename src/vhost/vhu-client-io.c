@@ -178,7 +178,8 @@ static int check_hdr(struct vn_vhu_client *c, uint32_t req, const struct vn_vhu_
 	return 0;
 }
 
-static int recv_reply(struct vn_vhu_client *c, uint32_t req, uint64_t deadline)
+static int recv_reply(struct vn_vhu_client *c, uint32_t req, uint64_t deadline,
+		      unsigned int timeout_ms)
 {
 	struct vn_vhu_msg *m = &c->reply;
 	size_t got = 0;
@@ -219,8 +220,8 @@ static int recv_reply(struct vn_vhu_client *c, uint32_t req, uint64_t deadline)
 				vn_log_limited(&c->rl, VN_LOG_WARN, "vhuc",
 					       "%s: no %s reply from the backend within %u ms "
 					       "(%zu of its bytes came)",
-					       c->name, vn_vhu_msg_request_name(req),
-					       remaining_ms(deadline), got);
+					       c->name, vn_vhu_msg_request_name(req), timeout_ms,
+					       got);
 			}
 			if (r < 0)
 				return r;
@@ -261,7 +262,7 @@ int vn_vhu_client_xfer(struct vn_vhu_client *c, uint32_t req, const void *payloa
 		goto lost;
 	if (!own_reply && !ack)
 		return 0;
-	r = recv_reply(c, req, deadline);
+	r = recv_reply(c, req, deadline, timeout_ms);
 	if (r < 0)
 		goto lost;
 	if (c->reply.nfds > (ack ? 0 : max_fds)) {
