@@ -81,7 +81,7 @@ static int refuse(struct vn_vhu_client *c, int r)
  */
 static int barrier(struct vn_vhu_client *c)
 {
-	uint64_t f;
+	uint64_t f = 0;
 
 	if (has_pf(c, VN_VHU_PROTOCOL_F_REPLY_ACK))
 		return 0;
@@ -162,7 +162,7 @@ void vn_vhu_client_free(struct vn_vhu_client *c)
  */
 static int handshake(struct vn_vhu_client *c, bool replay)
 {
-	uint64_t f, pf = 0, nq = 1;
+	uint64_t f = 0, pf = 0, nq = 1;
 	unsigned int highest = 0;
 	int r;
 
