@@ -214,16 +214,18 @@ static void test_vring_args(struct vn_t *t)
  * callback), reconnects to the new backend and replays the session at the
  * used index; I/O goes on with the data the old backend wrote.
  */
-static void test_backend_restart_reconnect(struct vn_t *t)
+static void restart_reconnect(struct vn_t *t, bool inflight)
 {
 	struct vn_vhu_client_stats st;
+	uint16_t base = 0;
 	uint8_t out[512], in[512];
 	int fds = vn_t_count_fds();
 	struct rig r;
 
 	VN_REQUIRE_OK(t, rig_init(&r));
 	VN_REQUIRE_OK(t, vn_vhu_client_connect(r.c));
-	VN_CHECK_OK(t, vn_vhu_client_setup_inflight(r.c, 1, VC_NUM));
+	if (inflight)
+		VN_CHECK_OK(t, vn_vhu_client_setup_inflight(r.c, 1, VC_NUM));
 	VN_REQUIRE_OK(t, vc_session(r.c, &r.g));
 	pattern(out, 9);
 	VN_CHECK_EQ_INT(t, io(&r, VIRTIO_BLK_T_OUT, 7, out), VIRTIO_BLK_S_OK);
@@ -243,6 +245,10 @@ static void test_backend_restart_reconnect(struct vn_t *t)
 	VN_CHECK_EQ_INT(t, io(&r, VIRTIO_BLK_T_IN, 7, NULL), VIRTIO_BLK_S_OK);
 	VN_REQUIRE_OK(t, vc_data(&r.g, 1, in));
 	VN_CHECK(t, memcmp(in, out, 512) == 0);
+	/* resumed at the used index: the write was not taken a second time */
+	VN_CHECK_OK(t, vn_vhu_client_vring_stop(r.c, 0, &base));
+	VN_CHECK_EQ_U(t, base, 2);
+	VN_CHECK_EQ_U(t, vc_used_idx(&r.g), 2);
 	vn_vhu_client_get_stats(r.c, &st);
 	VN_CHECK_EQ_U(t, st.connects, 2);
 	VN_CHECK_EQ_U(t, st.disconnects, 1);
@@ -250,6 +256,17 @@ static void test_backend_restart_reconnect(struct vn_t *t)
 	VN_CHECK(t, st.connected);
 	rig_destroy(&r);
 	VN_CHECK_EQ_INT(t, vn_t_count_fds(), fds);
+}
+
+static void test_backend_restart_reconnect(struct vn_t *t)
+{
+	restart_reconnect(t, false);
+}
+
+/* The same with the inflight region handed to the new backend. */
+static void test_backend_restart_reconnect_inflight(struct vn_t *t)
+{
+	restart_reconnect(t, true);
 }
 
 /* RESET_DEVICE forgets the session; a new one on the same socket works. */
@@ -273,4 +290,5 @@ static void test_reset(struct vn_t *t)
 }
 
 VN_TESTS(VN_TEST(test_handshake_io_and_stop), VN_TEST(test_vring_args),
-	 VN_TEST(test_backend_restart_reconnect), VN_TEST(test_reset));
+	 VN_TEST(test_backend_restart_reconnect),
+	 VN_TEST(test_backend_restart_reconnect_inflight), VN_TEST(test_reset));
