@@ -231,13 +231,10 @@ static void drop_quietly(struct vn_vhu_client *c)
 	}
 }
 
-static int open_session(struct vn_vhu_client *c, bool replay)
+static int start_session(struct vn_vhu_client *c, int fd, bool replay)
 {
-	int fd = vn_vhu_client_open_socket(c);
 	int r;
 
-	if (fd < 0)
-		return fd;
 	c->fd = fd;
 	c->stats.connects++;
 	c->stats.connected = true;
@@ -253,11 +250,15 @@ static int open_session(struct vn_vhu_client *c, bool replay)
 	return 0;
 }
 
-int vn_vhu_client_connect(struct vn_vhu_client *c)
+static int open_session(struct vn_vhu_client *c, bool replay)
 {
-	if (c->fd >= 0)
-		return -EISCONN;
-	/* A fresh session: forget the old one. */
+	int fd = vn_vhu_client_open_socket(c);
+
+	return fd < 0 ? fd : start_session(c, fd, replay);
+}
+
+static void forget_session(struct vn_vhu_client *c)
+{
 	for (unsigned int q = 0; q < VN_VHU_CLIENT_MAX_QUEUES; q++)
 		ring_forget(&c->rings[q]);
 	vn_vhu_inflight_release(&c->inflight);
@@ -265,7 +266,25 @@ int vn_vhu_client_connect(struct vn_vhu_client *c)
 	c->mem_sent = false;
 	c->handshaken = false;
 	c->pf_session = 0;
+}
+
+int vn_vhu_client_connect(struct vn_vhu_client *c)
+{
+	if (c->fd >= 0)
+		return -EISCONN;
+	/* A fresh session: forget the old one. */
+	forget_session(c);
 	return open_session(c, false);
+}
+
+int vn_vhu_client_adopt_socket(struct vn_vhu_client *c, int fd)
+{
+	if (c->fd >= 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+		close(fd);
+		return c->fd >= 0 ? -EISCONN : -EBADF;
+	}
+	forget_session(c);
+	return start_session(c, fd, false);
 }
 
 bool vn_vhu_client_is_connected(const struct vn_vhu_client *c)

@@ -102,4 +102,13 @@ VN_MUST_CHECK int vn_vhu_client_xfer(struct vn_vhu_client *c, uint32_t req, cons
  */
 VN_MUST_CHECK int vn_vhu_client_open_socket(struct vn_vhu_client *c);
 
+/**
+ * vn_vhu_client_adopt_socket() - vn_vhu_client_connect() over a socket
+ * already connected (one end of a socketpair: the fuzzer's backend)
+ * @fd: taken on success and on failure (closed then)
+ * Return: as vn_vhu_client_connect().
+ * Context: the client's control thread.
+ */
+VN_MUST_CHECK int vn_vhu_client_adopt_socket(struct vn_vhu_client *c, int fd);
+
 #endif
