@@ -181,7 +181,8 @@ static int handshake(struct vn_vhu_client *c, bool replay)
 
 		if ((c->features_set && (c->acked & ~f)) || (old_pf & ~pf)) {
 			vn_log(VN_LOG_WARN, "vhuc",
-			       "%s: the new backend lacks features 0x%llx, protocol features 0x%llx",
+			       "%s: the new backend lacks features 0x%llx, protocol features "
+			       "0x%llx",
 			       c->name, (unsigned long long)(c->features_set ? c->acked & ~f : 0),
 			       (unsigned long long)(old_pf & ~pf));
 			return -ENOTSUP;
@@ -454,7 +455,8 @@ static int take_inflight(struct vn_vhu_client *c, uint16_t nq, uint16_t qs)
 	const char *why;
 	int fd, r;
 
-	if (c->reply.hdr.size < VN_VHU_INFLIGHT_MSG_MIN || c->reply.hdr.size > VN_VHU_INFLIGHT_MSG_MAX)
+	if (c->reply.hdr.size < VN_VHU_INFLIGHT_MSG_MIN ||
+	    c->reply.hdr.size > VN_VHU_INFLIGHT_MSG_MAX)
 		return refuse(c, vn_vhu_client_bad(c, VN_VHU_GET_INFLIGHT_FD,
 						   "payload size %u, want %u..%u",
 						   c->reply.hdr.size, VN_VHU_INFLIGHT_MSG_MIN,
@@ -621,8 +623,8 @@ static int used_idx(struct vn_vhu_client *c, const struct vn_vhu_client_ring *ri
 }
 
 /* GET_VRING_BASE's answer against the ring in guest memory. */
-static int check_base(struct vn_vhu_client *c, unsigned int q, const struct vn_vhu_client_ring *ring,
-		      const struct vn_vhu_vring_state *s)
+static int check_base(struct vn_vhu_client *c, unsigned int q,
+		      const struct vn_vhu_client_ring *ring, const struct vn_vhu_vring_state *s)
 {
 	uint16_t used = 0, avail = 0;
 

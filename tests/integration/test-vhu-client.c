@@ -189,7 +189,8 @@ static void test_vring_args(struct vn_t *t)
 	VN_REQUIRE_OK(t, vn_vhu_client_connect(r.c));
 	v = vc_vring(&r.g);
 	VN_CHECK_EQ_INT(t, vn_vhu_client_vring_start(r.c, 0, &v), -EINVAL); /* no features yet */
-	VN_REQUIRE_OK(t, vn_vhu_client_set_features(r.c, vc_blk_features(vn_vhu_client_features(r.c))));
+	VN_REQUIRE_OK(
+		t, vn_vhu_client_set_features(r.c, vc_blk_features(vn_vhu_client_features(r.c))));
 	VN_CHECK_EQ_INT(t, vn_vhu_client_set_features(r.c, VC_F(63)), -EINVAL);
 	VN_REQUIRE_OK(t, vn_vhu_client_set_mem_table(r.c));
 	v.used = VC_MEMSZ - 8;

@@ -395,12 +395,14 @@ static void test_lying_backend(struct vn_t *t)
 	vn_log_set_sink(capture, NULL);
 	for (unsigned int i = 0; i < VN_ARRAY_SIZE(cases); i++) {
 		const struct lie_case *lc = &cases[i];
-		struct vn_vhu_client_cfg cfg = {.name = "liar-test",
-						.socket_path = path,
-						.mem = mem,
-						/* long enough for a loaded machine */
-						.reply_timeout_ms = lc->how == L_SILENT ? 1000 : 10000,
-						.stop_timeout_ms = lc->how == L_SILENT ? 1000 : 10000};
+		struct vn_vhu_client_cfg cfg = { .name = "liar-test",
+						 .socket_path = path,
+						 .mem = mem,
+						 /* long enough for a loaded machine */
+						 .reply_timeout_ms =
+							 lc->how == L_SILENT ? 1000 : 10000,
+						 .stop_timeout_ms =
+							 lc->how == L_SILENT ? 1000 : 10000 };
 		struct vn_vhu_client_stats st;
 		struct vn_vhu_client *c;
 		int fds = vn_t_count_fds(), r;
