@@ -277,7 +277,10 @@ VN_MUST_CHECK int vn_vhu_client_setup_inflight(struct vn_vhu_client *c, uint16_t
  * memory table sent.
  * Return: 0; -EINVAL for a bad @q or @v, -EFAULT for a ring part outside
  * guest memory, -EBUSY if @q runs, -EBADF/-EMFILE if an fd cannot be
- * duplicated; else as vn_vhu_client_set_features().
+ * duplicated; else as vn_vhu_client_set_features(). If the session ends on
+ * the way (-EPROTO, -ETIMEDOUT, -EPIPE, -ECONNRESET) the ring stays in the
+ * session and vn_vhu_client_reconnect() starts it; after any other error
+ * it is not started.
  * Context: the client's control thread.
  */
 VN_MUST_CHECK int vn_vhu_client_vring_start(struct vn_vhu_client *c, unsigned int q,
