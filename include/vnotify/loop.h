@@ -52,6 +52,22 @@ typedef void vn_fd_handler_fn(void *opaque, uint32_t events);
  */
 typedef bool vn_poll_fn(void *opaque);
 
+/**
+ * typedef vn_poll_state_fn - busy polling of a handler starts or stops
+ * @opaque: the pointer given to vn_loop_add_fd()
+ * @started: true when the loop enters a poll window, false before it blocks
+ *
+ * Lets a poll callback's source stop signalling while it is polled (a
+ * virtqueue asks its driver not to kick) and signal again before the loop
+ * sleeps. After a stop the loop calls the poll callback once more, so work
+ * that raced the re-enabling is not left waiting for a signal that was
+ * never sent. A handler removed while polled is not told: its owner ends
+ * its own poll.
+ *
+ * Context: the loop's thread.
+ */
+typedef void vn_poll_state_fn(void *opaque, bool started);
+
 /** typedef vn_bh_fn - a bottom half or timer callback; runs in the loop's thread */
 typedef void vn_bh_fn(void *opaque);
 
@@ -124,6 +140,17 @@ VN_MUST_CHECK int vn_loop_mod_fd(struct vn_loop *loop, int fd, uint32_t events);
  * Context: as vn_loop_add_fd().
  */
 int vn_loop_del_fd(struct vn_loop *loop, int fd);
+
+/**
+ * vn_loop_set_poll_state() - tell @fd's handler when its busy polling starts
+ * and stops (see vn_poll_state_fn); NULL: stop telling it
+ *
+ * Only a handler with a poll callback is ever told. A loop whose
+ * poll_max_ns is 0 never polls, so it never calls @fn.
+ * Return: 0, or -ENOENT if @fd is not watched.
+ * Context: as vn_loop_add_fd().
+ */
+VN_MUST_CHECK int vn_loop_set_poll_state(struct vn_loop *loop, int fd, vn_poll_state_fn *fn);
 
 /**
  * vn_loop_run_once() - one iteration: poll, wait, dispatch

@@ -78,6 +78,7 @@ struct vn_vhu_stats {
  * @kicks: kick eventfd wake-ups
  * @runs: times the device's queue handler ran
  * @polls: poll timer ticks that found work (rings without a kick fd)
+ * @ring_polls: runs found by the iothread's busy poll of the ring, kick-free
  * @started: the ring is started (SET_VRING_KICK, until GET_VRING_BASE)
  * @enabled: the ring is enabled
  * @polling: started without a kick fd
@@ -87,6 +88,7 @@ struct vn_vhu_queue_stats {
 	uint64_t kicks;
 	uint64_t runs;
 	uint64_t polls;
+	uint64_t ring_polls;
 	bool started;
 	bool enabled;
 	bool polling;

@@ -205,6 +205,20 @@ int vn_loop_mod_fd(struct vn_loop *loop, int fd, uint32_t events)
 	return 0;
 }
 
+int vn_loop_set_poll_state(struct vn_loop *loop, int fd, vn_poll_state_fn *fn)
+{
+	struct vn_fd_handler *h;
+
+	VN_BUG_ON(vn_loop_owned_elsewhere(loop));
+	h = find_handler(loop, fd);
+	if (!h)
+		return -ENOENT;
+	h->poll_state = fn;
+	/* A new function is told from the next window; a removed one is not told again. */
+	h->poll_started = false;
+	return 0;
+}
+
 int vn_loop_del_fd(struct vn_loop *loop, int fd)
 {
 	struct vn_fd_handler **pp, *h;
@@ -307,6 +321,55 @@ static bool work_arrived(struct vn_loop *loop)
 	       __atomic_load_n(&loop->bh_pending, __ATOMIC_ACQUIRE);
 }
 
+static void free_dead(struct vn_loop *loop)
+{
+	if (loop->dispatching)
+		return;
+	free_handler_list(loop->dead);
+	loop->dead = NULL;
+}
+
+/* Tell every polled handler not told yet that a poll window starts. */
+static void begin_poll(struct vn_loop *loop)
+{
+	loop->dispatching++;
+	for (struct vn_fd_handler *h = loop->handlers; h; h = h->next) {
+		if (!h->poll || !h->poll_state || h->poll_started || h->deleted)
+			continue;
+		h->poll_started = true;
+		loop->poll_started = true;
+		h->poll_state(h->opaque, true);
+	}
+	loop->dispatching--;
+}
+
+/*
+ * Before the loop blocks: tell each started handler that polling stopped,
+ * then poll it once more, for work that arrived after its last poll but
+ * before its source signals again (that signal may never come). Returns the
+ * number of hits.
+ */
+static int end_poll(struct vn_loop *loop)
+{
+	int hits = 0;
+
+	if (!loop->poll_started)
+		return 0;
+	loop->poll_started = false;
+	loop->dispatching++;
+	for (struct vn_fd_handler *h = loop->handlers; h; h = h->next) {
+		if (!h->poll_started || h->deleted)
+			continue;
+		h->poll_started = false;
+		h->poll_state(h->opaque, false);
+		if (!h->deleted && h->poll(h->opaque))
+			hits++;
+	}
+	loop->dispatching--;
+	free_dead(loop);
+	return hits;
+}
+
 /*
  * Busy-poll every poll callback until one finds work, other work arrives,
  * a timer is due or the window closes. Returns the number of hits.
@@ -328,14 +391,6 @@ static int poll_window(struct vn_loop *loop, uint64_t window_ns)
 	} while (now - start < window_ns && now < next_timer);
 	loop->dispatching--;
 	return hits;
-}
-
-static void free_dead(struct vn_loop *loop)
-{
-	if (loop->dispatching)
-		return;
-	free_handler_list(loop->dead);
-	loop->dead = NULL;
 }
 
 static int do_epoll(struct vn_loop *loop, uint64_t timeout_ns)
@@ -405,7 +460,10 @@ static int run_once_locked(struct vn_loop *loop, uint64_t timeout_ns)
 		timeout_ns = 0;
 
 	if (polling && timeout_ns && loop->poll_ns) {
-		int hits = poll_window(loop, loop->poll_ns);
+		int hits;
+
+		begin_poll(loop);
+		hits = poll_window(loop, loop->poll_ns);
 
 		if (hits) {
 			VN_LOOP_STAT_ADD(loop, poll_hits, 1);
@@ -435,6 +493,16 @@ static int run_once_locked(struct vn_loop *loop, uint64_t timeout_ns)
 
 		if (until < timeout_ns)
 			timeout_ns = until;
+	}
+
+	/* Polled sources signal again before we sleep, or on the way out. */
+	if (timeout_ns || __atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
+		int hits = end_poll(loop);
+
+		if (hits) {
+			ran += hits;
+			timeout_ns = 0;
+		}
 	}
 
 	uint64_t block_start = timeout_ns ? vn_now_ns() : 0;
@@ -493,6 +561,8 @@ int vn_loop_run(struct vn_loop *loop)
 			break;
 		r = 0;
 	}
+	/* An iteration that failed may have left handlers told "started". */
+	(void)end_poll(loop);
 	__atomic_store_n(&loop->stop, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&loop->thread_set, 0, __ATOMIC_RELEASE);
 	return r;

@@ -21,8 +21,10 @@ struct vn_fd_handler {
 	uint32_t events;
 	vn_fd_handler_fn *handler;
 	vn_poll_fn *poll;
+	vn_poll_state_fn *poll_state;
 	void *opaque;
 	bool deleted;
+	bool poll_started;            /* told started, not yet told stopped */
 	struct vn_fd_handler *next;
 };
 
@@ -73,6 +75,7 @@ struct vn_loop {
 	uint64_t poll_max_ns;
 	uint64_t poll_ns;
 	unsigned int poll_hit_streak;
+	bool poll_started;            /* some handler was told started */
 
 	struct vn_loop_stats stats;   /* written by the loop thread with atomic stores */
 };

@@ -788,6 +788,7 @@ int vn_vhu_server_get_queue_stats(const struct vn_vhu_server *srv, unsigned int 
 	out->kicks = hs.kicks;
 	out->runs = hs.runs;
 	out->polls = hs.polls;
+	out->ring_polls = hs.ring_polls;
 	out->started = STAT_GET(vq->st_started);
 	out->enabled = STAT_GET(vq->st_enabled);
 	out->polling = STAT_GET(vq->st_polling);

@@ -25,7 +25,7 @@
 #define DEFAULT_POLL_NS 100000ull
 
 struct hn_qstats {
-	uint64_t kicks, runs, polls, self_kicks, drain_runs, missed, offlimits_runs;
+	uint64_t kicks, runs, polls, ring_polls, self_kicks, drain_runs, missed, offlimits_runs;
 };
 
 struct hn_queue {
@@ -53,6 +53,11 @@ struct hn_queue {
 	/* Iothread side: the fd handler follows want_attached (atomic). */
 	int want_attached;
 	bool attached;             /* iothread only */
+	/*
+	 * The iothread busy-polls the ring and asked the driver not to kick
+	 * (vn_vq_poll_begin()). Only while ASSIGNED; guarded by the run lock.
+	 */
+	bool polling;
 	int watched_fd;            /* iothread only: the fd in the loop, or -1 */
 	struct vn_bh *bh;
 	struct vn_timer *timer;    /* iothread only: the safety net or the poll */

@@ -61,6 +61,20 @@ bool vn_hn_handed_in(const struct hn_queue *q)
 }
 
 /*
+ * Kicks on again after a ring poll. Return: 1 if entries raced the
+ * enable, else 0. Caller holds the queue's run lock.
+ */
+static int end_ring_poll_locked(struct hn_queue *q)
+{
+	struct vn_vq *vq = vn_vdev_queue(q->hn->vdev, q->idx);
+
+	if (!q->polling)
+		return 0;
+	q->polling = false;
+	return vq && vn_vq_poll_end(vq) > 0;
+}
+
+/*
  * Edge letters as in docs/design.md (a-g); h and i are a handed-in source
  * attached and detached by its caller. Caller holds the device lock, or is
  * the caller of a handed-in source.
@@ -70,6 +84,14 @@ void vn_hn_set_state(struct hn_queue *q, enum vn_hostnotif_state s, char edge)
 	enum vn_hostnotif_state old = q->state;
 
 	vn_vdev_queue_lock(q->hn->vdev, q->idx);
+	/*
+	 * Leaving ASSIGNED ends the iothread's ring poll here, under the run
+	 * lock: the next owner (a vCPU, a vhost backend) must find kicks on,
+	 * and the iothread's own poll end comes later and finds nothing to do.
+	 * Entries that raced are the drain's (or the backend's) to take.
+	 */
+	if (old == VN_HOSTNOTIF_ASSIGNED && s != VN_HOSTNOTIF_ASSIGNED)
+		end_ring_poll_locked(q);
 	__atomic_store_n(&q->state, s, __ATOMIC_RELEASE);
 	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	vn_trace(hostnotif_transition, "dev=%s vq=%u %s->%s edge=%c src=%s", q->hn->vdev->name,
@@ -179,6 +201,10 @@ static void unwatch(struct hn_queue *q)
 {
 	if (!q->attached)
 		return;
+	/* The loop does not tell a removed handler that its poll ended. */
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
+	(void)end_ring_poll_locked(q);
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 	if (q->watched_fd >= 0)
 		(void)vn_loop_del_fd(queue_loop(q), q->watched_fd);
 	q->watched_fd = -1;
@@ -230,22 +256,51 @@ static void on_kick(void *opaque, uint32_t events)
 		kick_fd_died(q);
 }
 
-/* The loop's busy poll: our eventfd is read; for a kick fd the avail ring is looked at. */
-static bool poll_kick(void *opaque)
+/*
+ * The loop's busy poll looks at the ring, not at the source: one acquire
+ * load of avail->idx (through gmem) while nothing is new. Only an ASSIGNED
+ * queue is polled: in any other state its ring is somebody else's. On a hit
+ * a kick that came anyway is taken too, so it does not wake the loop for
+ * an empty run.
+ */
+static bool poll_ring(void *opaque)
 {
 	struct hn_queue *q = opaque;
-	bool ran = false;
+	struct vn_vq *vq = vn_vdev_queue(q->hn->vdev, q->idx);
+	bool ran = false, dead = false;
 
-	if (q->ext != VN_HOSTNOTIF_SRC_KICK_FD)
-		return iothread_consume(q);
 	vn_vdev_queue_lock(q->hn->vdev, q->idx);
-	if (q->state == VN_HOSTNOTIF_ASSIGNED &&
-	    vn_vq_avail_count(vn_vdev_queue(q->hn->vdev, q->idx)) > 0) {
-		run_queue_locked(q, &q->hn->stats.iothread_runs);
+	if (q->state == VN_HOSTNOTIF_ASSIGNED && vq && vn_vq_avail_count(vq) > 0) {
+		(void)consume_locked(q, &dead);
+		run_queue_counted(q, &q->hn->stats.ring_polls, &q->st.ring_polls);
 		ran = true;
 	}
 	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
+	if (dead)
+		kick_fd_died(q);
 	return ran;
+}
+
+/*
+ * The loop starts or stops busy polling (vn_poll_state_fn). While it polls,
+ * the driver is asked not to kick (QEMU's virtqueue poll begin and end do
+ * the same); before it blocks, kicks go back on and the loop polls once
+ * more for an entry published before the driver saw them on.
+ * Context: the queue's iothread.
+ */
+static void poll_state(void *opaque, bool started)
+{
+	struct hn_queue *q = opaque;
+	struct vn_vq *vq = vn_vdev_queue(q->hn->vdev, q->idx);
+
+	vn_vdev_queue_lock(q->hn->vdev, q->idx);
+	if (!started) {
+		(void)end_ring_poll_locked(q);
+	} else if (q->state == VN_HOSTNOTIF_ASSIGNED && !q->polling && vq) {
+		vn_vq_poll_begin(vq);
+		q->polling = vn_vq_is_polled(vq);
+	}
+	vn_vdev_queue_unlock(q->hn->vdev, q->idx);
 }
 
 /*
@@ -279,7 +334,9 @@ static int watch(struct hn_queue *q)
 	    (fd < 0 || __atomic_load_n(&q->kick_dead, __ATOMIC_RELAXED)))
 		return 0; /* stays detached until a new fd */
 	if (fd >= 0) {
-		r = vn_loop_add_fd(queue_loop(q), fd, VN_LOOP_READ, on_kick, poll_kick, q);
+		r = vn_loop_add_fd(queue_loop(q), fd, VN_LOOP_READ, on_kick, poll_ring, q);
+		if (r == 0)
+			VN_BUG_ON(vn_loop_set_poll_state(queue_loop(q), fd, poll_state) != 0);
 		if (r < 0) {
 			/* Without a watcher the kicks would wait for the safety net. */
 			vn_log(VN_LOG_ERR, "hostnotif", "%s vq %u: cannot watch its %s: %s",
@@ -413,6 +470,9 @@ static void queue_timer(void *opaque)
 		} else if (consume_locked(q, &dead) == 1) {
 			/* an ordinary kick the handler had not reached yet */
 			run_queue_locked(q, &hn->stats.iothread_runs);
+		} else if (q->polling && vn_vq_avail_count(vq) > 0) {
+			/* kicks are off while polled: news the poll had not reached yet */
+			run_queue_counted(q, &hn->stats.ring_polls, &q->st.ring_polls);
 		} else if (vn_vq_avail_count(vq) > 0) {
 			vn_log(VN_LOG_WARN, "hostnotif",
 			       "%s vq %u: avail work without a kick (missed doorbell)",
@@ -601,6 +661,7 @@ void vn_hostnotif_get_stats(struct vn_hostnotif *hn, struct vn_hostnotif_stats *
 	out->missed = __atomic_load_n(&hn->stats.missed, __ATOMIC_RELAXED);
 	out->fallbacks = __atomic_load_n(&hn->stats.fallbacks, __ATOMIC_RELAXED);
 	out->polls = LOAD(hn->stats.polls);
+	out->ring_polls = LOAD(hn->stats.ring_polls);
 	out->hangups = LOAD(hn->stats.hangups);
 	out->offlimits_runs = LOAD(hn->stats.offlimits_runs);
 	out->fallback_err = LOAD(hn->stats.fallback_err);
@@ -621,6 +682,7 @@ int vn_hostnotif_get_queue_stats(struct vn_hostnotif *hn, unsigned int idx,
 		.kicks = LOAD(q->st.kicks),
 		.runs = LOAD(q->st.runs),
 		.polls = LOAD(q->st.polls),
+		.ring_polls = LOAD(q->st.ring_polls),
 		.self_kicks = LOAD(q->st.self_kicks),
 		.drain_runs = LOAD(q->st.drain_runs),
 		.missed = LOAD(q->st.missed),

@@ -123,6 +123,7 @@ struct vn_hostnotif_stats {
 	uint64_t missed;          /* avail work found by the safety net */
 	uint64_t fallbacks;       /* starts that failed and fell back to sync */
 	uint64_t polls;           /* runs of a POLL source that found work */
+	uint64_t ring_polls;      /* runs found by the iothread's busy poll of the ring */
 	uint64_t hangups;         /* handed-in kick fds that hung up */
 	uint64_t offlimits_runs;  /* handler runs while OFFLIMITS: always 0 (a bug otherwise) */
 	int fallback_err;         /* the last fallback's reason (-errno), or 0 */
@@ -136,6 +137,7 @@ struct vn_hostnotif_queue_stats {
 	uint64_t kicks;           /* kicks consumed from its fd (eventfd or kick fd) */
 	uint64_t runs;            /* handler runs, on any path */
 	uint64_t polls;           /* POLL runs that found work */
+	uint64_t ring_polls;      /* runs found by the iothread's busy poll of the ring */
 	uint64_t self_kicks;      /* runs and signals at attach, start, give-back */
 	uint64_t drain_runs;      /* runs by the drain-on-stop rule */
 	uint64_t missed;          /* avail work found by the safety net */

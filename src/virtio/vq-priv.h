@@ -78,6 +78,7 @@ struct vn_vq {
 	bool signalled_used_valid;
 	bool avail_wrap, used_wrap; /* packed only; false for split */
 	uint16_t inflight;          /* popped, not yet pushed */
+	bool polled;                /* vn_vq_poll_begin(): kicks stay off until poll_end */
 	int broken;                 /* the guest error that broke it, or 0; atomic */
 
 	vn_vq_error_fn *on_error;

@@ -67,6 +67,7 @@ void vn_vq_reset(struct vn_vq *vq)
 	vq->signalled_used_valid = false;
 	vq->avail_wrap = vq->used_wrap = false;
 	vq->inflight = 0;
+	vq->polled = false;
 	vq->ops = &vq_split_ops;
 	memset(vq->busy, 0, sizeof(vq->busy));
 	vq->ilog = NULL;
@@ -321,9 +322,42 @@ void vn_vq_disable_notify(struct vn_vq *vq)
 
 int vn_vq_enable_notify(struct vn_vq *vq)
 {
+	int r;
+
 	if (!vq->ready || vn_vq_is_broken(vq))
 		return -EIO;
+	if (!vq->polled)
+		return vq->ops->enable_notify(vq);
+	/*
+	 * The queue's thread polls the ring: kicks stay off until
+	 * vn_vq_poll_end(), which publishes the enable. The re-check stays, so
+	 * the handler's drain loop works unchanged.
+	 */
+	r = vq->ops->avail_count(vq);
+	return r < 0 ? r : r > 0;
+}
+
+void vn_vq_poll_begin(struct vn_vq *vq)
+{
+	if (!vq->ready || vn_vq_is_broken(vq) || vq->polled)
+		return;
+	vq->polled = true;
+	vq->ops->disable_notify(vq);
+}
+
+int vn_vq_poll_end(struct vn_vq *vq)
+{
+	if (!vq->polled)
+		return 0;
+	vq->polled = false;
+	if (!vq->ready || vn_vq_is_broken(vq))
+		return 0;
 	return vq->ops->enable_notify(vq);
+}
+
+bool vn_vq_is_polled(const struct vn_vq *vq)
+{
+	return vq->polled;
 }
 
 void vn_vq_get_state(const struct vn_vq *vq, struct vn_vq_state *st)

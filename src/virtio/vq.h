@@ -270,6 +270,30 @@ VN_MUST_CHECK int vn_vq_set_inflight(struct vn_vq *vq, struct vn_vq_inflight_hdr
 				     const uint16_t *resubmit, unsigned int n, uint64_t counter);
 
 /**
+ * vn_vq_poll_begin() - the queue's thread busy-polls the avail ring: the
+ * driver need not kick
+ *
+ * Asks the driver not to kick (VRING_USED_F_NO_NOTIFY, or with EVENT_IDX an
+ * avail_event it will not pass) until vn_vq_poll_end(). In between,
+ * vn_vq_enable_notify() only re-checks the ring, so a handler's drain loop
+ * leaves the kicks off. Nothing for a queue not ready, broken or polled.
+ * Context: the queue's owning thread, with its run lock held.
+ */
+void vn_vq_poll_begin(struct vn_vq *vq);
+
+/**
+ * vn_vq_poll_end() - polling stops: ask for kicks again, then re-check
+ *
+ * Return: as vn_vq_enable_notify() (1: entries raced the enable, run the
+ * queue), or 0 if the queue was not polled, not ready or broken.
+ * Context: as vn_vq_poll_begin().
+ */
+int vn_vq_poll_end(struct vn_vq *vq);
+
+/** vn_vq_is_polled() - between vn_vq_poll_begin() and vn_vq_poll_end()? Context: as above. */
+bool vn_vq_is_polled(const struct vn_vq *vq);
+
+/**
  * vn_vq_resubmit_pending() - resubmitted chains not popped yet
  * Context: the queue's owning thread, or the queue quiesced.
  */

@@ -491,6 +491,91 @@ static void test_poll_window_shrinks_when_idle(struct vn_t *t)
 	vn_loop_free(loop);
 }
 
+
+struct pstate_ctx {
+	struct vn_notifier n;
+	int begins, ends, handled;
+	bool started;
+	bool work;             /* work the poll finds, with no signal on the fd */
+	bool publish_on_end;   /* work arrives just as polling stops */
+};
+
+static bool pstate_poll(void *opaque)
+{
+	struct pstate_ctx *c = opaque;
+
+	if (!c->work)
+		return false;
+	c->work = false;
+	c->handled++;
+	return true;
+}
+
+static void pstate_fd(void *opaque, uint32_t events)
+{
+	struct pstate_ctx *c = opaque;
+
+	if (vn_notifier_test_and_clear(&c->n) < 0)
+		c->handled = -1000;
+}
+
+static void pstate_cb(void *opaque, bool started)
+{
+	struct pstate_ctx *c = opaque;
+
+	if (started)
+		c->begins++;
+	else
+		c->ends++;
+	c->started = started;
+	if (!started && c->publish_on_end)
+		c->work = true;
+}
+
+/*
+ * A polled handler is told when a poll window starts and, before the loop
+ * blocks, that it stopped; then it is polled once more, so work that came
+ * after its last poll and before its source signals again (here: never) is
+ * done without blocking. A loop that never polls never tells.
+ */
+static void test_poll_state_and_final_check(struct vn_t *t)
+{
+	for (int mode = 0; mode < 2; mode++) {
+		struct vn_loop_cfg cfg = { .poll_max_ns = mode ? 1000000000ull : 0 };
+		struct pstate_ctx c = { .publish_on_end = true };
+		struct vn_loop_stats before, after;
+		struct vn_loop *loop;
+		int ran;
+
+		VN_REQUIRE_OK(t, vn_loop_new(&cfg, &loop));
+		VN_REQUIRE_OK(t, vn_notifier_init(&c.n));
+		VN_REQUIRE_OK(t, vn_loop_add_fd(loop, vn_notifier_fd(&c.n), VN_LOOP_READ, pstate_fd,
+						pstate_poll, &c));
+		VN_CHECK_OK(t, vn_loop_set_poll_state(loop, vn_notifier_fd(&c.n), pstate_cb));
+		/* a short wait with work opens the window (no window yet: nothing told) */
+		VN_CHECK_OK(t, vn_notifier_set(&c.n));
+		VN_CHECK(t, vn_loop_run_once(loop, 1000000000ull) >= 1);
+		VN_CHECK_EQ_INT(t, c.begins + c.ends, 0);
+		vn_loop_get_stats(loop, &before);
+		/* bounded: without the final check this waits 200 ms and finds nothing */
+		ran = vn_loop_run_once(loop, 200000000ull);
+		vn_loop_get_stats(loop, &after);
+		if (mode) {
+			VN_CHECK_EQ_INT(t, c.begins, 1);
+			VN_CHECK_EQ_INT(t, c.ends, 1);
+			VN_CHECK(t, !c.started);
+			VN_CHECK_EQ_INT(t, c.handled, 1);
+			VN_CHECK(t, ran >= 1);
+			VN_CHECK_EQ_U(t, after.epoll_waits, before.epoll_waits);
+		} else {
+			VN_CHECK_EQ_INT(t, c.begins + c.ends + c.handled, 0);
+		}
+		VN_CHECK_OK(t, vn_loop_del_fd(loop, vn_notifier_fd(&c.n)));
+		vn_notifier_cleanup(&c.n);
+		vn_loop_free(loop);
+	}
+}
+
 static void noop_bh(void *opaque)
 {
 	(*(int *)opaque)++;
@@ -531,4 +616,5 @@ VN_TESTS(VN_TEST(test_fd_dispatch), VN_TEST(test_write_events_and_mod),
 	 VN_TEST(test_bh_coalesce_and_self_reschedule), VN_TEST(test_timers_order_never_early),
 	 VN_TEST(test_timer_cancel_and_rearm), VN_TEST(test_wakeup_from_other_thread),
 	 VN_TEST(test_run_until_stop), VN_TEST(test_polling_avoids_epoll_wait),
-	 VN_TEST(test_poll_window_shrinks_when_idle), VN_TEST(test_free_with_pending_leaks_nothing))
+	 VN_TEST(test_poll_window_shrinks_when_idle), VN_TEST(test_poll_state_and_final_check),
+	 VN_TEST(test_free_with_pending_leaks_nothing))

@@ -150,11 +150,11 @@ static void fx_zero_rings(struct fx *f)
 		VN_BUG_ON(vn_gmem_write(&f->mem, QBASE(q), zero, sizeof(zero)) != 0);
 }
 
-static int fx_new_device(struct fx *f)
+static int fx_new_device(struct fx *f, bool event_idx)
 {
 	struct vn_vdev_cfg cfg = {
 		.name = "hn", .device_id = 42, .ops = &fx_ops, .opaque = f,
-		.features = 1ull << VIRTIO_RING_F_EVENT_IDX, .nr_queues = NQ,
+		.features = event_idx ? 1ull << VIRTIO_RING_F_EVENT_IDX : 0, .nr_queues = NQ,
 		.queue_size_max = 256, .config_len = 8, .nr_vectors = 2,
 	};
 	int r = vn_vdev_new(&cfg, &f->vdev);
@@ -172,6 +172,12 @@ struct fx_opts {
 	bool ioeventfd_off;
 	uint64_t safety_net_ns;
 	bool driver_ok;
+	/*
+	 * The iothread is not started: the test runs its loop by hand
+	 * (vn_loop_run_once()), which busy-polls up to 1 s per window.
+	 */
+	bool manual;
+	bool no_event_idx;
 };
 
 static int fx_hn_new(struct fx *f, const struct fx_opts *o)
@@ -192,7 +198,8 @@ static int fx_init(struct vn_t *t, struct fx *f, const struct fx_opts *o)
 		.name = "notify", .space = VN_SPACE_MMIO, .base = NOTIFY_BASE, .size = 0x1000,
 		.ops = &fx_region_ops, .opaque = f,
 	};
-	struct vn_iothread_cfg icfg = { .name = "hn-io" };
+	struct vn_iothread_cfg icfg = { .name = "hn-io",
+					.poll_max_ns = o->manual ? 1000000000ull : 0 };
 
 	memset(f, 0, sizeof(*f));
 	pthread_rwlock_init(&f->guest, NULL);
@@ -202,7 +209,8 @@ static int fx_init(struct vn_t *t, struct fx *f, const struct fx_opts *o)
 	    !VN_CHECK_OK(t, vn_accel_soft_new(f->bus, &f->accel)) ||
 	    !VN_CHECK_OK(t, vn_bus_add_region(f->bus, &rcfg, &f->region)) ||
 	    !VN_CHECK_OK(t, vn_iothread_new(&icfg, &f->it)) ||
-	    !VN_CHECK_OK(t, vn_iothread_start(f->it)) || !VN_CHECK_OK(t, fx_new_device(f)) ||
+	    (!o->manual && !VN_CHECK_OK(t, vn_iothread_start(f->it))) ||
+	    !VN_CHECK_OK(t, fx_new_device(f, !o->no_event_idx)) ||
 	    !VN_CHECK_EQ_INT(t, fx_driver_init(f, o->driver_ok), 0) ||
 	    !VN_CHECK_OK(t, fx_hn_new(f, o)))
 		return -1;
@@ -969,7 +977,7 @@ static long long lifecycle_run(struct vn_t *t, uint64_t seed, long long steps, b
 				vn_vdev_free(f.vdev);
 				f.vdev = NULL;
 				VN_CHECK(t, len > 0);
-				VN_CHECK_OK(t, fx_new_device(&f));
+				VN_CHECK_OK(t, fx_new_device(&f, true));
 				VN_CHECK_OK(t, fx_hn_new(&f, &o));
 				vn_vdev_lock(f.vdev);
 				vn_hostnotif_set_running(f.hn, running);
@@ -1060,13 +1068,198 @@ static void test_randomized_lifecycle(struct vn_t *t)
 	vn_log_set_level(VN_LOG_INFO);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Ring polling: the manual fixture runs the iothread's loop here.     */
+
+#define SHORT_NS 10000000ull    /* a wait that ends without work: 10 ms */
+#define LONG_NS 1000000000ull   /* a bound for a wait that must end with work */
+
+static struct vn_loop *fx_loop(struct fx *f)
+{
+	return vn_iothread_loop(f->it);
+}
+
+static struct vn_hostnotif_queue_stats fx_qstats(struct fx *f, unsigned int q)
+{
+	struct vn_hostnotif_queue_stats qs = { 0 };
+
+	VN_BUG_ON(vn_hostnotif_get_queue_stats(f->hn, q, &qs) != 0);
+	return qs;
+}
+
+/* Would the driver kick for its next entry on queue @q? (virtio 1.2 §2.7.10) */
+static bool fx_driver_would_kick(struct fx *f, unsigned int q, bool event_idx)
+{
+	uint16_t flags = 0, idx = f->avail_idx[q];
+
+	if (event_idx)
+		return vring_need_event(fx_avail_event(f, q), (uint16_t)(idx + 1), idx);
+	VN_BUG_ON(vn_gmem_load_le16_acquire(&f->mem, QUSED(q), &flags) != 0);
+	return !(flags & VRING_USED_F_NO_NOTIFY);
+}
+
+/*
+ * Queue 0 attached and served once by a kick, and the loop's poll window
+ * open: a wait that ended with work at once makes it grow from 0.
+ */
+static bool fx_warm_up(struct vn_t *t, struct fx *f)
+{
+	struct vn_loop_stats ls;
+
+	(void)vn_loop_run_once(fx_loop(f), 0); /* the attach bottom half, the self-kick */
+	if (!VN_CHECK_EQ_INT(t, st(f, 0), VN_HOSTNOTIF_ASSIGNED) || !VN_CHECK(t, fx_add(f, 0)) ||
+	    !VN_CHECK_EQ_INT(t, fx_kick(f, 0), VN_BUS_IOEVENTFD))
+		return false;
+	(void)vn_loop_run_once(fx_loop(f), LONG_NS);
+	vn_loop_get_stats(fx_loop(f), &ls);
+	return VN_CHECK(t, fx_all_done(f, 0)) && VN_CHECK(t, ls.poll_ns > 0);
+}
+
+/*
+ * A handler beside the queue's, polled first in each round of the window
+ * (the loop polls the newest handler first): it sees the ring as the
+ * driver does in the middle of the window, and may act there once.
+ */
+struct probe {
+	struct fx *f;
+	int fd;
+	bool event_idx;
+	unsigned int calls, kicks_on;
+	bool kicks_on_after_once;
+	void (*once)(struct probe *p);
+};
+
+static bool probe_poll(void *opaque)
+{
+	struct probe *p = opaque;
+
+	if (p->calls++ == 0 && p->once)
+		p->once(p);
+	if (fx_driver_would_kick(p->f, 0, p->event_idx))
+		p->kicks_on++;
+	return false;
+}
+
+static void probe_read(void *opaque, uint32_t events)
+{
+}
+
+static bool probe_add(struct vn_t *t, struct fx *f, struct probe *p)
+{
+	p->f = f;
+	p->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return VN_CHECK(t, p->fd >= 0) &&
+	       VN_CHECK_OK(t, vn_loop_add_fd(fx_loop(f), p->fd, VN_LOOP_READ, probe_read,
+					     probe_poll, p));
+}
+
+static void probe_del(struct fx *f, struct probe *p)
+{
+	(void)vn_loop_del_fd(fx_loop(f), p->fd);
+	close(p->fd);
+}
+
+/*
+ * A request made available without a kick is served by the busy poll of
+ * the ring; kicks stay off while the loop polls (the handler's own enable
+ * at the end of its drain does not turn them on) and are on again once the
+ * loop has blocked.
+ */
+static void test_ring_poll_serves_without_kick(struct vn_t *t)
+{
+	struct fx f;
+	struct fx_opts o = { .driver_ok = true, .manual = true, .no_event_idx = true };
+	uint64_t kicks;
+
+	if (fx_init(t, &f, &o) < 0 || !fx_warm_up(t, &f))
+		goto out;
+	kicks = fx_qstats(&f, 0).kicks;
+	VN_CHECK(t, fx_add(&f, 0));
+	VN_CHECK(t, vn_loop_run_once(fx_loop(&f), LONG_NS) > 0);
+	VN_CHECK(t, fx_all_done(&f, 0));
+	VN_CHECK_EQ_U(t, fx_qstats(&f, 0).ring_polls, 1);
+	VN_CHECK_EQ_U(t, fx_qstats(&f, 0).kicks, kicks);
+	VN_CHECK(t, !fd_pending(vn_hostnotif_fd(f.hn, 0)));
+	/* the loop has not blocked since: still polling, kicks off */
+	VN_CHECK(t, !fx_driver_would_kick(&f, 0, false));
+	/* a window without work, then the wait: kicks on before it */
+	VN_CHECK_EQ_INT(t, vn_loop_run_once(fx_loop(&f), SHORT_NS), 0);
+	VN_CHECK(t, fx_driver_would_kick(&f, 0, false));
+out:
+	fx_fini(&f);
+}
+
+/* With EVENT_IDX: mid-window the driver would not kick even for its next entry. */
+static void test_ring_poll_suppresses_in_window(struct vn_t *t)
+{
+	struct fx f;
+	struct fx_opts o = { .driver_ok = true, .manual = true };
+	struct probe p = { .event_idx = true };
+
+	if (fx_init(t, &f, &o) < 0 || !fx_warm_up(t, &f) || !probe_add(t, &f, &p))
+		goto out;
+	VN_CHECK(t, fx_driver_would_kick(&f, 0, true));
+	VN_CHECK_EQ_INT(t, vn_loop_run_once(fx_loop(&f), SHORT_NS), 0);
+	VN_CHECK(t, p.calls > 0);
+	VN_CHECK_EQ_INT(t, p.kicks_on, 0);
+	VN_CHECK(t, fx_driver_would_kick(&f, 0, true));
+	probe_del(&f, &p);
+out:
+	fx_fini(&f);
+}
+
+/*
+ * Mid-window, a vhost backend takes the queue and the guest adds a request
+ * (as the take posts work to the loop, this is the window's last round:
+ * the queue's poll after the probe's is the one that must not serve it).
+ */
+static void take_and_add(struct probe *p)
+{
+	VN_BUG_ON(vhost(p->f, 0, true) != 0);
+	p->kicks_on_after_once = fx_driver_would_kick(p->f, 0, p->event_idx);
+	VN_BUG_ON(!fx_add(p->f, 0));
+}
+
+/*
+ * A queue taken OFFLIMITS during a poll window is not polled for the rest
+ * of it (the iothread's bottom half that stops watching it has not run
+ * yet), and the take turns kicks back on for the backend at once.
+ */
+static void test_ring_poll_never_offlimits(struct vn_t *t)
+{
+	struct fx f;
+	struct fx_opts o = { .driver_ok = true, .manual = true };
+	struct probe p = { .event_idx = true, .once = take_and_add };
+
+	if (fx_init(t, &f, &o) < 0 || !fx_warm_up(t, &f) || !probe_add(t, &f, &p))
+		goto out;
+	(void)vn_loop_run_once(fx_loop(&f), SHORT_NS);
+	VN_CHECK_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_OFFLIMITS);
+	VN_CHECK(t, p.calls > 0);
+	VN_CHECK(t, !fx_all_done(&f, 0));
+	VN_CHECK_EQ_U(t, fx_qstats(&f, 0).ring_polls, 0);
+	/* right after the take the driver kicks: the backend is told */
+	VN_CHECK(t, p.kicks_on_after_once);
+	/* the give-back's self-kick serves it here */
+	VN_CHECK_OK(t, vhost(&f, 0, false));
+	for (int i = 0; i < 4 && !fx_all_done(&f, 0); i++)
+		(void)vn_loop_run_once(fx_loop(&f), SHORT_NS);
+	VN_CHECK(t, fx_all_done(&f, 0));
+	probe_del(&f, &p);
+out:
+	fx_fini(&f);
+}
+
 static const struct vn_test_case cases[] = {
 	VN_TEST(test_edges_and_triggers), VN_TEST(test_no_iothread_or_option_off_stays_sync),
 	VN_TEST(test_kick_just_before_stop_runs_once), VN_TEST(test_self_kick_between_owners),
 	VN_TEST(test_drain_reenables_notify), VN_TEST(test_give_back_self_kick_empty_eventfd),
 	VN_TEST(test_start_failure_rolls_back), VN_TEST(test_few_ioeventfds_policy),
 	VN_TEST(test_safety_net),
-	VN_TEST(test_unmatched_doorbell_is_forwarded), VN_TEST(test_randomized_lifecycle),
+	VN_TEST(test_unmatched_doorbell_is_forwarded), VN_TEST(test_ring_poll_serves_without_kick),
+	VN_TEST(test_ring_poll_suppresses_in_window), VN_TEST(test_ring_poll_never_offlimits),
+	VN_TEST(test_randomized_lifecycle),
 };
 
 /*

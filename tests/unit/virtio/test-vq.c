@@ -596,6 +596,59 @@ static void test_suppress_with_event_idx(struct vn_t *t)
 	vt_fini(&v);
 }
 
+
+/* The driver's kick decision for its next entry (virtio 1.2 §2.7.10). */
+static bool vt_driver_would_kick(struct vt *v, bool event_idx)
+{
+	if (event_idx)
+		return vring_need_event(vt_le16(v, VT_USED + 4 + 8 * VT_NUM),
+					(uint16_t)(v->avail_idx + 1), v->avail_idx);
+	return !(vt_le16(v, VT_USED) & VRING_USED_F_NO_NOTIFY);
+}
+
+/*
+ * A polled queue: no kick for the next entry (with EVENT_IDX not even the
+ * one avail_event alone allows), the handler's own enable re-checks but
+ * leaves kicks off, and the poll's end turns them on and reports an entry
+ * made available while they were off (no kick came for it).
+ */
+static void test_poll_suppresses_until_end(struct vn_t *t)
+{
+	for (int ei = 0; ei < 2; ei++) {
+		struct vt v;
+		struct vn_vq_elem e;
+
+		if (vt_init(t, &v, ei ? RING_F : 0))
+			return;
+		vt_desc(&v, VT_DESC, 0, VT_BUF, 16, 0, 0);
+		vt_desc(&v, VT_DESC, 1, VT_BUF, 16, 0, 0);
+		VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 0);
+		VN_CHECK(t, vt_driver_would_kick(&v, ei));
+		vn_vq_poll_begin(v.vq);
+		VN_CHECK(t, vn_vq_is_polled(v.vq));
+		VN_CHECK(t, !vt_driver_would_kick(&v, ei));
+		/* a handler run while polled */
+		vt_avail(&v, 0);
+		vn_vq_disable_notify(v.vq);
+		VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+		VN_CHECK_OK(t, vn_vq_push(v.vq, e.head, 0));
+		VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 0);
+		VN_CHECK(t, !vt_driver_would_kick(&v, ei));
+		/* published after the last poll, before the end */
+		vt_avail(&v, 1);
+		VN_CHECK_EQ_INT(t, vn_vq_poll_end(v.vq), 1);
+		VN_CHECK(t, !vn_vq_is_polled(v.vq));
+		VN_CHECK_EQ_INT(t, vt_pop(&v, &e), 1);
+		VN_CHECK_EQ_INT(t, vn_vq_enable_notify(v.vq), 0);
+		VN_CHECK(t, vt_driver_would_kick(&v, ei));
+		/* a reset forgets the poll */
+		vn_vq_poll_begin(v.vq);
+		vn_vq_reset(v.vq);
+		VN_CHECK(t, !vn_vq_is_polled(v.vq));
+		vt_fini(&v);
+	}
+}
+
 static void test_enable_rejects_bad_rings(struct vn_t *t)
 {
 	struct vt v;
@@ -923,7 +976,7 @@ static void test_inflight_bad_list(struct vn_t *t)
 	vt_fini(&v);
 }
 
-VN_TESTS(VN_TEST(test_bad_head_offered_twice), VN_TEST(test_head_reused_after_push),
+VN_TESTS(VN_TEST(test_poll_suppresses_until_end), VN_TEST(test_bad_head_offered_twice), VN_TEST(test_head_reused_after_push),
 	 VN_TEST(test_inflight_resubmit_first), VN_TEST(test_inflight_lie_never_completes_twice),
 	 VN_TEST(test_inflight_bad_list), VN_TEST(test_pop_empty), VN_TEST(test_pop_direct_chain), VN_TEST(test_pop_indirect_chain),
 	 VN_TEST(test_pop_splits_at_region_boundary), VN_TEST(test_bad_head_out_of_range),
