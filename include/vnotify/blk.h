@@ -61,6 +61,14 @@ enum vn_blk_backend {
  *            owns one. Otherwise it must be started and outlive the device.
  *            Give the queues' iothread here and a kick there completes what
  *            io_uring finished at submit at once, on that thread.
+ * @queue_iothreads: optional, instead of @iothread: queue q's completions
+ *            are processed on @queue_iothreads[q % @nr_queue_iothreads]
+ *            (each started, outliving the device). Give the iothreads that
+ *            run the queues (a vhost-user server's, same mapping) and each
+ *            queue pops, submits, reaps and signals on one thread: one
+ *            hand-off per request. The pool backend's workers still hand
+ *            completions over (through the queue's eventfd).
+ * @nr_queue_iothreads: entries of @queue_iothreads
  * @discard: offer VIRTIO_BLK_F_DISCARD (not with @readonly)
  * @write_zeroes: offer VIRTIO_BLK_F_WRITE_ZEROES (not with @readonly)
  * @seg_max: most data segments per request (0 means min(126, @queue_size - 2);
@@ -80,6 +88,8 @@ struct vn_blk_cfg {
 	const char *serial;
 	enum vn_blk_backend backend;
 	struct vn_iothread *iothread;
+	struct vn_iothread *const *queue_iothreads;
+	unsigned int nr_queue_iothreads;
 	bool discard;
 	bool write_zeroes;
 	unsigned int seg_max;

@@ -273,10 +273,10 @@ void vn_blk_req_done(struct blk_queue *bq, struct blk_req *req, int res)
 		req->next = NULL;
 		*bq->held_tail = req;
 		bq->held_tail = &req->next;
-		if (first && blk->delay_timer) {
-			/* Only the iothread reaps outside a drain, and it owns the timer. */
-			if (!vn_timer_is_armed(blk->delay_timer))
-				vn_timer_arm(blk->delay_timer, req->due_ns);
+		if (first && bq->delay_timer) {
+			/* Only the queue's iothread reaps outside a drain, and it owns the timer. */
+			if (!vn_timer_is_armed(bq->delay_timer))
+				vn_timer_arm(bq->delay_timer, req->due_ns);
 		}
 		return;
 	}

@@ -176,7 +176,7 @@ static void uring_flush(struct blk_queue *bq)
 		return;
 	submit_all(uq);
 	/* The eventfd still fires for these: the loop's next read finds nothing. */
-	if (!uq->reaping && bq->blk->it && vn_loop_in_thread(vn_iothread_loop(bq->blk->it)))
+	if (!uq->reaping && bq->it && vn_loop_in_thread(vn_iothread_loop(bq->it)))
 		reap_ready(bq);
 }
 

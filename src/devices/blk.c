@@ -177,59 +177,45 @@ static void queue_event(void *opaque, uint32_t events)
 	vn_vdev_queue_unlock(bq->blk->vdev, bq->index);
 }
 
-/* Fault delay: give held completions to the guest when due. Context: the iothread. */
+/* Fault delay: give the queue's held completions to the guest when due. Context: its iothread. */
 static void delay_fire(void *opaque)
 {
-	struct vn_blk *blk = opaque;
-	uint64_t now = vn_clock_ns(), next = UINT64_MAX;
+	struct blk_queue *bq = opaque;
+	uint64_t next;
 
-	for (unsigned int q = 0; q < blk->nr_queues; q++) {
-		uint64_t t;
-
-		vn_vdev_queue_lock(blk->vdev, q);
-		t = vn_blk_release_held_locked(&blk->queues[q], now);
-		vn_vdev_queue_unlock(blk->vdev, q);
-		if (t < next)
-			next = t;
-	}
+	vn_vdev_queue_lock(bq->blk->vdev, bq->index);
+	next = vn_blk_release_held_locked(bq, vn_clock_ns());
+	vn_vdev_queue_unlock(bq->blk->vdev, bq->index);
 	if (next != UINT64_MAX)
-		vn_timer_arm(blk->delay_timer, next);
+		vn_timer_arm(bq->delay_timer, next);
 }
 
+/* Context: the queue's completion iothread (or nobody runs its loop). */
 static int attach_fn(void *opaque)
 {
-	struct vn_blk *blk = opaque;
-	struct vn_loop *loop = vn_iothread_loop(blk->it);
+	struct blk_queue *bq = opaque;
+	struct vn_loop *loop = vn_iothread_loop(bq->it);
 	int r;
 
-	r = vn_timer_new(loop, delay_fire, blk, &blk->delay_timer);
+	r = vn_timer_new(loop, delay_fire, bq, &bq->delay_timer);
 	if (r < 0)
 		return r;
-	for (unsigned int q = 0; q < blk->nr_queues; q++) {
-		struct blk_queue *bq = &blk->queues[q];
-
-		r = vn_loop_add_fd(loop, bq->event_fd, VN_LOOP_READ, queue_event, NULL, bq);
-		if (r < 0)
-			return r;
-		bq->watched = true;
-	}
+	r = vn_loop_add_fd(loop, bq->event_fd, VN_LOOP_READ, queue_event, NULL, bq);
+	if (r < 0)
+		return r;
+	bq->watched = true;
 	return 0;
 }
 
 static void detach_fn(void *opaque)
 {
-	struct vn_blk *blk = opaque;
-	struct vn_loop *loop = vn_iothread_loop(blk->it);
+	struct blk_queue *bq = opaque;
 
-	for (unsigned int q = 0; q < blk->nr_queues; q++) {
-		struct blk_queue *bq = &blk->queues[q];
-
-		if (bq->watched)
-			(void)vn_loop_del_fd(loop, bq->event_fd);
-		bq->watched = false;
-	}
-	vn_timer_free(blk->delay_timer);
-	blk->delay_timer = NULL;
+	if (bq->watched)
+		(void)vn_loop_del_fd(vn_iothread_loop(bq->it), bq->event_fd);
+	bq->watched = false;
+	vn_timer_free(bq->delay_timer);
+	bq->delay_timer = NULL;
 }
 
 static int check_cfg(const struct vn_blk_cfg *cfg)
@@ -247,6 +233,11 @@ static int check_cfg(const struct vn_blk_cfg *cfg)
 		return -EINVAL;
 	if (cfg->pool_threads > BLK_POOL_THREADS_MAX)
 		return -EINVAL;
+	if (!cfg->queue_iothreads != !cfg->nr_queue_iothreads)
+		return -EINVAL;
+	for (unsigned int i = 0; cfg->queue_iothreads && i < cfg->nr_queue_iothreads; i++)
+		if (!cfg->queue_iothreads[i])
+			return -EINVAL;
 	if (cfg->backend != VN_BLK_BACKEND_AUTO && cfg->backend != VN_BLK_BACKEND_URING &&
 	    cfg->backend != VN_BLK_BACKEND_POOL)
 		return -EINVAL;
@@ -397,23 +388,40 @@ static int new_vdev(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
 	return r;
 }
 
-static int start_iothread(struct vn_blk *blk, struct vn_iothread *it)
+/*
+ * Where each queue's completions are processed: the iothreads that run the
+ * queues when given (one thread pops, submits, reaps and signals), else
+ * @cfg->iothread, else one the device owns.
+ */
+static int start_iothreads(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
 {
 	struct vn_iothread_cfg icfg = {.name = "blk-io"};
 	int r;
 
-	if (it) {
-		blk->it = it;
+	if (cfg->queue_iothreads && cfg->nr_queue_iothreads) {
+		for (unsigned int q = 0; q < blk->nr_queues; q++)
+			blk->queues[q].it = cfg->queue_iothreads[q % cfg->nr_queue_iothreads];
 	} else {
-		r = vn_iothread_new(&icfg, &blk->it);
-		if (r < 0)
-			return r;
-		blk->own_it = true;
-		r = vn_iothread_start(blk->it);
+		if (cfg->iothread) {
+			blk->it = cfg->iothread;
+		} else {
+			r = vn_iothread_new(&icfg, &blk->it);
+			if (r < 0)
+				return r;
+			blk->own_it = true;
+			r = vn_iothread_start(blk->it);
+			if (r < 0)
+				return r;
+		}
+		for (unsigned int q = 0; q < blk->nr_queues; q++)
+			blk->queues[q].it = blk->it;
+	}
+	for (unsigned int q = 0; q < blk->nr_queues; q++) {
+		r = vn_iothread_run_sync(blk->queues[q].it, attach_fn, &blk->queues[q]);
 		if (r < 0)
 			return r;
 	}
-	return vn_iothread_run_sync(blk->it, attach_fn, blk);
+	return 0;
 }
 
 static void set_params(struct vn_blk *blk, const struct vn_blk_cfg *cfg)
@@ -464,7 +472,7 @@ int vn_blk_new(const struct vn_blk_cfg *cfg, struct vn_blk **out)
 	r = vn_blk_backend_open(blk, cfg->backend);
 	if (r < 0)
 		goto err;
-	r = start_iothread(blk, cfg->iothread);
+	r = start_iothreads(blk, cfg);
 	if (r < 0)
 		goto err;
 	*out = blk;
@@ -483,11 +491,11 @@ void vn_blk_free(struct vn_blk *blk)
 		__atomic_store_n(&blk->resetting, 1, __ATOMIC_RELEASE);
 		drain_queues(blk);
 	}
-	if (blk->it) {
-		vn_iothread_run_sync_void(blk->it, detach_fn, blk);
-		if (blk->own_it)
-			vn_iothread_free(blk->it);
-	}
+	for (unsigned int q = 0; blk->queues && q < blk->nr_queues; q++)
+		if (blk->queues[q].it)
+			vn_iothread_run_sync_void(blk->queues[q].it, detach_fn, &blk->queues[q]);
+	if (blk->own_it)
+		vn_iothread_free(blk->it);
 	vn_blk_backend_close(blk);
 	vn_vdev_free(blk->vdev);
 	free_queues(blk);

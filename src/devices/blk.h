@@ -71,7 +71,9 @@ struct blk_queue {
 	bool notify_pending;		   /* pushed since the last interrupt decision */
 	void *be;			   /* the backend's per-queue state */
 	int event_fd;			   /* readable when the backend has completions */
-	bool watched;			   /* event_fd is attached to the iothread */
+	bool watched;			   /* event_fd is attached to @it */
+	struct vn_iothread *it;		   /* the queue's completion iothread */
+	struct vn_timer *delay_timer;	   /* @it only: releases held completions */
 	struct vn_blk_stats stats;	   /* atomics (relaxed): read from any thread */
 };
 
@@ -94,9 +96,8 @@ struct vn_blk {
 	const struct blk_backend_ops *be_ops;
 	void *be; /* the backend's device state */
 
-	struct vn_iothread *it;
+	struct vn_iothread *it; /* the completion iothread of every queue, or NULL */
 	bool own_it;
-	struct vn_timer *delay_timer; /* iothread: releases held completions */
 
 	uint64_t features;  /* negotiated; atomic */
 	int resetting;	    /* atomic: completions are dropped, not pushed */

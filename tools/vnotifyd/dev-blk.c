@@ -4,11 +4,14 @@
  *
  * Threads of one disk: the socket's iothread (the vhost-user protocol; it
  * also waits for a ring's requests in flight when the frontend stops it,
- * through the device's quiesce op, so it must not be the device's
- * completion iothread), K queue iothreads (queue q on
- * q mod K; they watch the frontend's kick eventfds), and the device's own
- * completion iothread (vn_blk_new() makes it). The vhost-user server maps
- * the frontend's memory and binds it to the device itself.
+ * through the device's quiesce op, so it must not be a completion
+ * iothread) and K queue iothreads (queue q on q mod K): each watches its
+ * queues' kick eventfds and busy-polls their rings (poll-max-ns), pops and
+ * submits, and reaps the completions and signals the call fd itself (the
+ * device's completion iothreads are the same ones), so a request costs one
+ * hand-off, the kick. The pool backend's workers are the only other
+ * threads. The vhost-user server maps the frontend's memory and binds it
+ * to the device itself.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -261,6 +264,9 @@ static int new_device(struct blk_dev *b, const struct vnd_dev_opts *o)
 		.queue_size = (unsigned int)vnd_opt_uint(o, "queue-size", 256),
 		.serial = vnd_opt_str(o, "serial", NULL),
 		.backend = (enum vn_blk_backend)vnd_opt_enum(o, "backend", 0),
+		/* each queue's iothread reaps and signals what it submitted */
+		.queue_iothreads = b->q_its,
+		.nr_queue_iothreads = b->nr_iothreads,
 		/* what Linux uses and QEMU's vhost-user-blk passes through */
 		.discard = true,
 		.write_zeroes = true,
@@ -331,6 +337,9 @@ static int blk_create(const struct vnd_dev_opts *o, struct vnd_dev **out)
 	r = vnd_socket_check(b->dev.id, b->sock);
 	if (r == 0)
 		r = open_image(b, direct);
+	/* the queue iothreads first: the device completes on them */
+	if (r == 0)
+		r = start_threads(b);
 	if (r == 0)
 		r = new_device(b, o);
 	if (r < 0)
@@ -349,9 +358,7 @@ static int blk_create(const struct vnd_dev_opts *o, struct vnd_dev **out)
 		       "%s: %s: the last %llu bytes (less than a sector) "
 		       "are not part of the disk",
 		       b->dev.id, b->path, (unsigned long long)((uint64_t)st.st_size - b->size));
-	r = start_threads(b);
-	if (r == 0)
-		r = listen_socket(b);
+	r = listen_socket(b);
 	if (r < 0)
 		goto err;
 	*out = &b->dev;
