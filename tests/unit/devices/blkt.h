@@ -63,11 +63,14 @@ struct bt_opts {
 	const char *dir;	/* where the image lives; NULL: the build dir */
 	uint64_t img_sectors;	/* 0: BT_IMG_SECTORS */
 	uint64_t drop_features; /* offered features the driver refuses */
+	bool queue_iothreads;	/* completions of queue q on {it, it2}[q % 2] */
 };
 
 struct bt {
 	struct vn_gmem mem;
 	struct vn_iothread *it;
+	struct vn_iothread *it2; /* with queue_iothreads */
+	struct vn_iothread *its[2];
 	struct vn_blk *blk;
 	struct vn_vdev *vdev;
 	char path[512];
@@ -164,6 +167,15 @@ static inline int bt_init(struct vn_t *t, struct bt *b, const struct bt_opts *o)
 	    !VN_CHECK_OK(t, vn_iothread_start(b->it)) ||
 	    !VN_CHECK_OK(t, bt_open_image(b, o->dir, sectors)))
 		return -1;
+	if (o->queue_iothreads) {
+		if (!VN_CHECK_OK(t, vn_iothread_new(&icfg, &b->it2)) ||
+		    !VN_CHECK_OK(t, vn_iothread_start(b->it2)))
+			return -1;
+		b->its[0] = b->it;
+		b->its[1] = b->it2;
+		cfg.queue_iothreads = b->its;
+		cfg.nr_queue_iothreads = 2;
+	}
 	cfg.name = "bt";
 	cfg.path = b->path;
 	cfg.readonly = o->readonly;
@@ -171,7 +183,7 @@ static inline int bt_init(struct vn_t *t, struct bt *b, const struct bt_opts *o)
 	cfg.nr_queues = b->nq;
 	cfg.serial = o->serial;
 	cfg.backend = o->backend;
-	cfg.iothread = b->it;
+	cfg.iothread = o->queue_iothreads ? NULL : b->it;
 	cfg.discard = o->discard;
 	cfg.write_zeroes = o->write_zeroes;
 	cfg.seg_max = o->seg_max;
@@ -202,6 +214,8 @@ static inline void bt_fini(struct bt *b)
 	b->blk = NULL;
 	vn_iothread_free(b->it);
 	b->it = NULL;
+	vn_iothread_free(b->it2);
+	b->it2 = NULL;
 	vn_gmem_destroy(&b->mem);
 	if (b->img >= 0)
 		close(b->img);

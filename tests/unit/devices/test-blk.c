@@ -7,6 +7,8 @@
  */
 #include <vnotify/blk.h>
 
+#include <dirent.h>
+
 #include "blkt.h"
 #include "virtio/state.h"
 
@@ -162,6 +164,7 @@ BT_BOTH(test_used_len_and_irq)
  */
 struct kick_here {
 	struct bt *b;
+	unsigned int q;
 	int irq;
 	int kicked;
 	uint16_t used;
@@ -172,8 +175,8 @@ static int kick_on_iothread(void *opaque)
 {
 	struct kick_here *k = opaque;
 
-	k->kicked = bt_kick(k->b, 0);
-	k->used = bt_used_idx(k->b, 0);
+	k->kicked = bt_kick(k->b, k->q);
+	k->used = bt_used_idx(k->b, k->q);
 	k->fired = bt_fd_fired(k->irq);
 	return 0;
 }
@@ -198,6 +201,77 @@ static void test_completes_on_kicking_iothread(struct vn_t *t)
 	VN_CHECK_EQ_INT(t, k.kicked, 1);
 	VN_CHECK_EQ_U(t, k.used, 1);
 	VN_CHECK(t, k.fired);
+out:
+	bt_fini(&b);
+}
+
+
+/* Threads of this process (the entries of /proc/self/task). */
+static int count_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * Completions on each queue's own iothread (queue_iothreads, as vnotifyd
+ * gives them): a kick of queue 1 on its iothread completes inside the
+ * kick, a fault delay is held and released per queue on its iothread, and
+ * each queue's counters are its own.
+ */
+static void test_queue_iothreads(struct vn_t *t)
+{
+	struct bt_opts o = {.backend = VN_BLK_BACKEND_URING, .nr_queues = 2,
+			    .queue_iothreads = true};
+	struct bt_seg d = {.gpa = BT_DATA, .len = 4096, .in = true};
+	struct vn_blk_fault slow = {.delay_ns = 1000000ull}, none = {0};
+	struct kick_here k = {0};
+	struct vn_blk_stats st;
+	char warm[4096];
+	int threads = count_threads();
+	struct bt b;
+
+	if (bt_init(t, &b, &o))
+		goto out;
+	/* the test's two iothreads, and no completion thread of the device's own */
+	VN_CHECK_EQ_INT(t, count_threads(), threads + 2);
+	VN_REQUIRE(t, pread(b.img, warm, sizeof(warm), 0) == (ssize_t)sizeof(warm));
+	k.b = &b;
+	k.q = 1;
+	k.irq = vn_vdev_guest_notifier_fd(b.vdev, 1);
+	VN_REQUIRE(t, k.irq >= 0);
+	(void)bt_queue_req(&b, 1, VIRTIO_BLK_T_IN, 0, &d, 1, false);
+	VN_REQUIRE_OK(t, vn_iothread_run_sync(b.it2, kick_on_iothread, &k));
+	VN_CHECK_EQ_INT(t, k.kicked, 1);
+	VN_CHECK_EQ_U(t, k.used, 1);
+	VN_CHECK(t, k.fired);
+	{
+		uint16_t id;
+		uint32_t len;
+
+		bt_pop_used(&b, 1, &id, &len);
+	}
+	/* held by the fault delay, released by each queue's own timer */
+	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &slow));
+	for (unsigned int q = 0; q < 2; q++)
+		VN_CHECK_EQ_INT(t, bt_rw(t, &b, q, true, 8ull * q, BT_DATA + 0x10000ull * q, 512),
+				VIRTIO_BLK_S_OK);
+	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &none));
+	VN_REQUIRE_OK(t, vn_blk_get_stats(b.blk, 0, &st));
+	VN_CHECK_EQ_U(t, st.requests, 1);
+	VN_CHECK_EQ_U(t, st.bytes_written, 512);
+	VN_REQUIRE_OK(t, vn_blk_get_stats(b.blk, 1, &st));
+	VN_CHECK_EQ_U(t, st.requests, 2);
+	VN_CHECK_EQ_U(t, st.bytes_read, 4096);
+	VN_CHECK_EQ_U(t, st.bytes_written, 512);
 out:
 	bt_fini(&b);
 }
@@ -958,6 +1032,7 @@ static void test_bad_cfg(struct vn_t *t)
 
 VN_TESTS(BT_TESTS_BOTH(test_config), BT_TESTS_BOTH(test_read_write),
 	 BT_TESTS_BOTH(test_used_len_and_irq), VN_TEST(test_completes_on_kicking_iothread),
+	 VN_TEST(test_queue_iothreads),
 	 BT_TESTS_BOTH(test_many_in_flight),
 	 BT_TESTS_BOTH(test_flush), BT_TESTS_BOTH(test_no_flush_writethrough),
 	 BT_TESTS_BOTH(test_get_id), BT_TESTS_BOTH(test_get_id_short_serial),
