@@ -114,6 +114,7 @@ static void usage(FILE *f)
 		"  --iothreads K            1: one iothread runs queues and completions (default);\n"
 		"                           2: a second one takes the completions\n"
 		"  --poll-max-ns NS         iothread busy-poll window cap (default 0: off)\n"
+		"  --idle-ms MS             after each run, the iothread's CPU while idle MS ms\n"
 		"  --guest-work-ns NS       guest code each vCPU spins between submissions (default 0)\n"
 		"  --backend auto|uring|pool  the image backend (default auto)\n"
 		"  --legacy                 drive the legacy virtio-pci interface\n"
@@ -135,6 +136,7 @@ static int parse(int argc, char **argv, struct blk_opts *o)
 		{ "size", required_argument, NULL, 's' }, { "direct", no_argument, NULL, 'D' },
 		{ "iothreads", required_argument, NULL, 'k' },
 		{ "poll-max-ns", required_argument, NULL, 'P' },
+		{ "idle-ms", required_argument, NULL, 'I' },
 		{ "guest-work-ns", required_argument, NULL, 'g' },
 		{ "backend", required_argument, NULL, 'B' }, { "legacy", no_argument, NULL, 'L' },
 		{ "repeat", required_argument, NULL, 'r' }, { "matrix", no_argument, NULL, 'm' },
@@ -212,6 +214,10 @@ static int parse(int argc, char **argv, struct blk_opts *o)
 			if (bench_parse_count(optarg, &x) < 0 || x < 1 || x > 2)
 				BAD("--iothreads wants 1 or 2");
 			o->iothreads = (unsigned int)x;
+			break;
+		case 'I':
+			if (bench_parse_count(optarg, &o->idle_ms) < 0 || o->idle_ms > 600000)
+				BAD("--idle-ms wants 0..600000");
 			break;
 		case 'P':
 			if (bench_parse_count(optarg, &o->poll_max_ns) < 0)

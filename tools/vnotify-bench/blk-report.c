@@ -71,6 +71,10 @@ void blk_print_text(const struct blk_opts *o, const struct blk_summary *s)
 	       r->kicks_per_req, r->exits_per_req, r->irqs_per_req, r->notify_ns_per_kick,
 	       r->guest_work_per_s, 100.0 * r->guest_work_frac, r->backend ? r->backend : "?",
 	       r->errors ? "  ERRORS" : "");
+	printf("          iothread cpu %.1f%%", 100.0 * r->io_cpu_frac);
+	if (o->idle_ms)
+		printf("  idle %.2f%% over %" PRIu64 " ms", 100.0 * r->idle_cpu_frac, o->idle_ms);
+	printf("\n");
 }
 
 void blk_print_ratios(struct blk_summary s[][2], const unsigned int *vc, unsigned int n)

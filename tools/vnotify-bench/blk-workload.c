@@ -246,7 +246,8 @@ int blk_run_once(const struct blk_opts *o, struct blk_result *res)
 	pthread_t th[BLK_MAX_VCPUS];
 	pthread_barrier_t start;
 	int stop = 0, r;
-	uint64_t t0, wall;
+	uint64_t t0, wall, cpu0, cpu1;
+	double idle_frac = 0;
 
 	if (!v)
 		return -ENOMEM;
@@ -282,11 +283,20 @@ int blk_run_once(const struct blk_opts *o, struct blk_result *res)
 		}
 	pthread_barrier_wait(&start);
 	t0 = vn_now_ns();
+	cpu0 = vn_iothread_cpu_ns(g.io[0]);
 	usleep((useconds_t)(o->runtime_ms * 1000));
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	wall = vn_now_ns() - t0;
+	cpu1 = vn_iothread_cpu_ns(g.io[0]);
 	for (unsigned int i = 0; i < o->vcpus; i++)
 		pthread_join(th[i], NULL);
+	if (o->idle_ms) {
+		/* the queues stay assigned and polled: what does waiting cost? */
+		uint64_t i0 = vn_now_ns(), c0 = vn_iothread_cpu_ns(g.io[0]);
+
+		usleep((useconds_t)(o->idle_ms * 1000));
+		idle_frac = (double)(vn_iothread_cpu_ns(g.io[0]) - c0) / (double)(vn_now_ns() - i0);
+	}
 
 	/* aggregate */
 	memset(res, 0, sizeof(*res));
@@ -334,6 +344,8 @@ int blk_run_once(const struct blk_opts *o, struct blk_result *res)
 	res->notify_ns_per_kick = notify_kicks ? (double)notify_ns / (double)notify_kicks : 0;
 	res->guest_work_per_s = (double)work_units / secs / o->vcpus;
 	res->guest_work_frac = (double)work_ns / (double)wall / o->vcpus;
+	res->io_cpu_frac = (double)(cpu1 - cpu0) / (double)wall;
+	res->idle_cpu_frac = idle_frac;
 	r = v[0].err;
 	for (unsigned int i = 1; i < o->vcpus && r == 0; i++)
 		r = v[i].err;

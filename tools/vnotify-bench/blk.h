@@ -26,6 +26,7 @@ struct blk_opts {
 	bool ioeventfd;
 	unsigned int vcpus, queues, iodepth, iothreads, repeat;
 	uint64_t bs, runtime_ms, size, guest_work_ns, poll_max_ns;
+	uint64_t idle_ms;	/* after the run: iothread CPU while idle this long */
 	enum blk_rw_mode rw;
 	const char *image;
 	bool direct, json, matrix, legacy;
@@ -42,6 +43,8 @@ struct blk_result {
 	double iops, mibps, p50_us, p99_us, p999_us;
 	double kicks_per_req, irqs_per_req, exits_per_req, notify_ns_per_kick;
 	double guest_work_per_s, guest_work_frac;
+	double io_cpu_frac;	/* the first iothread's CPU time / wall time, in the run */
+	double idle_cpu_frac;	/* the same while idle (--idle-ms) */
 	uint64_t reqs, errors;
 };
 
