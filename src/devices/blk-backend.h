@@ -39,6 +39,12 @@ struct blk_backend_ops {
 	 * first block until at least one has finished (bq->in_flight > 0).
 	 */
 	void (*reap)(struct blk_queue *bq, bool wait);
+	/*
+	 * Optional: are completions ready to reap? Without a syscall: the
+	 * loop calls it while it busy-polls, so a completion is not left
+	 * waiting for the poll window to end. Caller holds the run lock.
+	 */
+	bool (*has_done)(struct blk_queue *bq);
 };
 
 extern const struct blk_backend_ops vn_blk_pool_ops;

@@ -199,6 +199,14 @@ static void uring_reap(struct blk_queue *bq, bool wait)
 	reap_ready(bq);
 }
 
+static bool uring_has_done(struct blk_queue *bq)
+{
+	struct uring_queue *uq = bq->be;
+
+	/* the CQ tail, an acquire load of shared memory */
+	return io_uring_cq_ready(&uq->ring) > 0;
+}
+
 static const struct blk_backend_ops uring_ops = {
 	.name = "uring",
 	.open = uring_open,
@@ -208,6 +216,7 @@ static const struct blk_backend_ops uring_ops = {
 	.submit = uring_submit,
 	.flush = uring_flush,
 	.reap = uring_reap,
+	.has_done = uring_has_done,
 };
 
 const struct blk_backend_ops *const vn_blk_uring_ops = &uring_ops;

@@ -177,6 +177,24 @@ static void queue_event(void *opaque, uint32_t events)
 	vn_vdev_queue_unlock(bq->blk->vdev, bq->index);
 }
 
+/*
+ * The loop's busy poll (ring polling keeps it polling while requests come):
+ * reap completions that are there without waiting for their eventfd.
+ * Context: the queue's iothread.
+ */
+static bool queue_poll(void *opaque)
+{
+	struct blk_queue *bq = opaque;
+	bool ready;
+
+	vn_vdev_queue_lock(bq->blk->vdev, bq->index);
+	ready = bq->in_flight && bq->blk->be_ops->has_done(bq);
+	if (ready)
+		vn_blk_reap_locked(bq, false);
+	vn_vdev_queue_unlock(bq->blk->vdev, bq->index);
+	return ready;
+}
+
 /* Fault delay: give the queue's held completions to the guest when due. Context: its iothread. */
 static void delay_fire(void *opaque)
 {
@@ -200,7 +218,8 @@ static int attach_fn(void *opaque)
 	r = vn_timer_new(loop, delay_fire, bq, &bq->delay_timer);
 	if (r < 0)
 		return r;
-	r = vn_loop_add_fd(loop, bq->event_fd, VN_LOOP_READ, queue_event, NULL, bq);
+	r = vn_loop_add_fd(loop, bq->event_fd, VN_LOOP_READ, queue_event,
+			   bq->blk->be_ops->has_done ? queue_poll : NULL, bq);
 	if (r < 0)
 		return r;
 	bq->watched = true;
