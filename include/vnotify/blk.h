@@ -105,6 +105,8 @@ struct vn_blk_cfg {
  * @errors: requests completed with IOERR or UNSUPP
  * @in_flight: requests submitted to the backend and not completed yet
  * @flushes: FLUSH requests completed successfully
+ * @held: requests the backend finished that a fault delay still holds back
+ *        from the guest (struct vn_blk_fault): in flight as the guest sees it
  */
 struct vn_blk_stats {
 	uint64_t requests;
@@ -113,6 +115,7 @@ struct vn_blk_stats {
 	uint64_t errors;
 	uint64_t in_flight;
 	uint64_t flushes;
+	uint64_t held;
 };
 
 /**
@@ -180,6 +183,9 @@ void vn_blk_drain(struct vn_blk *blk);
  * @delay_ns: hold every backend completion this long before it is given to
  *            the guest (a slow disk); 0 for none. A reset or vn_blk_drain()
  *            does not wait for the delay.
+ * @jitter_ns: add a pseudo-random 0..@jitter_ns to each completion's delay,
+ *             so held completions reach the guest out of the order the
+ *             backend finished them in (a disk that reorders); 0 for none
  *
  * Only requests that reach the backend (IN, OUT, FLUSH, DISCARD,
  * WRITE_ZEROES) are affected; GET_ID and requests refused by validation
@@ -189,6 +195,7 @@ struct vn_blk_fault {
 	int error;
 	unsigned int count;
 	uint64_t delay_ns;
+	uint64_t jitter_ns;
 };
 
 /**

@@ -202,6 +202,18 @@ static int resubmit(struct blk_queue *bq, struct blk_req *req)
 	return 0;
 }
 
+/* xorshift64: the fault delay's jitter needs spread, not quality. */
+static uint64_t jitter_next(uint64_t *state)
+{
+	uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*state = x;
+	return x;
+}
+
 /* Take one injected fault, if any. Return: the error to report, or 0. */
 static int take_fault(struct vn_blk *blk, uint64_t *delay_ns)
 {
@@ -218,10 +230,35 @@ static int take_fault(struct vn_blk *blk, uint64_t *delay_ns)
 		err = blk->fault.error;
 	}
 	*delay_ns = blk->fault.delay_ns;
-	if (!blk->fault.count && !blk->fault.delay_ns)
+	if (blk->fault.jitter_ns)
+		*delay_ns += jitter_next(&blk->fault_rng) % (blk->fault.jitter_ns + 1);
+	if (!blk->fault.count && !blk->fault.delay_ns && !blk->fault.jitter_ns)
 		__atomic_store_n(&blk->fault_active, false, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&blk->fault_lock);
 	return err;
+}
+
+/*
+ * Hold @req until its due time. The list stays sorted by due time (a
+ * jittered delay makes later completions due sooner), so the timer and a
+ * release look at its head only. Context: queue run lock held.
+ */
+static void hold(struct blk_queue *bq, struct blk_req *req, uint64_t delay_ns)
+{
+	struct blk_req **pp = &bq->held;
+
+	req->due_ns = vn_clock_ns() + delay_ns;
+	while (*pp && (*pp)->due_ns <= req->due_ns)
+		pp = &(*pp)->next;
+	req->next = *pp;
+	*pp = req;
+	stat_add(&bq->stats.held, 1);
+	/*
+	 * A new head is due before everything held, so the timer moves to it.
+	 * Only the queue's iothread reaps outside a drain, and it owns the timer.
+	 */
+	if (pp == &bq->held && bq->delay_timer)
+		vn_timer_arm(bq->delay_timer, req->due_ns);
 }
 
 void vn_blk_req_done(struct blk_queue *bq, struct blk_req *req, int res)
@@ -267,17 +304,7 @@ void vn_blk_req_done(struct blk_queue *bq, struct blk_req *req, int res)
 	}
 	req->res = res;
 	if (delay_ns && !__atomic_load_n(&blk->draining, __ATOMIC_ACQUIRE)) {
-		bool first = !bq->held;
-
-		req->due_ns = vn_clock_ns() + delay_ns;
-		req->next = NULL;
-		*bq->held_tail = req;
-		bq->held_tail = &req->next;
-		if (first && bq->delay_timer) {
-			/* Only the queue's iothread reaps outside a drain, and it owns the timer. */
-			if (!vn_timer_is_armed(bq->delay_timer))
-				vn_timer_arm(bq->delay_timer, req->due_ns);
-		}
+		hold(bq, req, delay_ns);
 		return;
 	}
 	req_finish(bq, req, res);
@@ -289,8 +316,7 @@ uint64_t vn_blk_release_held_locked(struct blk_queue *bq, uint64_t now_ns)
 
 	while ((req = bq->held) && req->due_ns <= now_ns) {
 		bq->held = req->next;
-		if (!bq->held)
-			bq->held_tail = &bq->held;
+		__atomic_fetch_sub(&bq->stats.held, 1, __ATOMIC_RELAXED);
 		req_finish(bq, req, req->res);
 	}
 	notify_locked(bq);

@@ -353,7 +353,6 @@ static int alloc_queues(struct vn_blk *blk)
 		bq->blk = blk;
 		bq->index = q;
 		bq->event_fd = -1;
-		bq->held_tail = &bq->held;
 		bq->reqs = calloc(blk->queue_size, sizeof(*bq->reqs));
 		if (!bq->reqs)
 			return -ENOMEM;
@@ -553,6 +552,7 @@ int vn_blk_get_stats(const struct vn_blk *blk, unsigned int q, struct vn_blk_sta
 	out->errors = __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
 	out->in_flight = __atomic_load_n(&s->in_flight, __ATOMIC_RELAXED);
 	out->flushes = __atomic_load_n(&s->flushes, __ATOMIC_RELAXED);
+	out->held = __atomic_load_n(&s->held, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -562,7 +562,8 @@ int vn_blk_inject_fault(struct vn_blk *blk, const struct vn_blk_fault *fault)
 		return -EINVAL;
 	pthread_mutex_lock(&blk->fault_lock);
 	blk->fault = *fault;
-	__atomic_store_n(&blk->fault_active, fault->count || fault->delay_ns, __ATOMIC_RELEASE);
+	__atomic_store_n(&blk->fault_active, fault->count || fault->delay_ns || fault->jitter_ns,
+			 __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&blk->fault_lock);
 	return 0;
 }

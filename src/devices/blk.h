@@ -66,7 +66,7 @@ struct blk_queue {
 	unsigned int index;
 	struct blk_req **reqs; /* all requests, blk->queue_size of them */
 	struct blk_req *free;
-	struct blk_req *held, **held_tail; /* completions delayed by a fault */
+	struct blk_req *held; /* completions delayed by a fault, by due time */
 	unsigned int in_flight;		   /* submitted to the backend, not reaped */
 	bool notify_pending;		   /* pushed since the last interrupt decision */
 	void *be;			   /* the backend's per-queue state */
@@ -104,9 +104,10 @@ struct vn_blk {
 	int draining;	    /* atomic: fault delays are skipped */
 	bool no_zero_range; /* atomic: fallocate ZERO_RANGE is refused here */
 
-	bool fault_active; /* atomic: fault.count or fault.delay_ns is set */
+	bool fault_active; /* atomic: fault.count, .delay_ns or .jitter_ns is set */
 	pthread_mutex_t fault_lock;
 	struct vn_blk_fault fault;
+	uint64_t fault_rng; /* the jitter's generator state; under fault_lock */
 
 	struct vn_ratelimit rl; /* guest-caused messages */
 	struct blk_queue *queues;

@@ -153,6 +153,50 @@ out:
 }
 BT_BOTH(test_delay_completes)
 
+/*
+ * A jittered delay: every completion is held (the held counter says how
+ * many) and they reach the guest out of the order they were made
+ * available in, each once, each with its status.
+ */
+static void test_delay_jitter_reorders(struct vn_t *t, enum vn_blk_backend be)
+{
+	struct bt_opts o = {.backend = be};
+	struct vn_blk_fault f = {.delay_ns = 300ull * 1000 * 1000, .jitter_ns = 200ull * 1000 * 1000};
+	uint16_t heads[16], id;
+	bool seen[16] = {false}, in_order = true;
+	uint32_t len;
+	struct bt b;
+
+	if (bt_init(t, &b, &o))
+		goto out;
+	VN_REQUIRE_OK(t, vn_blk_inject_fault(b.blk, &f));
+	for (unsigned int i = 0; i < 16; i++) {
+		struct bt_seg d = {.gpa = BT_DATA + 0x1000ull * i, .len = 4096};
+
+		heads[i] = bt_queue_req(&b, 0, VIRTIO_BLK_T_OUT, 8ull * i, &d, 1, false);
+	}
+	VN_CHECK_EQ_INT(t, bt_kick(&b, 0), 1);
+	/* The I/O is done long before the shortest delay (300 ms) ends. */
+	VN_CHECK(t, VN_WAIT_FOR(stats(&b, 0).in_flight == 0 && stats(&b, 0).held == 16, 10000));
+	VN_REQUIRE(t, bt_wait_used(&b, 0, 16));
+	VN_CHECK_EQ_U(t, stats(&b, 0).held, 0);
+	for (unsigned int i = 0; i < 16; i++) {
+		unsigned int k;
+
+		bt_pop_used(&b, 0, &id, &len);
+		for (k = 0; k < 16 && heads[k] != id; k++)
+			;
+		VN_REQUIRE(t, k < 16 && !seen[k]);
+		seen[k] = true;
+		in_order = in_order && k == i;
+		VN_CHECK_EQ_U(t, bt_status(&b, 0, id), VIRTIO_BLK_S_OK);
+	}
+	VN_CHECK(t, !in_order);
+out:
+	bt_fini(&b);
+}
+BT_BOTH(test_delay_jitter_reorders)
+
 /* Freeing a device with requests held or in flight: no leak, no use after free. */
 static void test_free_in_flight(struct vn_t *t, enum vn_blk_backend be)
 {
@@ -424,7 +468,8 @@ BT_BOTH(test_vcpus_race_completions)
 
 VN_TESTS(VN_TEST(test_backend_choice), BT_TESTS_BOTH(test_reset_with_held),
 	 BT_TESTS_BOTH(test_reset_with_io_in_flight), BT_TESTS_BOTH(test_drain),
-	 BT_TESTS_BOTH(test_delay_completes), BT_TESTS_BOTH(test_free_in_flight),
+	 BT_TESTS_BOTH(test_delay_completes), BT_TESTS_BOTH(test_delay_jitter_reorders),
+	 BT_TESTS_BOTH(test_free_in_flight),
 	 BT_TESTS_BOTH(test_flush_visible_elsewhere), BT_TESTS_BOTH(test_direct),
 	 BT_TESTS_BOTH(test_zero_range_fallback), BT_TESTS_BOTH(test_fd_cfg),
 	 BT_TESTS_BOTH(test_no_fd_leak), BT_TESTS_BOTH(test_handler_on_iothread),
