@@ -37,6 +37,11 @@ struct vn_vhu_conn;
  *                   @iothread
  * @nr_queue_iothreads: n
  * @poll_ns: poll period of rings the frontend gives no kick fd (0: 100 us)
+ * @no_inflight: do not offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD. Without
+ *               it a frontend keeps no inflight region, so the requests in
+ *               flight when the backend dies are not redone by the next one
+ *               (QEMU resumes the ring at its used index). For frontends
+ *               that mishandle the feature, and as a test's control case.
  *
  * The device finishes its requests in flight through its own quiesce_queue
  * op when the frontend stops a ring: nothing to wire here.
@@ -49,6 +54,7 @@ struct vn_vhu_conn_cfg {
 	struct vn_iothread *const *queue_iothreads;
 	unsigned int nr_queue_iothreads;
 	uint64_t poll_ns;
+	bool no_inflight;
 };
 
 /**

@@ -376,6 +376,7 @@ int vn_vhu_conn_new(const struct vn_vhu_conn_cfg *cfg, struct vn_vhu_conn **out)
 		.iothreads = cfg->queue_iothreads ? cfg->queue_iothreads : &c->it,
 		.nr_iothreads = cfg->queue_iothreads ? cfg->nr_queue_iothreads : 1,
 		.poll_ns = cfg->poll_ns,
+		.no_inflight = cfg->no_inflight,
 	};
 	r = vn_vhu_server_new(&scfg, &c->srv);
 	if (r < 0)

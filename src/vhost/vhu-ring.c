@@ -238,12 +238,17 @@ int vn_vhu_ring_update(struct vhu_queue *q)
 
 		/*
 		 * The chains to redo are not new avail entries: nobody kicks for
-		 * them. Kick ourselves once (the frontend's eventfd, which only we
-		 * read). A polled ring finds them at its next avail change.
+		 * them, and a polled ring's poll looks only for avail entries.
+		 * The attach runs the queue once on its thread whatever the source
+		 * (hostnotif's self-kick at watch); that run is what takes them on
+		 * a polled ring (test_inflight_recovery_polled). A kick fd also
+		 * gets a kick of its own (the frontend's eventfd, which only we
+		 * read), for an attach that found the queue attached already.
 		 */
-		if (r == 0 && q->resubmit_kick && fd >= 0) {
+		if (r == 0 && q->resubmit_kick) {
 			q->resubmit_kick = false;
-			(void)eventfd_write(fd, 1);
+			if (fd >= 0)
+				(void)eventfd_write(fd, 1);
 		}
 		return r;
 	}

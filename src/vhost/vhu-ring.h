@@ -72,6 +72,7 @@ struct vn_vhu_server {
 	struct vn_ratelimit rl;
 
 	uint64_t features; /* offered */
+	uint64_t protocol; /* protocol features offered */
 	uint64_t acked_features;
 	uint64_t acked_protocol;
 	bool owner;

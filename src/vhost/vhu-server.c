@@ -141,15 +141,21 @@ static int h_set_features(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *
 
 static int h_get_protocol_features(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)
 {
-	return reply_u64(reply, OFFERED_PROTOCOL);
+	struct vn_vhu_server *srv = ctx;
+
+	return reply_u64(reply, srv->protocol);
 }
 
 static int h_set_protocol_features(void *ctx, struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)
 {
 	struct vn_vhu_server *srv = ctx;
 
-	if (msg->p.u64 & ~OFFERED_PROTOCOL)
+	if (msg->p.u64 & ~srv->protocol) {
+		peer_log(srv, "SET_PROTOCOL_FEATURES 0x%llx: not offered: 0x%llx",
+			 (unsigned long long)msg->p.u64,
+			 (unsigned long long)(msg->p.u64 & ~srv->protocol));
 		return -EINVAL;
+	}
 	srv->acked_protocol = msg->p.u64;
 	return VN_VHU_OK;
 }
@@ -468,6 +474,12 @@ static int check_inflight_msg(struct vn_vhu_server *srv, const struct vn_vhu_msg
 {
 	memset(m, 0, sizeof(*m));
 	memcpy(m, msg->p.raw, VN_VHU_INFLIGHT_MSG_MIN);
+	if (!(srv->protocol & F(VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD))) {
+		peer_log(srv, "%s: protocol feature INFLIGHT_SHMFD (bit %u) was not offered",
+			 vn_vhu_msg_request_name(msg->hdr.request),
+			 VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD);
+		return -EINVAL;
+	}
 	if (m->num_queues == 0 || m->num_queues > srv->nr_queues) {
 		peer_log(srv, "%s: num_queues %u, want 1..%u",
 			 vn_vhu_msg_request_name(msg->hdr.request), m->num_queues,
@@ -720,6 +732,9 @@ int vn_vhu_server_new(const struct vn_vhu_server_cfg *cfg, struct vn_vhu_server 
 		cfg->drain_timeout_ns ? cfg->drain_timeout_ns : DEFAULT_DRAIN_TIMEOUT_NS;
 	srv->features = (vn_vdev_device_features(cfg->vdev) & ~MASKED_FEATURES) |
 			F(VN_VHU_F_PROTOCOL_FEATURES);
+	srv->protocol = OFFERED_PROTOCOL;
+	if (cfg->no_inflight)
+		srv->protocol &= ~F(VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD);
 	vn_ratelimit_init(&srv->rl, 10);
 	for (unsigned int i = 0; i < nq; i++)
 		vn_vhu_ring_init(&srv->queues[i], srv, i, cfg->iothreads[i % cfg->nr_iothreads]);
@@ -808,5 +823,5 @@ uint64_t vn_vhu_server_features(const struct vn_vhu_server *srv)
 
 uint64_t vn_vhu_server_protocol_features(const struct vn_vhu_server *srv)
 {
-	return OFFERED_PROTOCOL;
+	return srv->protocol;
 }

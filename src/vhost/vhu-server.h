@@ -61,6 +61,8 @@ struct vn_vhu_server;
  *           after the device's quiesce_queue op returned
  * @safety_net_ns: period of the missed-kick safety net of each running ring
  *           with a kick fd (hostnotif); 0: off
+ * @no_inflight: leave VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD out of the
+ *           offered protocol features (GET/SET_INFLIGHT_FD are then refused)
  */
 struct vn_vhu_server_cfg {
 	const char *name;
@@ -70,6 +72,7 @@ struct vn_vhu_server_cfg {
 	uint64_t poll_ns;
 	uint64_t drain_timeout_ns;
 	uint64_t safety_net_ns;
+	bool no_inflight;
 };
 
 /**

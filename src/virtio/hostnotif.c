@@ -305,7 +305,9 @@ static void poll_state(void *opaque, bool started)
 
 /*
  * The self-kick of a handed-in source at attach: run the queue once here,
- * taking any kick that landed while nobody listened.
+ * taking any kick that landed while nobody listened. A POLL source needs it
+ * too: chains resubmitted from a vhost-user inflight region are no avail
+ * entries, so its poll would never run the queue for them.
  * Context: the queue's iothread.
  */
 static void self_kick_here(struct hn_queue *q)

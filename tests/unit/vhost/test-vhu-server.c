@@ -166,6 +166,7 @@ struct fe {
 	int inflight_fd;
 	struct vn_vhu_inflight_msg inflight;
 	bool keep_rings; /* the handshake leaves the guest's rings alone */
+	uint64_t proto;	 /* the protocol features the handshake expects offered */
 };
 
 static int fe_init(struct fe *fe)
@@ -175,6 +176,7 @@ static int fe_init(struct fe *fe)
 	memset(fe, 0, sizeof(*fe));
 	fe->sock = -1;
 	fe->inflight_fd = -1;
+	fe->proto = ALL_PROTO;
 	fe->memfd = memfd_create("fe-guest", MFD_CLOEXEC);
 	if (fe->memfd < 0 || ftruncate(fe->memfd, (off_t)MEMSZ) < 0)
 		return -errno;
@@ -419,7 +421,7 @@ static int fe_handshake(struct fe *fe, bool protocol, bool ack, bool polling)
 		return -EINVAL;
 	if (protocol) {
 		STEP(fe_get_u64(fe, VN_VHU_GET_PROTOCOL_FEATURES, &pf));
-		if (pf != ALL_PROTO)
+		if (pf != fe->proto)
 			return -EINVAL;
 		STEP(fe_set_u64(fe, VN_VHU_SET_PROTOCOL_FEATURES,
 				ack ? pf : pf & ~F(VN_VHU_PROTOCOL_F_REPLY_ACK), NULL, 0));
@@ -528,6 +530,7 @@ struct fx {
 };
 
 static uint64_t fx_safety_net_ns; /* for the next fx_init() */
+static bool fx_no_inflight;	  /* for the next fx_init() */
 
 static int fx_init(struct fx *x)
 {
@@ -547,6 +550,7 @@ static int fx_init(struct fx *x)
 	scfg.poll_ns = 200000;
 	scfg.drain_timeout_ns = 2000000000ull;
 	scfg.safety_net_ns = fx_safety_net_ns;
+	scfg.no_inflight = fx_no_inflight;
 	r = fe_init(&x->fe);
 	if (r == 0)
 		r = vn_vhu_server_new(&scfg, &x->fe.srv);
@@ -1325,6 +1329,39 @@ static void test_get_inflight_fd(struct vn_t *t)
 	fx_destroy(&x);
 }
 
+/*
+ * no_inflight: the feature is not offered, cannot be acked, and both
+ * INFLIGHT_FD messages are refused; the rest of the protocol is unchanged.
+ */
+static void test_no_inflight(struct vn_t *t)
+{
+	struct vn_vhu_msg reply;
+	uint64_t pf = 0;
+	struct fx x;
+
+	fx_no_inflight = true;
+	VN_REQUIRE_OK(t, fx_init(&x));
+	fx_no_inflight = false;
+	VN_CHECK_EQ_U(t, vn_vhu_server_protocol_features(x.fe.srv),
+		      ALL_PROTO & ~F(VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD));
+	VN_CHECK_OK(t, fe_get_u64(&x.fe, VN_VHU_GET_PROTOCOL_FEATURES, &pf));
+	VN_CHECK_EQ_U(t, pf, ALL_PROTO & ~F(VN_VHU_PROTOCOL_F_INFLIGHT_SHMFD));
+	x.fe.ack = true;
+	VN_CHECK_EQ_INT(t, fe_set_u64(&x.fe, VN_VHU_SET_PROTOCOL_FEATURES, ALL_PROTO, NULL, 0),
+			-EPROTO); /* not acked yet: a refusal drops the frontend */
+	vn_vhu_server_disconnect(x.fe.srv);
+	x.fe.ack = false;
+	VN_CHECK_EQ_INT(t, get_inflight(&x.fe, NQ, IQS, &reply), -EPROTO);
+	vn_vhu_server_disconnect(x.fe.srv);
+	/* and a whole session without it works */
+	x.fe.proto = pf;
+	VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, false), 0);
+	check_request(t, &x, 0, 5);
+	vn_vhu_server_disconnect(x.fe.srv);
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
+	fx_destroy(&x);
+}
+
 /* A region of our own making, as the frontend got it from a GET. */
 static int make_region(uint64_t size, bool seal)
 {
@@ -1490,6 +1527,53 @@ static void test_inflight_recovery(struct vn_t *t)
 	close(fd);
 }
 
+/*
+ * A polled ring (no kick fd) whose every avail chain the dead backend had
+ * taken: the resubmitted chains are no avail news, so the poll, which looks
+ * for avail entries, never finds them. The ring must run once by itself,
+ * or the guest waits for them forever.
+ */
+static void test_inflight_recovery_polled(struct vn_t *t)
+{
+	uint64_t size = NQ * vn_vhu_inflight_queue_bytes(IQS);
+	struct vn_vhu_inflight_msg good = {.mmap_size = size, .num_queues = NQ, .queue_size = IQS};
+	int fd = make_region(size, true);
+	struct vn_vhu_queue_stats qs;
+	struct vn_vq_inflight_hdr *h;
+	void *map;
+	struct fx x;
+
+	VN_REQUIRE(t, fd >= 0);
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	VN_REQUIRE(t, map != MAP_FAILED);
+	h = part0(map);
+	VN_REQUIRE_OK(t, fx_init(&x));
+	x.fe.inflight_fd = fd;
+	x.fe.inflight = good;
+	fe_reset_rings(&x.fe);
+	fe_add(&x.fe, 0, 10); /* head 0 */
+	fe_add(&x.fe, 0, 20); /* head 2 */
+	lie_reset(h);
+	h->desc[0] = (struct vn_vq_inflight_desc){.inflight = 1, .counter = 1};
+	h->desc[2] = (struct vn_vq_inflight_desc){.inflight = 1, .counter = 2};
+	x.fe.keep_rings = true;
+	VN_REQUIRE_EQ_INT(t, fe_handshake(&x.fe, true, true, true), 0);
+	VN_CHECK_OK(t, vn_vhu_server_get_queue_stats(x.fe.srv, 0, &qs));
+	VN_CHECK(t, qs.started && qs.polling);
+	VN_CHECK(t, RUN_UNTIL(&x, processed(&x.dev, 0) == 2));
+	VN_CHECK_EQ_U(t, fe_used_idx(&x.fe, 0), 2);
+	VN_CHECK_EQ_U(t, fe_result(&x.fe, 0, 0), ~10u);
+	VN_CHECK_EQ_U(t, fe_result(&x.fe, 0, 1), ~20u);
+	/* and the poll carries on with new chains */
+	fe_add(&x.fe, 0, 30);
+	VN_CHECK(t, RUN_UNTIL(&x, processed(&x.dev, 0) == 3));
+	vn_vhu_server_disconnect(x.fe.srv);
+	x.fe.keep_rings = false;
+	fx_destroy(&x);
+	munmap(map, size);
+	close(fd);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -1509,4 +1593,5 @@ VN_TESTS(VN_TEST(test_setup), VN_TEST(test_handshake), VN_TEST(test_rings_start_
 	 VN_TEST(test_mem_table_after_drain_timeout),
 	 VN_TEST(test_guest_error_signals_err_fd), VN_TEST(test_safety_net), VN_TEST(test_socket),
 	 VN_TEST(test_conn_cfg), VN_TEST(test_get_inflight_fd),
-	 VN_TEST(test_set_inflight_fd_refused), VN_TEST(test_inflight_recovery));
+	 VN_TEST(test_set_inflight_fd_refused), VN_TEST(test_inflight_recovery),
+	 VN_TEST(test_inflight_recovery_polled), VN_TEST(test_no_inflight));
