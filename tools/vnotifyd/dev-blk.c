@@ -35,6 +35,8 @@ struct blk_dev {
 	const char *path; /* point into the options, which outlive the device */
 	const char *sock;
 	bool readonly;
+	bool inflight; /* offer VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD */
+	unsigned long delay_us; /* test-delay-us= */
 	int fd; /* our own fd on the image: checks, the lock, the final flush */
 	uint64_t size;
 	unsigned int nr_queues;
@@ -109,6 +111,20 @@ static const struct vnd_key blk_keys[] = {
 	  .max = 1000000000,
 	  .def = "32768",
 	  .help = "queue iothreads busy-poll their rings up to NS (adaptive); 0: never poll" },
+	{ .name = "inflight",
+	  .kind = VND_KEY_BOOL,
+	  .metavar = "on|off",
+	  .def = "on",
+	  .help = "offer the inflight region, so requests in flight survive a kill -9 "
+		  "(off: for frontends that mishandle it)" },
+	{ .name = "test-delay-us",
+	  .kind = VND_KEY_UINT,
+	  .metavar = "US",
+	  .min = 0,
+	  .max = 1000000,
+	  .def = "0",
+	  .help = "test knob: hold each completion 0..US us at random (a slow disk "
+		  "finishing out of order)" },
 };
 
 /* The default above is the loop's own, spelled out for --help. */
@@ -274,6 +290,16 @@ static int new_device(struct blk_dev *b, const struct vnd_dev_opts *o)
 	int r;
 
 	r = vn_blk_new(&cfg, &b->blk);
+	if (r == 0 && b->delay_us) {
+		/* The fault hook's delay, jittered: many requests in flight, out of order. */
+		struct vn_blk_fault f = { .jitter_ns = b->delay_us * 1000 };
+
+		r = vn_blk_inject_fault(b->blk, &f);
+		if (r < 0) {
+			vn_blk_free(b->blk);
+			b->blk = NULL;
+		}
+	}
 	if (r < 0) {
 		fprintf(stderr, "vnotifyd: %s: cannot create the virtio-blk device on %s: %s",
 			b->dev.id, b->path, VND_STRERROR(r));
@@ -295,6 +321,7 @@ static int listen_socket(struct blk_dev *b)
 		.iothread = b->sock_it,
 		.queue_iothreads = b->q_its,
 		.nr_queue_iothreads = b->nr_iothreads,
+		.no_inflight = !b->inflight,
 	};
 	int r = vn_vhu_conn_new(&cfg, &b->conn);
 
@@ -330,6 +357,8 @@ static int blk_create(const struct vnd_dev_opts *o, struct vnd_dev **out)
 	b->path = vnd_opt_str(o, "path", NULL);
 	b->sock = vnd_opt_str(o, "socket", NULL);
 	b->readonly = vnd_opt_bool(o, "readonly", false);
+	b->inflight = vnd_opt_bool(o, "inflight", true);
+	b->delay_us = vnd_opt_uint(o, "test-delay-us", 0);
 	b->nr_queues = (unsigned int)vnd_opt_uint(o, "queues", 1);
 	b->nr_iothreads = (unsigned int)vnd_opt_uint(o, "iothreads", 1);
 	b->poll_max_ns = vnd_opt_uint(o, "poll-max-ns", VN_LOOP_POLL_MAX_NS_DEFAULT);
@@ -375,9 +404,13 @@ static void blk_ready(struct vnd_dev *d, FILE *f)
 
 	fprintf(f,
 		"vnotifyd: %s ready: socket=%s image=%s size=%llu queues=%u iothreads=%u "
-		"backend=%s%s\n",
+		"backend=%s%s%s",
 		d->id, b->sock, b->path, (unsigned long long)b->size, b->nr_queues, b->nr_iothreads,
-		vn_blk_backend_name(b->blk), b->readonly ? " readonly" : "");
+		vn_blk_backend_name(b->blk), b->readonly ? " readonly" : "",
+		b->inflight ? "" : " inflight=off");
+	if (b->delay_us)
+		fprintf(f, " test-delay-us=%lu", b->delay_us);
+	fprintf(f, "\n");
 }
 
 static void blk_stats(struct vnd_dev *d, FILE *f)
@@ -398,7 +431,7 @@ static void blk_stats(struct vnd_dev *d, FILE *f)
 		fprintf(f,
 			"vnotifyd: %s q%u: notifier=%s enabled=%s call=%s iothread=%s kicks=%llu "
 			"runs=%llu polls=%llu ring_polls=%llu requests=%llu bytes_read=%llu bytes_written=%llu "
-			"flushes=%llu errors=%llu in_flight=%llu\n",
+			"flushes=%llu errors=%llu in_flight=%llu held=%llu\n",
 			d->id, q, vnd_stats_notifier(b->conn, q), qs.enabled ? "yes" : "no",
 			qs.call_fd ? "yes" : "no", vn_iothread_name(b->q_its[q % b->nr_iothreads]),
 			(unsigned long long)qs.kicks, (unsigned long long)qs.runs,
@@ -406,7 +439,7 @@ static void blk_stats(struct vnd_dev *d, FILE *f)
 			(unsigned long long)bs.requests,
 			(unsigned long long)bs.bytes_read, (unsigned long long)bs.bytes_written,
 			(unsigned long long)bs.flushes, (unsigned long long)bs.errors,
-			(unsigned long long)bs.in_flight);
+			(unsigned long long)bs.in_flight, (unsigned long long)bs.held);
 	}
 }
 
