@@ -90,6 +90,7 @@ void vn_ratelimit_init(struct vn_ratelimit *rl, unsigned int burst_per_sec)
 	rl->burst = burst_per_sec;
 	rl->used = 0;
 	rl->suppressed = 0;
+	rl->nkeys = 0;
 }
 
 void vn_ratelimit_destroy(struct vn_ratelimit *rl)
@@ -97,22 +98,38 @@ void vn_ratelimit_destroy(struct vn_ratelimit *rl)
 	pthread_mutex_destroy(&rl->lock);
 }
 
-void vn_log_limited(struct vn_ratelimit *rl, enum vn_log_level level, const char *tag,
-		    const char *fmt, ...)
+/* Is @key new in this window? Then remember it (while there is room). */
+static bool key_is_new(struct vn_ratelimit *rl, uint64_t key)
+{
+	if (!key)
+		return false;
+	for (unsigned int i = 0; i < rl->nkeys; i++)
+		if (rl->keys[i] == key)
+			return false;
+	if (rl->nkeys == VN_RATELIMIT_KEYS)
+		return false;
+	rl->keys[rl->nkeys++] = key;
+	return true;
+}
+
+static void __attribute__((format(printf, 5, 0)))
+log_limited_v(struct vn_ratelimit *rl, uint64_t key, enum vn_log_level level, const char *tag,
+	      const char *fmt, va_list ap)
 {
 	uint64_t now = vn_now_ns();
 	unsigned long dropped = 0;
-	bool ok;
-	va_list ap;
+	bool ok, fresh;
 
 	pthread_mutex_lock(&rl->lock);
 	if (now - rl->window_start_ns >= 1000000000ull) {
 		dropped = rl->suppressed;
 		rl->suppressed = 0;
 		rl->used = 0;
+		rl->nkeys = 0;
 		rl->window_start_ns = now;
 	}
-	ok = rl->used < rl->burst;
+	fresh = key_is_new(rl, key);
+	ok = rl->used < rl->burst || fresh;
 	if (ok)
 		rl->used++;
 	else
@@ -121,9 +138,46 @@ void vn_log_limited(struct vn_ratelimit *rl, enum vn_log_level level, const char
 
 	if (dropped)
 		vn_log(level, tag, "%lu similar messages suppressed", dropped);
-	if (!ok)
-		return;
+	if (ok)
+		vn_log_v(level, tag, fmt, ap);
+}
+
+void vn_log_limited(struct vn_ratelimit *rl, enum vn_log_level level, const char *tag,
+		    const char *fmt, ...)
+{
+	va_list ap;
+
 	va_start(ap, fmt);
-	vn_log_v(level, tag, fmt, ap);
+	log_limited_v(rl, 0, level, tag, fmt, ap);
 	va_end(ap);
+}
+
+void vn_log_limited_key(struct vn_ratelimit *rl, uint64_t key, enum vn_log_level level,
+			const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_limited_v(rl, key, level, tag, fmt, ap);
+	va_end(ap);
+}
+
+uint64_t vn_log_reason_key(uint64_t seed, const char *text)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ seed; /* FNV-1a */
+	bool hex = false;
+
+	for (const char *p = text; *p; p++) {
+		char c = *p;
+
+		if (c == 'x' && p > text && p[-1] == '0') {
+			hex = true;
+			continue;
+		}
+		if ((c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))))
+			continue;
+		hex = false;
+		h = (h ^ (uint8_t)c) * 0x100000001b3ull;
+	}
+	return h ? h : 1;
 }

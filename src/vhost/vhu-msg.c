@@ -2,6 +2,7 @@
 #include "vhost/vhu-msg.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,45 +127,96 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 	return a < b + blen && b < a + alen;
 }
 
-int vn_vhu_msg_check_mem_table(const struct vn_vhu_msg *msg)
+/* Write why a check refused into @why (may be NULL) and return @err. */
+static int __attribute__((format(printf, 4, 5)))
+refuse(char *why, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why && len) {
+		va_start(ap, fmt);
+		vsnprintf(why, len, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+/* Region @i's @what + size, without overflow and below 2^63 (off_t, mmap). */
+static int check_sum(const struct vn_vhu_mem_region *r, uint32_t i, const char *what, uint64_t v,
+		     char *why, size_t len)
+{
+	uint64_t end;
+
+	if (vn_add_overflow(v, r->size, &end) || end > INT64_MAX)
+		return refuse(why, len, -EINVAL,
+			      "region %u: %s 0x%llx + size 0x%llx past 2^63", i, what,
+			      (unsigned long long)v, (unsigned long long)r->size);
+	return 0;
+}
+
+int vn_vhu_msg_check_mem_table(const struct vn_vhu_msg *msg, char *why, size_t len)
 {
 	const struct vn_vhu_mem *m = &msg->p.mem;
 	uint32_t n;
-	uint64_t end;
 
 	if (msg->hdr.size < VN_VHU_MEM_HDR_SIZE)
-		return -EINVAL;
+		return refuse(why, len, -EINVAL, "payload size %u, want >= %u", msg->hdr.size,
+			      (unsigned int)VN_VHU_MEM_HDR_SIZE);
 	n = m->nregions;
 	if (n == 0 || n > VN_VHU_MAX_REGIONS)
-		return -EINVAL;
-	if (msg->hdr.size != VN_VHU_MEM_HDR_SIZE + n * sizeof(m->r[0]) || msg->nfds != n)
-		return -EINVAL;
+		return refuse(why, len, -EINVAL, "nregions %u (with %u fds), want 1..%u", n,
+			      msg->nfds, VN_VHU_MAX_REGIONS);
+	if (msg->hdr.size != VN_VHU_MEM_HDR_SIZE + n * sizeof(m->r[0]))
+		return refuse(why, len, -EINVAL, "payload size %u, want %u for nregions %u",
+			      msg->hdr.size, (unsigned int)(VN_VHU_MEM_HDR_SIZE + n * sizeof(m->r[0])),
+			      n);
+	if (msg->nfds != n)
+		return refuse(why, len, -EINVAL, "fd count %u, want %u (one per region)",
+			      msg->nfds, n);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct vn_vhu_mem_region *r = &m->r[i];
+		int e;
 
-		if (r->size == 0 || vn_add_overflow(r->gpa, r->size, &end) ||
-		    vn_add_overflow(r->uva, r->size, &end) ||
-		    vn_add_overflow(r->mmap_offset, r->size, &end) || end > INT64_MAX)
-			return -EINVAL;
+		if (r->size == 0)
+			return refuse(why, len, -EINVAL, "region %u: size 0", i);
+		if ((e = check_sum(r, i, "guest address", r->gpa, why, len)) < 0 ||
+		    (e = check_sum(r, i, "user address", r->uva, why, len)) < 0 ||
+		    (e = check_sum(r, i, "mmap offset", r->mmap_offset, why, len)) < 0)
+			return e;
 		for (uint32_t j = 0; j < i; j++) {
 			const struct vn_vhu_mem_region *o = &m->r[j];
 
-			if (ranges_overlap(r->gpa, r->size, o->gpa, o->size) ||
-			    ranges_overlap(r->uva, r->size, o->uva, o->size))
-				return -EINVAL;
+			if (ranges_overlap(r->gpa, r->size, o->gpa, o->size))
+				return refuse(why, len, -EINVAL,
+					      "region %u: guest address 0x%llx size 0x%llx overlaps "
+					      "region %u",
+					      i, (unsigned long long)r->gpa,
+					      (unsigned long long)r->size, j);
+			if (ranges_overlap(r->uva, r->size, o->uva, o->size))
+				return refuse(why, len, -EINVAL,
+					      "region %u: user address 0x%llx size 0x%llx overlaps "
+					      "region %u",
+					      i, (unsigned long long)r->uva,
+					      (unsigned long long)r->size, j);
 		}
 	}
 	return 0;
 }
 
-int vn_vhu_msg_check_config(const struct vn_vhu_msg *msg)
+int vn_vhu_msg_check_config(const struct vn_vhu_msg *msg, char *why, size_t len)
 {
 	const struct vn_vhu_config *c = &msg->p.config;
 
 	if (msg->hdr.size < VN_VHU_CONFIG_HDR_SIZE)
-		return -EINVAL;
-	if (c->size > VN_VHU_MAX_CONFIG || msg->hdr.size != VN_VHU_CONFIG_HDR_SIZE + c->size)
-		return -EINVAL;
+		return refuse(why, len, -EINVAL, "payload size %u, want >= %u", msg->hdr.size,
+			      (unsigned int)VN_VHU_CONFIG_HDR_SIZE);
+	if (c->size > VN_VHU_MAX_CONFIG)
+		return refuse(why, len, -EINVAL, "config size %u, want <= %u", c->size,
+			      (unsigned int)VN_VHU_MAX_CONFIG);
+	if (msg->hdr.size != VN_VHU_CONFIG_HDR_SIZE + c->size)
+		return refuse(why, len, -EINVAL, "payload size %u, want %u for config size %u",
+			      msg->hdr.size, (unsigned int)(VN_VHU_CONFIG_HDR_SIZE + c->size),
+			      c->size);
 	return 0;
 }
 
@@ -214,7 +266,7 @@ static int check_row(const struct vn_vhu_dispatch *d, const struct vn_vhu_req *r
 	default:
 		break;
 	}
-	return row->check ? row->check(msg) : 0;
+	return row->check ? row->check(msg, d->why, d->why ? d->why_len : 0) : 0;
 }
 
 static void set_reply_hdr(const struct vn_vhu_msg *msg, struct vn_vhu_msg *reply)

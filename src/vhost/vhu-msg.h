@@ -210,7 +210,8 @@ enum vn_vhu_idx_kind {
  * @replies: the request has a reply of its own (GET_*): REPLY_ACK never
  *           adds a second one, and a refused request cannot be answered
  * @check: optional wire-level check of the payload (region table, config
- *         size); returns 0 or -errno
+ *         size); returns 0 or -errno, and on a refusal writes the field and
+ *         its value into @why (NULL: nowhere) of @why_len bytes
  */
 struct vn_vhu_req {
 	const char *name;
@@ -219,7 +220,7 @@ struct vn_vhu_req {
 	uint16_t min_size, max_size;
 	uint8_t idx;
 	bool replies;
-	int (*check)(const struct vn_vhu_msg *msg);
+	int (*check)(const struct vn_vhu_msg *msg, char *why, size_t why_len);
 };
 
 /**
@@ -301,18 +302,23 @@ const char *vn_vhu_msg_request_name(uint32_t request);
  * region non-empty, guest address + size, user address + size and mmap
  * offset + size without overflow, and no two regions overlapping in guest
  * or user addresses.
+ * @why: NULL, or receives the refused field and its value ("nregions 0
+ *       (with 1 fds), want 1..8") in @why_len bytes
  * Return: 0 or -EINVAL.
  */
-VN_MUST_CHECK int vn_vhu_msg_check_mem_table(const struct vn_vhu_msg *msg);
+VN_MUST_CHECK int vn_vhu_msg_check_mem_table(const struct vn_vhu_msg *msg, char *why,
+					     size_t why_len);
 
 /**
  * vn_vhu_msg_check_config() - wire checks of GET_CONFIG / SET_CONFIG
  *
  * The config size at most VN_VHU_MAX_CONFIG and the payload exactly the
  * config header plus that many bytes.
+ * @why, @why_len: as vn_vhu_msg_check_mem_table()
  * Return: 0 or -EINVAL.
  */
-VN_MUST_CHECK int vn_vhu_msg_check_config(const struct vn_vhu_msg *msg);
+VN_MUST_CHECK int vn_vhu_msg_check_config(const struct vn_vhu_msg *msg, char *why,
+					  size_t why_len);
 
 /** vn_vhu_msg_len() - bytes on the wire of a message with this header */
 static inline size_t vn_vhu_msg_len(const struct vn_vhu_msg *msg)

@@ -93,8 +93,13 @@ struct vn_vhu_server {
 	uint64_t mem_bytes;
 };
 
+/*
+ * A peer's refusal, rate-limited per reason (the call site's format), so a
+ * burst of one refusal cannot hide a different one.
+ */
 #define peer_log(srv, fmt, ...)                                                                    \
-	vn_log_limited(&(srv)->rl, VN_LOG_WARN, "vhu", "%s: " fmt, (srv)->name, ##__VA_ARGS__)
+	vn_log_limited_key(&(srv)->rl, (uint64_t)(uintptr_t)(fmt), VN_LOG_WARN, "vhu",            \
+			   "%s: " fmt, (srv)->name, ##__VA_ARGS__)
 
 /*
  * The engine's callbacks for the server's queues: after a run, a broken ring

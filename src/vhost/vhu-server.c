@@ -597,6 +597,15 @@ static const struct vn_vhu_req table[] = {
 /* ------------------------------------------------------------------ */
 /* API                                                                 */
 
+/*
+ * A refusal the table's checks explain in @why: rate-limited per request
+ * and reason (@why without its values), so each distinct refusal of a
+ * burst is logged at least once a second.
+ */
+#define refusal_log(srv, req, why, fmt, ...)                                                       \
+	vn_log_limited_key(&(srv)->rl, vn_log_reason_key((req), (why)), VN_LOG_WARN, "vhu",       \
+			   "%s: " fmt, (srv)->name, ##__VA_ARGS__)
+
 /* Mirror the control thread's ring state for readers on other threads. */
 static void publish(struct vn_vhu_server *srv)
 {
@@ -631,13 +640,14 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 	}
 	if (vn_vhu_msg_check_hdr(&msg->hdr) < 0 || msg->nfds > VN_VHU_MAX_FDS) {
 		/* Every refusal names the request, the field and the value. */
-		if (vn_vhu_msg_check_hdr(&msg->hdr) < 0)
-			peer_log(srv, "refusing %s",
-				 vn_vhu_msg_describe_hdr(&msg->hdr, why, sizeof(why)));
-		else
+		if (vn_vhu_msg_check_hdr(&msg->hdr) < 0) {
+			vn_vhu_msg_describe_hdr(&msg->hdr, why, sizeof(why));
+			refusal_log(srv, msg->hdr.request, why, "refusing %s", why);
+		} else {
 			peer_log(srv, "refusing %s (request %u): %u fds (fd count) > %u",
 				 vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request,
 				 msg->nfds, VN_VHU_MAX_FDS);
+		}
 		if (msg->nfds > VN_VHU_MAX_FDS)
 			msg->nfds = VN_VHU_MAX_FDS;
 		vn_vhu_msg_close_fds(msg);
@@ -648,9 +658,10 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 	r = vn_vhu_msg_dispatch(&d, msg, reply, reply_len, &err);
 	if (err < 0) {
 		STAT_INC(srv->refused);
-		peer_log(srv, "%s (request %u, size %u, flags 0x%x) refused: %s%s%s",
-			 vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request, msg->hdr.size,
-			 msg->hdr.flags, why, why[0] ? ": " : "", vn_strerror(err));
+		refusal_log(srv, msg->hdr.request, why,
+			    "%s (request %u, size %u, flags 0x%x) refused: %s%s%s",
+			    vn_vhu_msg_request_name(msg->hdr.request), msg->hdr.request,
+			    msg->hdr.size, msg->hdr.flags, why, why[0] ? ": " : "", vn_strerror(err));
 	}
 	if (r < 0)
 		STAT_INC(srv->protocol_errors);

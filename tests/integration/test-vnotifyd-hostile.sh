@@ -85,6 +85,9 @@ declare -A says=(
 	[hdr-fds]="more than 8 fds \(fd count\)"
 	[hdr-fd-unwanted]="SET_OWNER \(request 3, size 0, flags 0x1\) refused: fd count 1, want 0\.\.0"
 	[truncate]="truncated its guest memory"
+	[mem-no-regions]="SET_MEM_TABLE \(request 5, size 40, flags 0x9\) refused: nregions 0 \(with 1 fds\), want 1\.\.8"
+	# the second reason, after a burst of the first past the rate limit
+	[mem-burst]="SET_MEM_TABLE \(request 5, size 72, flags 0x9\) refused: fd count 1, want 2 \(one per region\)"
 )
 
 for c in $("$hostile" list) ${VN_HOSTILE_EXTRA:-}; do

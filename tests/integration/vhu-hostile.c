@@ -778,6 +778,37 @@ static int bad_memory(int which_table)
 	return 0;
 }
 
+/*
+ * Memory tables refused for their region count: one with an fd but no
+ * regions; or (@burst) 30 of those, past the log's rate limit, then one
+ * with two regions and one fd. Each refusal is answered; the daemon's log
+ * must show both reasons.
+ */
+static int mem_refusals(bool burst)
+{
+	struct mem_table mt = {.nregions = 0, .r = {{GPA, MEMSZ, UVA, 0}}};
+	int64_t st;
+
+	negotiate();
+	g.memfd = memfd_create("hostile-guest", MFD_CLOEXEC);
+	if (g.memfd < 0 || ftruncate(g.memfd, (off_t)MEMSZ) < 0)
+		FAIL("memfd: %s", strerror(errno));
+	for (unsigned int i = 0; i < (burst ? 30u : 1u); i++) {
+		st = ack_of(SET_MEM_TABLE, &mt, 8 + sizeof(struct region), g.memfd);
+		if (st != 1)
+			FAIL("a table of 0 regions: status %lld, want 1 (refused)", (long long)st);
+	}
+	if (burst) {
+		mt.nregions = 2;
+		mt.r[1] = (struct region){GPA + MEMSZ, MEMSZ, UVA + MEMSZ, 0};
+		st = ack_of(SET_MEM_TABLE, &mt, 8 + 2 * sizeof(struct region), g.memfd);
+		if (st != 1)
+			FAIL("2 regions, 1 fd: status %lld, want 1 (refused)", (long long)st);
+	}
+	close(sock);
+	return 0;
+}
+
 /* A kick fd and kicks before any ring address or memory table. */
 static int kick_before_addr(void)
 {
@@ -824,9 +855,14 @@ static void list(void)
 	for (unsigned int q = 0; q < 2; q++)
 		for (unsigned int k = 0; k < 4; k++)
 			printf("%s:%s\n", q ? "err" : "call", fd_names[k]);
+	/*
+	 * The mem-table wording cases before fds-everywhere: that one sends a
+	 * table of no regions too, and a reason is logged once a second past
+	 * the rate limit (the wording check would find nothing new).
+	 */
 	printf("truncate\nsmall-ring\nhdr-big\nhdr-version\nhdr-reply\nhdr-fds\nhdr-fd-unwanted\n"
-	       "midmsg\nfds-everywhere\nmem-overlap\nmem-huge\nmem-offset\nmem-wrap\n"
-	       "kick-early\n");
+	       "mem-no-regions\nmem-burst\nmidmsg\nfds-everywhere\nmem-overlap\nmem-huge\n"
+	       "mem-offset\nmem-wrap\nkick-early\n");
 }
 
 int main(int argc, char **argv)
@@ -882,6 +918,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(which, "kick-early") == 0)
 		return kick_before_addr();
+	if (strcmp(which, "mem-no-regions") == 0)
+		return mem_refusals(false);
+	if (strcmp(which, "mem-burst") == 0)
+		return mem_refusals(true);
 	fprintf(stderr, "vhu-hostile: unknown case %s (vhu-hostile list)\n", which);
 	return 2;
 }

@@ -65,6 +65,45 @@ static void test_ratelimit(struct vn_t *t)
 	vn_log_set_sink(NULL, NULL);
 }
 
+/*
+ * Per reason: a burst of one reason past the limit does not hide another
+ * reason, each new reason once a window, at most VN_RATELIMIT_KEYS of them.
+ */
+static void test_ratelimit_per_reason(struct vn_t *t)
+{
+	struct capture c = { 0 };
+	struct vn_ratelimit rl;
+	char text[64];
+
+	vn_log_set_sink(sink, &c);
+	vn_ratelimit_init(&rl, 3);
+	for (int i = 0; i < 50; i++)
+		vn_log_limited_key(&rl, 1, VN_LOG_WARN, "vhu", "nregions %d", i);
+	VN_CHECK_EQ_INT(t, c.lines, 3);
+	vn_log_limited_key(&rl, 2, VN_LOG_WARN, "vhu", "fd count");
+	VN_CHECK_EQ_INT(t, c.lines, 4);
+	VN_CHECK(t, strcmp(c.last, "fd count") == 0);
+	vn_log_limited_key(&rl, 2, VN_LOG_WARN, "vhu", "fd count again");
+	VN_CHECK_EQ_INT(t, c.lines, 4); /* seen in this window */
+	/* a flood of distinct reasons is bounded */
+	for (int i = 0; i < 100; i++)
+		vn_log_limited_key(&rl, 100 + (uint64_t)i, VN_LOG_WARN, "vhu", "reason %d", i);
+	VN_CHECK_EQ_INT(t, c.lines, 4 + VN_RATELIMIT_KEYS - 2);
+	/* the next window forgets the reasons */
+	rl.window_start_ns -= 2000000000ull;
+	vn_log_limited_key(&rl, 2, VN_LOG_WARN, "vhu", "fd count");
+	VN_CHECK(t, strcmp(c.last, "fd count") == 0);
+	vn_ratelimit_destroy(&rl);
+	vn_log_set_sink(NULL, NULL);
+
+	/* the reason key ignores the values */
+	snprintf(text, sizeof(text), "region %u: size 0x%x", 3u, 0x1000u);
+	VN_CHECK_EQ_U(t, vn_log_reason_key(5, text), vn_log_reason_key(5, "region 7: size 0xabc0"));
+	VN_CHECK(t, vn_log_reason_key(5, text) != vn_log_reason_key(6, text));
+	VN_CHECK(t, vn_log_reason_key(5, "fd count 1, want 2") !=
+			    vn_log_reason_key(5, "nregions 0 (with 1 fds), want 1..8"));
+}
+
 static void test_trace_patterns(struct vn_t *t)
 {
 	struct capture c = { 0 };
@@ -88,5 +127,5 @@ static void test_trace_patterns(struct vn_t *t)
 	vn_log_set_sink(NULL, NULL);
 }
 
-VN_TESTS(VN_TEST(test_level_filter), VN_TEST(test_level_parse), VN_TEST(test_ratelimit),
+VN_TESTS(VN_TEST(test_level_filter), VN_TEST(test_level_parse), VN_TEST(test_ratelimit), VN_TEST(test_ratelimit_per_reason),
 	 VN_TEST(test_trace_patterns))

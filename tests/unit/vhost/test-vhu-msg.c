@@ -284,55 +284,102 @@ static void test_mem_table_checks(struct vn_t *t)
 	struct vn_vhu_msg m;
 
 	mem_msg(&m, 3);
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), 0);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), 0);
 	mem_msg(&m, 8);
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), 0);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), 0);
 	/* region count */
 	mem_msg(&m, 1);
 	m.p.mem.nregions = 0;
 	m.hdr.size = 8;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 8);
 	m.p.mem.nregions = 9;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	/* size or fd count not matching the count */
 	mem_msg(&m, 2);
 	m.hdr.size += 32;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 2);
 	m.nfds = 1;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	/* overlap in guest addresses, in user addresses */
 	mem_msg(&m, 2);
 	m.p.mem.r[1].gpa = 0xfffff;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 2);
 	m.p.mem.r[1].uva = m.p.mem.r[0].uva + 0xff000;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 2);
 	m.p.mem.r[0].gpa = 0x200000; /* contains region 1 entirely? no: adjacent is fine */
 	m.p.mem.r[1].gpa = 0x300000;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), 0);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), 0);
 	/* empty region, overflow of each sum */
 	mem_msg(&m, 1);
 	m.p.mem.r[0].size = 0;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 1);
 	m.p.mem.r[0].gpa = UINT64_MAX - 0x1000;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 1);
 	m.p.mem.r[0].uva = UINT64_MAX - 0x1000;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 1);
 	m.p.mem.r[0].mmap_offset = UINT64_MAX - 0x1000;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	mem_msg(&m, 1);
 	m.p.mem.r[0].mmap_offset = INT64_MAX; /* past any file size */
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
 	/* a table of 1 with too many fds goes through the row's fd range, and here */
 	mem_msg(&m, 1);
 	m.nfds = 2;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(&m, NULL, 0), -EINVAL);
+}
+
+/* Each refusal of the table names its field and value ("why" for the log). */
+static void check_why(struct vn_t *t, const struct vn_vhu_msg *m, const char *want)
+{
+	char why[160] = "";
+
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_mem_table(m, why, sizeof(why)), -EINVAL);
+	if (strcmp(why, want) != 0)
+		vn_t_fail(t, __FILE__, __LINE__, "why \"%s\", want \"%s\"", why, want);
+}
+
+static void test_mem_table_why(struct vn_t *t)
+{
+	struct vn_vhu_msg m;
+
+	/* fds but no regions, in a payload of one region's size */
+	mem_msg(&m, 1);
+	m.p.mem.nregions = 0;
+	check_why(t, &m, "nregions 0 (with 1 fds), want 1..8");
+	mem_msg(&m, 8);
+	m.p.mem.nregions = 9;
+	check_why(t, &m, "nregions 9 (with 8 fds), want 1..8");
+	mem_msg(&m, 2);
+	m.hdr.size += 32;
+	check_why(t, &m, "payload size 104, want 72 for nregions 2");
+	mem_msg(&m, 2);
+	m.nfds = 1;
+	check_why(t, &m, "fd count 1, want 2 (one per region)");
+	mem_msg(&m, 1);
+	m.p.mem.r[0].size = 0;
+	check_why(t, &m, "region 0: size 0");
+	mem_msg(&m, 1);
+	m.p.mem.r[0].gpa = UINT64_MAX - 0x1000;
+	check_why(t, &m, "region 0: guest address 0xffffffffffffefff + size 0x100000 past 2^63");
+	mem_msg(&m, 1);
+	m.p.mem.r[0].uva = UINT64_MAX - 0x1000;
+	check_why(t, &m, "region 0: user address 0xffffffffffffefff + size 0x100000 past 2^63");
+	mem_msg(&m, 1);
+	m.p.mem.r[0].mmap_offset = INT64_MAX;
+	check_why(t, &m, "region 0: mmap offset 0x7fffffffffffffff + size 0x100000 past 2^63");
+	mem_msg(&m, 2);
+	m.p.mem.r[1].gpa = 0xfffff;
+	check_why(t, &m, "region 1: guest address 0xfffff size 0x100000 overlaps region 0");
+	mem_msg(&m, 2);
+	m.p.mem.r[1].uva = m.p.mem.r[0].uva + 0xff000;
+	check_why(t, &m, "region 1: user address 0x7f00000ff000 size 0x100000 overlaps region 0");
 }
 
 static void test_mem_table_dispatch_closes(struct vn_t *t)
@@ -371,18 +418,19 @@ static void test_config_checks(struct vn_t *t)
 
 	msg_init(&m, VN_VHU_GET_CONFIG, 0, 12 + 60);
 	m.p.config.size = 60;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m), 0);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m, NULL, 0), 0);
 	m.p.config.size = 61;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m, NULL, 0), -EINVAL);
 	msg_init(&m, VN_VHU_GET_CONFIG, 0, 12 + 257);
 	m.p.config.size = 257;
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m, NULL, 0), -EINVAL);
 	msg_init(&m, VN_VHU_GET_CONFIG, 0, 8);
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m), -EINVAL);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m, NULL, 0), -EINVAL);
 	msg_init(&m, VN_VHU_GET_CONFIG, 0, 12);
-	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m), 0);
+	VN_CHECK_EQ_INT(t, vn_vhu_msg_check_config(&m, NULL, 0), 0);
 }
 
 VN_TESTS(VN_TEST(test_hdr), VN_TEST(test_ack_rules), VN_TEST(test_row_checks),
 	 VN_TEST(test_unknown), VN_TEST(test_mem_table_checks),
-	 VN_TEST(test_mem_table_dispatch_closes), VN_TEST(test_config_checks));
+	 VN_TEST(test_mem_table_why), VN_TEST(test_mem_table_dispatch_closes),
+	 VN_TEST(test_config_checks));

@@ -1574,6 +1574,62 @@ static void test_inflight_recovery_polled(struct vn_t *t)
 	close(fd);
 }
 
+/* The log lines of a test, for the ones that check the wording. */
+static struct {
+	unsigned int lines;
+	char text[8192];
+} logged;
+
+static void capture(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
+{
+	size_t n = strlen(logged.text);
+
+	logged.lines++;
+	snprintf(logged.text + n, sizeof(logged.text) - n, "%s\n", msg);
+}
+
+static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg);
+
+/*
+ * A burst of refused memory tables of one reason, past the log's rate limit,
+ * then one of another reason: both reasons are in the log, each naming the
+ * request, the field and the value.
+ */
+static void test_mem_table_refusal_burst(struct vn_t *t)
+{
+	struct vn_vhu_mem mem = {.nregions = 0};
+	int fds[2];
+	struct fx x;
+
+	VN_REQUIRE_OK(t, fx_init(&x));
+	fds[0] = fds[1] = x.fe.memfd;
+	memset(&logged, 0, sizeof(logged));
+	vn_log_set_sink(capture, NULL);
+	/* fds but no regions, in a payload of one region's size */
+	for (unsigned int i = 0; i < 30; i++)
+		VN_CHECK_EQ_INT(t, fe_set(&x.fe, VN_VHU_SET_MEM_TABLE, &mem, VN_VHU_MEM_HDR_SIZE + 32,
+					  fds, 1),
+				-EPROTO);
+	/* two regions, one fd */
+	mem.nregions = 2;
+	mem.r[0] = (struct vn_vhu_mem_region){.gpa = GPA, .size = 0x1000, .uva = UVA};
+	mem.r[1] = (struct vn_vhu_mem_region){.gpa = GPA + 0x1000, .size = 0x1000, .uva = UVA + 0x1000};
+	VN_CHECK_EQ_INT(
+		t, fe_set(&x.fe, VN_VHU_SET_MEM_TABLE, &mem, VN_VHU_MEM_HDR_SIZE + 64, fds, 1),
+		-EPROTO);
+	vn_log_set_sink(quiet, NULL);
+	VN_CHECK(t, logged.lines < 30); /* still rate-limited */
+	VN_CHECK(t, strstr(logged.text, "SET_MEM_TABLE (request 5, size 40, flags 0x1) refused: "
+					"nregions 0 (with 1 fds), want 1..8") != NULL);
+	VN_CHECK(t, strstr(logged.text, "SET_MEM_TABLE (request 5, size 72, flags 0x1) refused: "
+					"fd count 1, want 2 (one per region)") != NULL);
+	if (t->failed)
+		vn_t_diag("log:\n%s", logged.text);
+	vn_vhu_server_disconnect(x.fe.srv);
+	VN_CHECK_EQ_INT(t, vn_t_count_fds(), x.fds_before);
+	fx_destroy(&x);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -1594,4 +1650,5 @@ VN_TESTS(VN_TEST(test_setup), VN_TEST(test_handshake), VN_TEST(test_rings_start_
 	 VN_TEST(test_guest_error_signals_err_fd), VN_TEST(test_safety_net), VN_TEST(test_socket),
 	 VN_TEST(test_conn_cfg), VN_TEST(test_get_inflight_fd),
 	 VN_TEST(test_set_inflight_fd_refused), VN_TEST(test_inflight_recovery),
-	 VN_TEST(test_inflight_recovery_polled), VN_TEST(test_no_inflight));
+	 VN_TEST(test_inflight_recovery_polled), VN_TEST(test_no_inflight),
+	 VN_TEST(test_mem_table_refusal_burst));
