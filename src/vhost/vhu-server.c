@@ -636,7 +636,8 @@ int vn_vhu_server_process(struct vn_vhu_server *srv, struct vn_vhu_msg *msg,
 		peer_log(srv, "%s: guest memory was truncated by the frontend: dropping it",
 			 vn_vhu_msg_request_name(msg->hdr.request));
 		STAT_INC(srv->protocol_errors);
-		return -EFAULT;
+		/* the contract: -EPROTO is the one way to say "drop this peer" */
+		return -EPROTO;
 	}
 	if (vn_vhu_msg_check_hdr(&msg->hdr) < 0 || msg->nfds > VN_VHU_MAX_FDS) {
 		/* Every refusal names the request, the field and the value. */
