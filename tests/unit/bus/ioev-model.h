@@ -76,6 +76,7 @@ struct ioev_rig {
 	/* compare writes with ioev_model_write_kvm() (a KVM accelerator) */
 	bool kvm_lookup;
 	int fds[IOEV_RIG_FDS]; /* eventfds */
+	bool fds_empty;	       /* every fd read since the last signal could come */
 	int pipe_fds[2];       /* an open fd that is not an eventfd */
 	struct ioev_model model;
 	unsigned long ops;
@@ -92,6 +93,12 @@ int ioev_rig_init(struct ioev_rig *rig, unsigned int limit);
 int ioev_rig_init_accel(struct ioev_rig *rig, unsigned int limit, struct vn_accel *accel,
 			ioev_rig_write_fn *write, void *opaque);
 void ioev_rig_destroy(struct ioev_rig *rig);
+/*
+ * A fresh soft table and model with @limit, keeping the rig's fds (a fuzz
+ * input's setup without creating fds). Only for a rig of ioev_rig_init();
+ * 0, or -errno (then the rig is destroyed).
+ */
+int ioev_rig_reset(struct ioev_rig *rig, unsigned int limit);
 /*
  * Run one operation decoded from @op[IOEV_RIG_OP_SIZE] on both. Returns true
  * if they agree; otherwise false with a description in @why.
