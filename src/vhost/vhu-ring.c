@@ -369,7 +369,13 @@ static int ring_load(struct vhu_queue *q, uint16_t resume)
 		peer_log(srv, "vq %u: bad ring (%s): %s", q->index, field, vn_strerror(r));
 		return r;
 	}
-	q->orphans = ilog ? 0 : (uint16_t)(st.last_avail_idx - st.used_idx);
+	/*
+	 * In flight now and never to be finished by us: what the frontend's
+	 * base says was taken, less what the region has us redo (those count
+	 * again as the device pops them). With a fresh region that is the same
+	 * as without one: a base past the used index is not ours to wait for.
+	 */
+	q->orphans = (uint16_t)(st.last_avail_idx - st.used_idx - plan.n);
 	__atomic_store_n(&q->err_signalled, false, __ATOMIC_RELAXED);
 	return 0;
 }
