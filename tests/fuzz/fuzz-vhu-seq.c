@@ -23,8 +23,9 @@
  * on the same server, after a disconnect: a CORRECT session (handshake,
  * memory, queue 0, a virtio-blk write then a read of the same sector)
  * works: statuses OK, the data read is the data written, the used ring
- * names both heads, the call fd fired; and the process holds exactly the
- * fds it held when the input started.
+ * names both heads, the call fd fired; the process holds exactly the
+ * fds it held when the input started; and no drain timed out (the log
+ * says so: a chain counted in flight that nobody will finish).
  *
  * Reset per input: the server is disconnected (it resets the device and
  * forgets the session), the image is truncated to zero and regrown, and
@@ -86,8 +87,17 @@ static void die(const char *what)
 	abort();
 }
 
+/*
+ * A drain that times out means a chain counted in flight that nobody will
+ * finish: the control thread blocked for the whole timeout and the guest
+ * memory left mapped for good. The log is the one place that says so.
+ */
+static bool g_drain_stuck;
+
 static void sink(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
+	if (level == VN_LOG_ERR && strstr(msg, "still in flight"))
+		g_drain_stuck = true;
 }
 
 static int count_fds(void)
@@ -936,6 +946,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (vn_gmem_nr_regions(vn_vdev_mem(bk.vdev)) != 0)
 		die("guest memory still mapped after disconnect");
 	post_session();
+	if (g_drain_stuck)
+		die("a drain timed out: a chain in flight that nobody finishes");
 	if (count_fds() != before)
 		die("fd leak across the fuzzed and the correct session");
 	return 0;
