@@ -29,10 +29,11 @@
  *
  * Reset per input: the server is disconnected (it resets the device and
  * forgets the session), the image is truncated to zero and regrown, and
- * every frontend object (memfds, eventfds, inflight fd) is made new. The
- * server, the device and their threads are reused: they are the expensive
- * part and a disconnect resets them completely (that is what the
- * post-session checks).
+ * the frontend's objects are reset (fe_get(): memfds emptied, eventfds and
+ * the pipe drained, the lent inflight fd closed). The server, the device
+ * and their threads are reused: they are the expensive part and a
+ * disconnect resets them completely (that is what the post-session
+ * checks).
  */
 #include <endian.h>
 #include <errno.h>
@@ -183,19 +184,6 @@ struct fe {
 
 static struct vn_vhu_msg g_msg, g_reply;
 
-static void fe_close(struct fe *fe)
-{
-	int *all[] = {&fe->mem, &fe->small, &fe->pipe[0], &fe->pipe[1], &fe->inflight,
-		      &fe->kick[0], &fe->kick[1], &fe->call[0], &fe->call[1], &fe->err[0],
-		      &fe->err[1]};
-
-	for (unsigned int i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		if (*all[i] >= 0)
-			close(*all[i]);
-		*all[i] = -1;
-	}
-}
-
 static void fe_open(struct fe *fe)
 {
 	memset(fe, 0, sizeof(*fe));
@@ -203,7 +191,7 @@ static void fe_open(struct fe *fe)
 	fe->mem = memfd_create("fz-vhu-guest", MFD_CLOEXEC);
 	fe->small = memfd_create("fz-vhu-small", MFD_CLOEXEC);
 	if (fe->mem < 0 || fe->small < 0 || ftruncate(fe->mem, MEMSZ) < 0 ||
-	    ftruncate(fe->small, 4096) < 0 || pipe2(fe->pipe, O_CLOEXEC) < 0)
+	    ftruncate(fe->small, 4096) < 0 || pipe2(fe->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		die("frontend fds");
 	fe->memsz = MEMSZ;
 	for (unsigned int q = 0; q < NQ; q++) {
@@ -213,6 +201,46 @@ static void fe_open(struct fe *fe)
 		if (fe->kick[q] < 0 || fe->call[q] < 0 || fe->err[q] < 0)
 			die("eventfd");
 	}
+}
+
+/*
+ * Made once per process, reset per input (creating and closing a dozen
+ * fds twice per input was a good part of an input's system time): both
+ * memfds truncated to zero and regrown (all zeroes), every eventfd and the
+ * pipe emptied, the inflight region given back, the counters cleared.
+ */
+static struct fe *fe_get(unsigned int i)
+{
+	static struct fe fes[2];
+	static bool made[2];
+	struct fe *fe = &fes[i];
+	uint8_t junk[64];
+	uint64_t v;
+
+	if (!made[i]) {
+		fe_open(fe);
+		made[i] = true;
+		return fe;
+	}
+	if (fe->inflight >= 0)
+		close(fe->inflight);
+	fe->inflight = -1;
+	memset(&fe->inflight_msg, 0, sizeof(fe->inflight_msg));
+	if (ftruncate(fe->mem, 0) < 0 || ftruncate(fe->mem, MEMSZ) < 0 ||
+	    ftruncate(fe->small, 0) < 0 || ftruncate(fe->small, 4096) < 0)
+		die("frontend memory reset");
+	fe->memsz = MEMSZ;
+	for (unsigned int q = 0; q < NQ; q++) {
+		(void)!read(fe->kick[q], &v, sizeof(v));
+		(void)!read(fe->call[q], &v, sizeof(v));
+		(void)!read(fe->err[q], &v, sizeof(v));
+	}
+	while (read(fe->pipe[0], junk, sizeof(junk)) > 0)
+		;
+	fe->avail[0] = fe->avail[1] = 0;
+	fe->ack = false;
+	fe->features = 0;
+	return fe;
 }
 
 /* The guest writes its memory; nothing past a truncated end (that would regrow it). */
@@ -877,10 +905,10 @@ static void post_session(void)
 	struct vring_used_elem e[2];
 	uint8_t st0 = 0, st1 = 0;
 	uint64_t v;
-	struct fe fe;
+	struct fe *fep = fe_get(1), fe;
 	int r;
 
-	fe_open(&fe);
+	fe = *fep;
 	vn_vhu_server_connect(bk.srv);
 	r = fe_handshake(&fe, 1, true, false, false);
 	if (r != 0) {
@@ -920,13 +948,13 @@ static void post_session(void)
 			die("GET_VRING_BASE of the correct session is not 2");
 	}
 	vn_vhu_server_disconnect(bk.srv);
-	fe_close(&fe);
+	*fep = fe;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct vn_fz_in in = vn_fz_in(data, size);
-	struct fe fe;
+	struct fe *fe;
 	int before;
 
 	if (!bk.srv)
@@ -934,14 +962,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The image starts as zeroes for every input (the device keeps its size). */
 	if (ftruncate(bk.img, 0) < 0 || ftruncate(bk.img, IMG_SIZE) < 0)
 		die("image reset");
+	fe = fe_get(0);
+	(void)fe_get(1);
 	before = count_fds();
-	fe_open(&fe);
 	vn_vhu_server_connect(bk.srv);
 	for (int i = 0; i < MAX_STEPS && in.left; i++)
-		step(&fe, &in);
+		step(fe, &in);
 	vn_vhu_server_disconnect(bk.srv);
 	settle();
-	fe_close(&fe);
+	/* the region the server lent: ours to close, as a socket's copy would be */
+	if (fe->inflight >= 0)
+		close(fe->inflight);
+	fe->inflight = -1;
 	/* the fd count once, after both sessions: /proc/self/fd is slow to list */
 	if (vn_gmem_nr_regions(vn_vdev_mem(bk.vdev)) != 0)
 		die("guest memory still mapped after disconnect");
