@@ -206,7 +206,11 @@ out:
 }
 
 
-/* Threads of this process (the entries of /proc/self/task). */
+/*
+ * Threads of this process (the entries of /proc/self/task), not counting
+ * io_uring's kernel workers ("iou-wrk-*", "iou-sqp-*"): they belong to the
+ * kernel, come and go with its idle timeout, and made the count flaky.
+ */
 static int count_threads(void)
 {
 	DIR *d = opendir("/proc/self/task");
@@ -215,8 +219,21 @@ static int count_threads(void)
 
 	if (!d)
 		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "re");
+		if (f) {
+			if (!fgets(comm, sizeof(comm), f))
+				comm[0] = 0;
+			fclose(f);
+		}
+		n += strncmp(comm, "iou-", 4) != 0;
+	}
 	closedir(d);
 	return n;
 }
