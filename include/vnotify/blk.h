@@ -164,6 +164,28 @@ VN_MUST_CHECK int vn_blk_get_stats(const struct vn_blk *blk, unsigned int q,
 				   struct vn_blk_stats *out);
 
 /**
+ * vn_blk_move_queue() - reap queue @q's completions on iothread @to from now
+ *
+ * The backend's eventfd and the queue's fault-delay timer leave the old
+ * loop and join @to's, which then completes whatever finished meanwhile at
+ * once: no completion waits for longer than the move. Pair it with the
+ * transport's move of the queue's notifier (vn_virtio_pci_move_queue()) so
+ * one thread keeps doing both. @to must be started and outlive the device.
+ * Return: 0 (also when it is there already); -EINVAL for a bad @q or a NULL
+ * @to; -errno if @to's loop refused the fd or timer (the queue stays where
+ * it was).
+ * Context: not on an iothread of this device; holding no queue run lock;
+ * moves of one device serialised by the caller.
+ */
+VN_MUST_CHECK int vn_blk_move_queue(struct vn_blk *blk, unsigned int q, struct vn_iothread *to);
+
+/**
+ * vn_blk_queue_iothread() - where queue @q's completions are reaped (NULL for a bad @q)
+ * Context: any thread.
+ */
+struct vn_iothread *vn_blk_queue_iothread(const struct vn_blk *blk, unsigned int q);
+
+/**
  * vn_blk_drain() - wait until every request submitted so far has completed
  *
  * Completions are pushed to the guest as usual (held ones from a fault

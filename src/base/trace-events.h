@@ -37,6 +37,7 @@ VN_TRACE(vdev_reset, "a device was reset")
 VN_TRACE(vdev_needs_reset, "a device entered NEEDS_RESET")
 VN_TRACE(vq_enable, "the driver enabled a virtqueue")
 VN_TRACE(vdev_load, "device state was loaded")
+VN_TRACE(hostnotif_move, "a queue's notifier moved to another iothread")
 
 /* transport: vhost-user */
 VN_TRACE(vhu_dispatch, "a vhost-user message was checked and handled (r = outcome)")
@@ -72,3 +73,4 @@ VN_TRACE(blk_complete, "a virtio-blk request completed to the guest")
 VN_TRACE(blk_bad_req, "a malformed virtio-blk request put the device into NEEDS_RESET")
 VN_TRACE(blk_fault, "an injected host error or delay hit a virtio-blk request")
 VN_TRACE(blk_drain, "a virtio-blk reset or drain waited for requests in flight")
+VN_TRACE(blk_move, "a virtio-blk queue's completions moved to another iothread")

@@ -213,6 +213,7 @@ static int attach_fn(void *opaque)
 {
 	struct blk_queue *bq = opaque;
 	struct vn_loop *loop = vn_iothread_loop(bq->it);
+	uint64_t next;
 	int r;
 
 	r = vn_timer_new(loop, delay_fire, bq, &bq->delay_timer);
@@ -222,7 +223,14 @@ static int attach_fn(void *opaque)
 			   bq->blk->be_ops->has_done ? queue_poll : NULL, bq);
 	if (r < 0)
 		return r;
+	/* Level-triggered: completions that came while nobody watched (a move) fire at once. */
 	bq->watched = true;
+	/* Completions held when the queue arrived (a move) come due on this loop. */
+	vn_vdev_queue_lock(bq->blk->vdev, bq->index);
+	next = vn_blk_release_held_locked(bq, vn_clock_ns());
+	vn_vdev_queue_unlock(bq->blk->vdev, bq->index);
+	if (next != UINT64_MAX)
+		vn_timer_arm(bq->delay_timer, next);
 	return 0;
 }
 
@@ -235,6 +243,53 @@ static void detach_fn(void *opaque)
 	bq->watched = false;
 	vn_timer_free(bq->delay_timer);
 	bq->delay_timer = NULL;
+}
+
+static struct vn_iothread *queue_it(const struct blk_queue *bq)
+{
+	/* Acquire: pairs with the release in vn_blk_move_queue(). */
+	return __atomic_load_n(&bq->it, __ATOMIC_ACQUIRE);
+}
+
+/* Under the run lock: the submit path asks it whether to reap at once. */
+static void set_queue_it(struct blk_queue *bq, struct vn_iothread *it)
+{
+	vn_vdev_queue_lock(bq->blk->vdev, bq->index);
+	__atomic_store_n(&bq->it, it, __ATOMIC_RELEASE);
+	vn_vdev_queue_unlock(bq->blk->vdev, bq->index);
+}
+
+int vn_blk_move_queue(struct vn_blk *blk, unsigned int q, struct vn_iothread *to)
+{
+	struct blk_queue *bq;
+	struct vn_iothread *from;
+	int r;
+
+	if (q >= blk->nr_queues || !to)
+		return -EINVAL;
+	bq = &blk->queues[q];
+	from = queue_it(bq);
+	if (from == to)
+		return 0;
+	/* The eventfd and the delay timer leave the old loop, then join the new one. */
+	vn_iothread_run_sync_void(from, detach_fn, bq);
+	set_queue_it(bq, to);
+	r = vn_iothread_run_sync(to, attach_fn, bq);
+	if (r < 0) {
+		vn_iothread_run_sync_void(to, detach_fn, bq);
+		set_queue_it(bq, from);
+		if (vn_iothread_run_sync(from, attach_fn, bq) < 0)
+			vn_log(VN_LOG_ERR, "blk", "%s q%u: completions watched nowhere (%s); "
+			       "only a drain reaps them", blk->name, q, vn_strerror(r));
+	}
+	vn_trace(blk_move, "dev=%s vq=%u %s -> %s r=%d", blk->name, q, vn_iothread_name(from),
+		 vn_iothread_name(r < 0 ? from : to), r);
+	return r;
+}
+
+struct vn_iothread *vn_blk_queue_iothread(const struct vn_blk *blk, unsigned int q)
+{
+	return q < blk->nr_queues ? queue_it(&blk->queues[q]) : NULL;
 }
 
 static int check_cfg(const struct vn_blk_cfg *cfg)

@@ -72,7 +72,7 @@ struct blk_queue {
 	void *be;			   /* the backend's per-queue state */
 	int event_fd;			   /* readable when the backend has completions */
 	bool watched;			   /* event_fd is attached to @it */
-	struct vn_iothread *it;		   /* the queue's completion iothread */
+	struct vn_iothread *it;		   /* completion iothread; written under the run lock (a move) */
 	struct vn_timer *delay_timer;	   /* @it only: releases held completions */
 	struct vn_blk_stats stats;	   /* atomics (relaxed): read from any thread */
 };
