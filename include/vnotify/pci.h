@@ -58,6 +58,11 @@ struct vn_virtio_pci;
  *        the function and have no other transport
  * @iothread: runs the queues whose host notifiers are assigned; NULL means
  *            kicks are always synchronous
+ * @queue_iothreads: optional, with @iothread set: queue q runs on
+ *                   @queue_iothreads[q % @nr_queue_iothreads] instead (a
+ *                   multi-queue device spread over iothreads); read at
+ *                   creation only, each entry started and outliving the function
+ * @nr_queue_iothreads: entries of @queue_iothreads; 0: every queue on @iothread
  * @slot: PCI slot 1..31 on bus 0 (slot 0 is the host bridge)
  * @modern_only: no legacy BAR0, device id 0x1040 + id; else transitional
  * @ioeventfd: the ioeventfd=on|off option (default: the device type's)
@@ -74,6 +79,8 @@ struct vn_virtio_pci;
 struct vn_virtio_pci_cfg {
 	struct vn_vdev *vdev;
 	struct vn_iothread *iothread;
+	struct vn_iothread *const *queue_iothreads;
+	unsigned int nr_queue_iothreads;
 	unsigned int slot;
 	bool modern_only;
 	bool ioeventfd;
@@ -122,6 +129,31 @@ void vn_virtio_pci_remove(struct vn_virtio_pci *vp);
 
 /** vn_virtio_pci_vdev() - the device behind the function */
 struct vn_vdev *vn_virtio_pci_vdev(struct vn_virtio_pci *vp);
+
+/**
+ * vn_virtio_pci_move_queue() - queue @q's host notifier runs on @to from now
+ *
+ * For a load balancer: an assigned queue is stopped (a kick that raced the
+ * stop runs it once), moved, and assigned again on @to with a self-kick, so
+ * no kick is lost; meanwhile its doorbells run it synchronously. The
+ * device's own per-queue work (virtio-blk's completions:
+ * vn_blk_move_queue()) is the caller's to move. @to must be started and
+ * outlive the function.
+ * Return: 0; -EINVAL for a bad @q or a function without iothreads; -EBUSY
+ * while a vhost backend holds the queue; -errno if @to's loop refused it
+ * (the queue stays where it was).
+ * Context: no device lock held; not on an iothread or from a bus callback;
+ * moves of one function serialised by the caller.
+ */
+VN_MUST_CHECK int vn_virtio_pci_move_queue(struct vn_virtio_pci *vp, unsigned int q,
+					   struct vn_iothread *to);
+
+/**
+ * vn_virtio_pci_queue_iothread() - the iothread queue @q runs on when its
+ * notifier is assigned; NULL for a bad @q or none
+ * Context: any thread.
+ */
+struct vn_iothread *vn_virtio_pci_queue_iothread(struct vn_virtio_pci *vp, unsigned int q);
 
 /**
  * struct vn_virtio_pci_stats - guest mistakes and interrupt routing, counted

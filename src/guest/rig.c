@@ -69,6 +69,12 @@ static int build(const struct vn_rig_cfg *cfg, struct vn_rig *g)
 	if (r < 0)
 		return r;
 	bc.iothread = cfg->blk_iothread >= 0 ? g->io[cfg->blk_iothread] : NULL;
+	if (cfg->spread_queues && g->nio) {
+		bc.queue_iothreads = g->io;
+		bc.nr_queue_iothreads = g->nio;
+		pc.queue_iothreads = g->io;
+		pc.nr_queue_iothreads = g->nio;
+	}
 	r = vn_blk_new(&bc, &g->blk);
 	if (r < 0)
 		return r;

@@ -45,6 +45,8 @@
  *                completions, or -1 for none
  * @pci: the transport, from vn_virtio_pci_cfg_init(); the rig sets
  *       @pci.vdev and @pci.iothread (the first iothread, if any)
+ * @spread_queues: queue q's notifier and completions on iothread
+ *                 q % @nr_iothreads (one hand-off per request on each)
  * @drv_own_mapping: the driver sees RAM through its own mapping of the
  *                   machine's memfd (other host addresses than the
  *                   device's, as a real guest has); else the machine's
@@ -58,6 +60,7 @@ struct vn_rig_cfg {
 	struct vn_blk_cfg blk;
 	int blk_iothread;
 	struct vn_virtio_pci_cfg pci;
+	bool spread_queues;
 	bool drv_own_mapping;
 	unsigned int msi_data_max;
 };

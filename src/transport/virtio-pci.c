@@ -465,6 +465,11 @@ static int check_cfg(const struct vn_virtio_pci_cfg *cfg)
 	    cfg->msix_vectors > cfg->vdev->nr_vectors || cfg->vdev->device_id == 0 ||
 	    cfg->vdev->device_id > 0xffbf)
 		return -EINVAL;
+	if (cfg->nr_queue_iothreads && !cfg->queue_iothreads)
+		return -EINVAL;
+	for (unsigned int i = 0; i < cfg->nr_queue_iothreads; i++)
+		if (!cfg->queue_iothreads[i])
+			return -EINVAL;
 	/* Transitional ids exist for 0x1000..0x103f only. */
 	if (!cfg->modern_only && cfg->vdev->device_id > 0x40)
 		return -EINVAL;
@@ -487,6 +492,8 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 	vp->m = m;
 	vp->vdev = cfg->vdev;
 	vp->cfg = *cfg;
+	vp->cfg.queue_iothreads = NULL; /* the caller's array, read at creation only */
+	vp->cfg.nr_queue_iothreads = 0;
 	/* The device works on the machine's RAM; -EBUSY if another transport has it. */
 	r = vn_vdev_bind_mem(cfg->vdev, vn_machine_gmem(m));
 	if (r < 0) {
@@ -538,6 +545,9 @@ int vn_machine_add_virtio_pci(struct vn_machine *m, const struct vn_virtio_pci_c
 		.vdev = vp->vdev,
 		.accel = vn_machine_accel(m),
 		.iothread = cfg->iothread,
+		/* without @iothread nothing is ever ASSIGNED: the list would be moot */
+		.queue_iothreads = cfg->iothread ? cfg->queue_iothreads : NULL,
+		.nr_queue_iothreads = cfg->iothread ? cfg->nr_queue_iothreads : 0,
 		.ioeventfd = cfg->ioeventfd,
 		.running = true,
 		.safety_net_ns = cfg->safety_net_ns,
@@ -625,6 +635,18 @@ void vn_virtio_pci_remove(struct vn_virtio_pci *vp)
 	free(vp->loaded_msix);
 	free(vp->vqs);
 	free(vp);
+}
+
+int vn_virtio_pci_move_queue(struct vn_virtio_pci *vp, unsigned int q, struct vn_iothread *to)
+{
+	if (q >= vp->nr_queues)
+		return -EINVAL;
+	return vn_hostnotif_move_queue(vp->hn, q, to);
+}
+
+struct vn_iothread *vn_virtio_pci_queue_iothread(struct vn_virtio_pci *vp, unsigned int q)
+{
+	return vn_hostnotif_queue_iothread(vp->hn, q);
 }
 
 struct vn_hostnotif *vn_virtio_pci_hostnotif(struct vn_virtio_pci *vp)

@@ -127,7 +127,8 @@ static void start_all(struct vn_hostnotif *hn)
 	for (i = 0; i < hn->nr; i++) {
 		struct hn_queue *q = &hn->q[i];
 
-		if (q->state != VN_HOSTNOTIF_DEASSIGNED || vn_hn_handed_in(q) || !vn_hn_queue_active(hn, i))
+		if (q->state != VN_HOSTNOTIF_DEASSIGNED || vn_hn_handed_in(q) || q->moving ||
+		    !vn_hn_queue_active(hn, i))
 			continue;
 		r = register_ioev(q);
 		if (r < 0)
@@ -327,6 +328,8 @@ int vn_hostnotif_set_host_notifier(struct vn_hostnotif *hn, unsigned int idx, bo
 	q = &hn->q[idx];
 	if (vn_hn_handed_in(q))
 		return -EBUSY; /* its kicks come from the caller's fd, not an eventfd of ours */
+	if (q->moving)
+		return -EBUSY; /* its iothread is changing (vn_hostnotif_move_queue()) */
 	if (assign) {
 		if (q->grabs++ > 0)
 			return 0;

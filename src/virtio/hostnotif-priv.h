@@ -50,6 +50,11 @@ struct hn_queue {
 	bool starting;             /* registered by the start in progress */
 	struct vn_ioev ioev;       /* what was registered */
 	unsigned int grabs;        /* vhost takes not yet given back */
+	/*
+	 * Device lock: vn_hostnotif_move_queue() is changing @it; the assign
+	 * policy leaves the queue DEASSIGNED until the move restarts it.
+	 */
+	bool moving;
 	/* Iothread side: the fd handler follows want_attached (atomic). */
 	int want_attached;
 	bool attached;             /* iothread only */
@@ -91,6 +96,9 @@ void vn_hn_post_attach(struct hn_queue *q, bool want);
 VN_MUST_CHECK int vn_hn_ensure_notifier(struct hn_queue *q);
 void vn_hn_drain(struct hn_queue *q, bool force);
 void vn_hn_hook_queue_stop(void *opaque, struct vn_vdev *vdev, unsigned int idx);
+/* The queue's bottom half and timer on q->it's loop. Context: that iothread. */
+VN_MUST_CHECK int vn_hn_setup_on_iothread(void *opaque);
+void vn_hn_teardown_on_iothread(void *opaque);
 
 /* hostnotif-assign.c */
 extern const struct vn_vdev_hooks vn_hn_hostnotif_hooks;

@@ -489,7 +489,7 @@ static void queue_timer(void *opaque)
 		vn_timer_arm_in(q->timer, timer_period(q));
 }
 
-static int setup_on_iothread(void *opaque)
+int vn_hn_setup_on_iothread(void *opaque)
 {
 	struct hn_queue *q = opaque;
 	int r;
@@ -501,7 +501,7 @@ static int setup_on_iothread(void *opaque)
 }
 
 /* Context: the queue's iothread (or nobody runs its loop). */
-static void teardown_on_iothread(void *opaque)
+void vn_hn_teardown_on_iothread(void *opaque)
 {
 	struct hn_queue *q = opaque;
 
@@ -537,7 +537,7 @@ static void teardown_all(struct vn_hostnotif *hn)
 {
 	for (unsigned int i = 0; i < hn->nr; i++)
 		if (hn->q[i].it)
-			vn_iothread_run_sync_void(hn->q[i].it, teardown_on_iothread, &hn->q[i]);
+			vn_iothread_run_sync_void(hn->q[i].it, vn_hn_teardown_on_iothread, &hn->q[i]);
 }
 
 static struct vn_iothread *iothread_for(const struct vn_hostnotif_cfg *cfg, unsigned int i)
@@ -579,7 +579,7 @@ int vn_hostnotif_new(const struct vn_hostnotif_cfg *cfg, struct vn_hostnotif **o
 		vn_trace(hostnotif_transition, "dev=%s vq=%u start->deassigned edge=a src=doorbell",
 			 hn->vdev->name, i);
 		if (q->it) {
-			r = vn_iothread_run_sync(q->it, setup_on_iothread, q);
+			r = vn_iothread_run_sync(q->it, vn_hn_setup_on_iothread, q);
 			if (r < 0)
 				goto err;
 		}

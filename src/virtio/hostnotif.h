@@ -260,6 +260,27 @@ VN_MUST_CHECK int vn_hostnotif_attach(struct vn_hostnotif *hn, unsigned int q);
 void vn_hostnotif_detach(struct vn_hostnotif *hn, unsigned int q);
 
 /**
+ * vn_hostnotif_move_queue() - queue @q runs on iothread @to from now
+ *
+ * An ASSIGNED queue is stopped (drain-on-stop), its bottom half and timer
+ * rebuilt on @to's loop, and started again by the assign policy there, with
+ * a self-kick: no kick is lost, and while it moves its doorbells run it
+ * synchronously. A DEASSIGNED queue only changes loops. @to must be started
+ * and outlive the state machine.
+ * Return: 0 (also when it is there already); -EINVAL for a bad @q, a NULL
+ * @to or a queue without an iothread; -EBUSY for a handed-in source, a
+ * queue a vhost backend holds, or one being moved; -errno if @to's loop
+ * refused the bottom half or timer (the queue then stays where it was).
+ * Context: device lock NOT held (it waits for both iothreads); not on an
+ * iothread; moves of one device serialised by the caller.
+ */
+VN_MUST_CHECK int vn_hostnotif_move_queue(struct vn_hostnotif *hn, unsigned int q,
+					  struct vn_iothread *to);
+
+/** vn_hostnotif_queue_iothread() - where queue @q runs when ASSIGNED (NULL: none or bad @q) */
+struct vn_iothread *vn_hostnotif_queue_iothread(struct vn_hostnotif *hn, unsigned int q);
+
+/**
  * vn_hostnotif_get_queue_stats() - queue @q's counters and source
  * Return: 0 or -EINVAL for a bad @q. Context: any thread.
  */
