@@ -3,6 +3,7 @@
 # fresh image, which writes a pattern to /dev/vda, reads it back and
 # verifies it; then the host side (here) checks the image too.
 #   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay|clock|''] [MAX_IOEVENTFDS]
+#               [VM_OPTIONS]
 # With "pause", the VM is paused (SIGTSTP) and resumed (SIGCONT) every
 # couple of seconds for its whole run: boot and I/O must survive the host
 # notifiers being stopped, drained and restarted under them.
@@ -21,12 +22,17 @@
 # (the old kernels' budget) the queues must take no ioeventfd: the I/O
 # still verifies, its doorbells exit to vnotify-vm, and no fallback is
 # counted (the policy never tries).
+# VM_OPTIONS are more vnotify-vm options (--memory-backend memfd, say).
+# Every run checks that level 2 sees one blk-mq queue per vCPU (the
+# default queues=), and prints its boot time to /dev/vda: level 2's uptime
+# then, and level 1's wall time from the start of vnotify-vm to that line.
 # Prints TAP-ish lines; exits 0 when every check passes.
 ioev=${1:-ioeventfd=on}
 cpus=${2:-1}
 bench=${3:-}
 pause=${4:-}
 maxioev=${5:-}
+vmopts=${6:-}
 dir=$(cd "$(dirname "$0")" && pwd)
 img=/tmp/disk-$$.img
 log=/tmp/vm-$$.log
@@ -50,6 +56,7 @@ while IFS= read -r l; do
 	l=$(printf '%s' "$l" | tr -d '\r')
 	case "$l" in
 	VN-L2-CLOCK[01]*) echo "$l $(cut -d' ' -f1 /proc/uptime)" >>$clk ;;
+	VN-L2-UP*) echo "$(cut -d' ' -f1 /proc/uptime)" >$clk.up ;;
 	esac
 	printf '%s\n' "$l" >>$log
 done <$fifo &
@@ -57,7 +64,7 @@ reader=$!
 t0=$(cut -d' ' -f1 /proc/uptime)
 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
 	--memory 256M --cpus "$cpus" --console --append "$append" \
-	--blk "path=$img,$ioev" $promote $extra >$fifo 2>&1 &
+	--blk "path=$img,$ioev" $promote $extra $vmopts >$fifo 2>&1 &
 pid=$!
 # our own timeout: the pause test signals vnotify-vm itself, not a wrapper
 (sleep 400 && kill -TERM $pid 2>/dev/null) &
@@ -94,6 +101,15 @@ else
 	echo "not ok - the image does not hold the pattern ($ioev, $cpus vCPU)"
 	status=1
 fi
+mq=$(sed -n 's/^VN-L2-MQ \([0-9]*\) queues.*/\1/p' $log)
+if [ "$mq" = "$cpus" ]; then
+	echo "ok - level 2 sees $mq blk-mq queues, one per vCPU ($ioev, $cpus vCPU)"
+else
+	echo "not ok - level 2 sees '$mq' blk-mq queues for $cpus vCPUs"
+	status=1
+fi
+up=$(sed -n 's/^VN-L2-UP \([0-9.]*\) .*/\1/p' $log)
+[ -f $clk.up ] && echo "# boot to /dev/vda: level 2 uptime ${up}s, level 1 wall $(awk "BEGIN { print $(cat $clk.up) - $t0 }")s ($vmopts)"
 if [ "$pause" = pause ]; then
 	paused=$(grep -c '^vnotify-vm: paused' $log)
 	resumed=$(grep -c '^vnotify-vm: resumed' $log)
@@ -159,5 +175,5 @@ if [ "$pause" = clock ]; then
 		status=1
 	fi
 fi
-rm -f $img /tmp/pattern-$$ $log $clk $fifo
+rm -f $img /tmp/pattern-$$ $log $clk $clk.up $fifo
 exit $status

@@ -2,11 +2,12 @@
 /*
  * vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]
  *            [--memory 512M] [--cpus N] [--iothreads K] [--poll-max-ns NS] [--console]
- *            [--max-ioeventfds N]
+ *            [--max-ioeventfds N] [--rebalance MS|off]
  *            [--blk path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...
  *
  * Boots Linux on KVM with vnotify's virtio-blk on virtio-pci (MSI-X through
- * irqfds, kicks through KVM ioeventfds). Ends on guest reboot/poweroff
+ * irqfds, kicks through KVM ioeventfds), a request queue per vCPU by
+ * default, the queues spread over the iothreads and rebalanced by load. Ends on guest reboot/poweroff
  * (a triple fault: reboot=t, the default command line; or reboot=k), Ctrl-C or SIGTERM, and prints
  * the exit counts per type and per block request on stderr.
  */
@@ -42,11 +43,16 @@
 	"console=ttyS0 pci=conf1 acpi=off reboot=t panic=-1 no_timer_check io_delay=none "         \
 	"i8042.noaux=1 i8042.nokbd=1 i8042.nopnp=1 i8042.dumbkbd=1"
 
+#define BLK_MAX_QUEUES 64u
+#define REBALANCE_MS_DEFAULT 1000u
+
 struct blk_opt {
 	const char *path;
-	int ioeventfd; /* -1: the device type's default */
-	unsigned int iothread;
-	unsigned int queues;
+	int ioeventfd;	     /* -1: the device type's default */
+	int iothread;	     /* -1: its queues spread over every iothread */
+	unsigned int queues; /* 0: one per vCPU */
+	struct vn_iothread *qio[BLK_MAX_QUEUES]; /* where each queue starts */
+	unsigned int qthread[BLK_MAX_QUEUES];
 	struct vn_blk *blk;
 	struct vn_virtio_pci *vp;
 };
@@ -54,7 +60,9 @@ struct blk_opt {
 struct opts {
 	const char *kernel, *initrd, *append;
 	uint64_t memory;
-	unsigned int cpus, iothreads;
+	unsigned int cpus;
+	int iothreads; /* -1: min(queues, host CPUs the vCPUs leave), at least 1 */
+	unsigned int rebalance_ms; /* 0: off */
 	unsigned int poll_max_ns; /* iothreads' busy-poll cap; 0: off */
 	bool console;
 	unsigned int max_ioeventfds; /* 0: the accelerator's default */
@@ -67,10 +75,19 @@ static void usage(void)
 	fprintf(stderr, "usage: vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
 			"                  [--poll-max-ns NS]  (iothread busy-poll cap, default 32768; 0: off)\n"
-			"                  [--max-ioeventfds N]\n"
+			"                  [--max-ioeventfds N] [--rebalance MS|off]\n"
 			"                  [--blk "
 			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
 			"                  [--promote pio:ADDR]...  (a promoter candidate sink)\n"
+			"\n"
+			"Queues: queues=N request queues per disk (default: one per vCPU; more\n"
+			"than one offers VIRTIO_BLK_F_MQ). Queue q of the whole VM starts on\n"
+			"iothread q mod K; iothread=ID pins every queue of that disk there.\n"
+			"--iothreads K: default min(queues, host CPUs - vCPUs), at least 1; 0 runs\n"
+			"every doorbell on its vCPU. --rebalance MS (default 1000): every MS ms\n"
+			"a queue moves from the busiest iothread to the idlest when its requests\n"
+			"per interval stay over 150%% of the idlest's for 3 intervals (the move\n"
+			"stops, drains and restarts its notifier: no kick is lost); off: never.\n"
 			"\n"
 			"--max-ioeventfds N: ioeventfds per bus (PIO, MMIO) this VM may register;\n"
 			"with N <= 6 (the old kernels' budget) the device's queues take none and\n"
@@ -117,7 +134,7 @@ static int parse_blk(char *arg, struct blk_opt *b)
 {
 	char *save = NULL;
 
-	*b = (struct blk_opt){ .ioeventfd = -1, .queues = 1 };
+	*b = (struct blk_opt){ .ioeventfd = -1, .iothread = -1 };
 	for (char *kv = strtok_r(arg, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
 		char *v = strchr(kv, '=');
 
@@ -129,15 +146,58 @@ static int parse_blk(char *arg, struct blk_opt *b)
 		else if (!strcmp(kv, "ioeventfd") && (!strcmp(v, "on") || !strcmp(v, "off")))
 			b->ioeventfd = !strcmp(v, "on");
 		else if (!strcmp(kv, "iothread")) {
-			if (parse_uint(v, VM_MAX_IOTHREADS - 1, &b->iothread))
+			unsigned int id;
+
+			if (parse_uint(v, VM_MAX_IOTHREADS - 1, &id))
 				return -EINVAL;
+			b->iothread = (int)id;
 		} else if (!strcmp(kv, "queues")) {
-			if (parse_uint(v, 64, &b->queues) || !b->queues)
+			if (parse_uint(v, BLK_MAX_QUEUES, &b->queues) || !b->queues)
 				return -EINVAL;
 		} else
 			return -EINVAL;
 	}
 	return b->path ? 0 : -EINVAL;
+}
+
+/*
+ * A queue per vCPU (as QEMU's virtio-blk num-queues=auto), and enough
+ * iothreads for the queues but no more than the host CPUs the vCPUs leave
+ * free: more threads than CPUs only adds wake-ups. Queue q of the VM (all
+ * disks in order) starts on iothread q mod K, unless its disk is pinned.
+ */
+static int place_queues(struct opts *o)
+{
+	long host = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int total = 0, g = 0, spare;
+
+	for (unsigned int i = 0; i < o->nblk; i++) {
+		if (!o->blk[i].queues)
+			o->blk[i].queues = o->cpus;
+		total += o->blk[i].queues;
+	}
+	if (o->iothreads < 0) {
+		spare = host > (long)o->cpus ? (unsigned int)(host - o->cpus) : 1;
+		o->iothreads = (int)(total < spare ? total : spare);
+		if (o->iothreads < 1)
+			o->iothreads = 1;
+		if (o->iothreads > VM_MAX_IOTHREADS)
+			o->iothreads = VM_MAX_IOTHREADS;
+	}
+	for (unsigned int i = 0; i < o->nblk; i++) {
+		struct blk_opt *b = &o->blk[i];
+
+		if (o->iothreads && b->iothread >= o->iothreads) {
+			fprintf(stderr, "vnotify-vm: --blk iothread=%d: only %d iothreads\n",
+				b->iothread, o->iothreads);
+			return -EINVAL;
+		}
+		for (unsigned int q = 0; q < b->queues; q++, g++)
+			b->qthread[q] = !o->iothreads	 ? 0
+					: b->iothread >= 0 ? (unsigned int)b->iothread
+							   : g % (unsigned int)o->iothreads;
+	}
+	return 0;
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -154,13 +214,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "console", no_argument, NULL, 'C' },
 		{ "promote", required_argument, NULL, 'P' },
 		{ "max-ioeventfds", required_argument, NULL, 'E' },
+		{ "rebalance", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	*o = (struct opts){ .memory = 512ull << 20, .cpus = 1, .iothreads = 1, .append = "",
-			    .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT };
+	*o = (struct opts){ .memory = 512ull << 20, .cpus = 1, .iothreads = -1, .append = "",
+			    .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT,
+			    .rebalance_ms = REBALANCE_MS_DEFAULT };
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
@@ -194,10 +256,24 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			}
 			break;
-		case 't':
-			if (parse_uint(optarg, VM_MAX_IOTHREADS, &o->iothreads)) {
+		case 't': {
+			unsigned int k;
+
+			if (parse_uint(optarg, VM_MAX_IOTHREADS, &k)) {
 				fprintf(stderr, "vnotify-vm: --iothreads: 0..%d\n",
 					VM_MAX_IOTHREADS);
+				return -EINVAL;
+			}
+			o->iothreads = (int)k;
+			break;
+		}
+		case 'R':
+			/* 10 ms..60 s: shorter measures noise, longer never reacts */
+			if (!strcmp(optarg, "off"))
+				o->rebalance_ms = 0;
+			else if (parse_uint(optarg, 60000, &o->rebalance_ms) ||
+				 o->rebalance_ms < 10) {
+				fprintf(stderr, "vnotify-vm: --rebalance: 10..60000 (ms) or off\n");
 				return -EINVAL;
 			}
 			break;
@@ -232,14 +308,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		usage();
 		return -EINVAL;
 	}
-	for (unsigned int i = 0; i < o->nblk; i++) {
-		if (o->iothreads && o->blk[i].iothread >= o->iothreads) {
-			fprintf(stderr, "vnotify-vm: --blk iothread=%u: only %u iothreads\n",
-				o->blk[i].iothread, o->iothreads);
-			return -EINVAL;
-		}
-	}
-	return 0;
+	return place_queues(o);
 }
 
 /* struct vn_msi_ops for KVM: MSI-X vectors become irqfds on GSI routes */
@@ -334,13 +403,16 @@ static void vm_print_notifiers(struct vn_virtio_pci *vp, unsigned int i)
 
 		if (vn_virtio_pci_queue_notifier_info(vp, q, &qi))
 			continue;
-		fprintf(stderr, "vnotify-vm: blk%u q%u notifier: %s from %s, %llu kicks, %llu runs\n",
-			i, q, qi.state, qi.source, (unsigned long long)qi.kicks,
-			(unsigned long long)qi.runs);
+		struct vn_iothread *it = vn_virtio_pci_queue_iothread(vp, q);
+
+		fprintf(stderr,
+			"vnotify-vm: blk%u q%u notifier: %s from %s on %s, %llu kicks, %llu runs\n",
+			i, q, qi.state, qi.source, it ? vn_iothread_name(it) : "no iothread",
+			(unsigned long long)qi.kicks, (unsigned long long)qi.runs);
 	}
 }
 
-static void report(struct vm *vm, struct opts *o, double secs)
+static void report(struct vm *vm, struct opts *o, double secs, const struct vm_balancer *balancer)
 {
 	uint64_t total = 0, dev_exits, reqs = 0;
 
@@ -390,6 +462,7 @@ static void report(struct vm *vm, struct opts *o, double secs)
 		vm_print_notifiers(o->blk[i].vp, i);
 	}
 	vm_promote_report();
+	vm_balance_report(balancer, balancer != NULL);
 	fprintf(stderr, "vnotify-vm: ioeventfd budget: %u per bus%s\n",
 		vn_accel_max_ioeventfds(vn_machine_accel(vm->m)),
 		vn_accel_max_ioeventfds(vn_machine_accel(vm->m)) <= VN_IOEV_LIMIT_OLD_KERNEL
@@ -399,6 +472,71 @@ static void report(struct vm *vm, struct opts *o, double secs)
 	if (reqs)
 		fprintf(stderr, "vnotify-vm: device exits (pio-bus + mmio-bus) per request: %.2f\n",
 			(double)dev_exits / (double)reqs);
+}
+
+/*
+ * The main thread waits for signals, and between them runs the balancer
+ * every @ms (0: never). Return: the signal, 0 when a tick is due, -1 on
+ * an interrupted wait.
+ */
+static int wait_signal(const sigset_t *set, unsigned int ms, struct timespec *next)
+{
+	struct timespec now, left;
+	int sig;
+
+	if (!ms)
+		return sigwait(set, &sig) ? -1 : sig;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec > next->tv_sec || (now.tv_sec == next->tv_sec && now.tv_nsec >= next->tv_nsec)) {
+		next->tv_nsec += (long)(ms % 1000) * 1000000;
+		next->tv_sec += ms / 1000 + next->tv_nsec / 1000000000;
+		next->tv_nsec %= 1000000000;
+		return 0;
+	}
+	left.tv_sec = next->tv_sec - now.tv_sec;
+	left.tv_nsec = next->tv_nsec - now.tv_nsec;
+	if (left.tv_nsec < 0) {
+		left.tv_sec--;
+		left.tv_nsec += 1000000000;
+	}
+	sig = sigtimedwait(set, NULL, &left);
+	if (sig < 0)
+		return errno == EAGAIN ? 0 : -1;
+	return sig;
+}
+
+/* The balancer, when it has something to balance: two iothreads and a queue to move. */
+static int setup_balancer(struct opts *o, struct vn_iothread **io, struct vm_balancer **out)
+{
+	struct vm_balance_qcfg *qc;
+	struct vm_balance_cfg cfg = { .io = io, .nio = (unsigned int)o->iothreads };
+	unsigned int movable = 0;
+	int r;
+
+	if (!o->rebalance_ms || o->iothreads < 2)
+		return 0;
+	for (unsigned int i = 0; i < o->nblk; i++) {
+		cfg.nq += o->blk[i].queues;
+		if (o->blk[i].iothread < 0)
+			movable += o->blk[i].queues;
+	}
+	if (movable == 0)
+		return 0;
+	qc = calloc(cfg.nq, sizeof(*qc));
+	if (!qc)
+		return -ENOMEM;
+	cfg.nq = 0;
+	for (unsigned int i = 0; i < o->nblk; i++)
+		for (unsigned int q = 0; q < o->blk[i].queues; q++)
+			qc[cfg.nq++] = (struct vm_balance_qcfg){
+				.blk = o->blk[i].blk, .vp = o->blk[i].vp, .disk = i, .q = q,
+				.thread = o->blk[i].qthread[q], .pinned = o->blk[i].iothread >= 0 };
+	cfg.q = qc;
+	r = vm_balance_new(&cfg, out);
+	free(qc);
+	if (r < 0)
+		fprintf(stderr, "vnotify-vm: rebalancer: %s\n", strerror(-r));
+	return r;
 }
 
 static void on_sigusr1(int sig)
@@ -415,7 +553,8 @@ int main(int argc, char **argv)
 	sigset_t set;
 	char *cmdline;
 	uint64_t entry = 0, bp = 0;
-	struct timespec t0, t1;
+	struct timespec t0, t1, next_tick;
+	struct vm_balancer *balancer = NULL;
 	int r, sig, rc = 1;
 
 	if (parse_opts(argc, argv, &o))
@@ -462,7 +601,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vnotify-vm: guest RAM: %s\n", strerror(-r));
 		goto out;
 	}
-	for (unsigned int i = 0; i < o.iothreads; i++) {
+	for (unsigned int i = 0; i < (unsigned int)o.iothreads; i++) {
 		char name[16];
 		/* busy-poll before blocking (--poll-max-ns): a kick soon after a completion skips the wake-up */
 		struct vn_iothread_cfg ic = { .name = name, .poll_max_ns = o.poll_max_ns };
@@ -488,15 +627,20 @@ int main(int argc, char **argv)
 		bc.fd = -1;
 		bc.nr_queues = b->queues;
 		bc.serial = name;
+		for (unsigned int q = 0; q < b->queues; q++)
+			b->qio[q] = o.iothreads ? io[b->qthread[q]] : NULL;
 		/* completions on the queue's iothread: one hand-off per request (blk-uring.c) */
-		bc.iothread = o.iothreads ? io[b->iothread] : NULL;
+		bc.iothread = b->qio[0];
+		bc.queue_iothreads = o.iothreads ? b->qio : NULL;
+		bc.nr_queue_iothreads = o.iothreads ? b->queues : 0;
 		r = vn_blk_new(&bc, &b->blk);
 		if (r) {
 			fprintf(stderr, "vnotify-vm: %s: %s\n", b->path, strerror(-r));
 			goto out;
 		}
-		vn_virtio_pci_cfg_init(&pc, vn_blk_vdev(b->blk),
-				       o.iothreads ? io[b->iothread] : NULL, 1 + i);
+		vn_virtio_pci_cfg_init(&pc, vn_blk_vdev(b->blk), b->qio[0], 1 + i);
+		pc.queue_iothreads = bc.queue_iothreads;
+		pc.nr_queue_iothreads = bc.nr_queue_iothreads;
 		if (b->ioeventfd >= 0)
 			pc.ioeventfd = b->ioeventfd;
 		b->ioeventfd = pc.ioeventfd; /* for the report */
@@ -507,6 +651,8 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (setup_balancer(&o, io, &balancer))
+		goto out;
 	r = vm_assign_bars(&vm);
 	if (r) {
 		fprintf(stderr, "vnotify-vm: PCI BARs do not fit the windows\n");
@@ -533,8 +679,16 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
+	clock_gettime(CLOCK_MONOTONIC, &next_tick);
 	while (!atomic_load(&vm.stop)) {
-		if (sigwait(&set, &sig))
+		sig = wait_signal(&set, balancer ? o.rebalance_ms : 0, &next_tick);
+		if (sig == 0) {
+			/* a paused machine's queues must not move (docs/design.md) */
+			if (!atomic_load(&vm.paused))
+				vm_balance_tick(balancer);
+			continue;
+		}
+		if (sig < 0)
 			continue;
 		if (sig == SIGTSTP && !atomic_load(&vm.paused)) {
 			/* vCPUs first: then no doorbell races the notifiers' stop */
@@ -551,7 +705,8 @@ int main(int argc, char **argv)
 	}
 	vm_vcpus_stop(&vm);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	report(&vm, &o, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	report(&vm, &o, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       balancer);
 	rc = atomic_load(&vm.end_reason) == 3 ? 1 : 0;
 	fprintf(stderr, "vnotify-vm: the guest %s\n",
 		atomic_load(&vm.end_reason) == 1   ? "reset or powered off"
@@ -559,6 +714,7 @@ int main(int argc, char **argv)
 						   : "failed");
 out:
 	vm_vcpus_stop(&vm);
+	vm_balance_free(balancer);
 	vm_promote_free(vm.m);
 	for (unsigned int i = 0; i < o.nblk; i++) {
 		vn_virtio_pci_remove(o.blk[i].vp);

@@ -99,6 +99,28 @@ int vm_promote_setup(struct vn_machine *m, struct vn_iothread *it);
 void vm_promote_report(void);
 void vm_promote_free(struct vn_machine *m);
 
+/* balance.c: the run-time queue balancer */
+struct vn_blk;
+struct vn_virtio_pci;
+struct vm_balancer;
+struct vm_balance_qcfg {
+	struct vn_blk *blk;
+	struct vn_virtio_pci *vp;
+	unsigned int disk, q, thread;
+	bool pinned; /* iothread=ID: the user placed it */
+};
+struct vm_balance_cfg {
+	struct vn_iothread *const *io; /* the iothreads, nio of them */
+	unsigned int nio;
+	unsigned int nq; /* entries of @q: every queue of every disk */
+	const struct vm_balance_qcfg *q;
+};
+int vm_balance_new(const struct vm_balance_cfg *cfg, struct vm_balancer **out);
+void vm_balance_free(struct vm_balancer *vb);
+/* One interval: measure, decide, move. Context: main thread, no device lock. */
+void vm_balance_tick(struct vm_balancer *vb);
+void vm_balance_report(const struct vm_balancer *vb, bool on);
+
 /* vcpu.c */
 int vm_vcpu_init(struct vm *vm, unsigned int id, uint64_t entry, uint64_t boot_params);
 int vm_vcpu_start(struct vm_vcpu *c);
