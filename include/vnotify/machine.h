@@ -5,8 +5,9 @@
 /*
  * The soft machine (docs/design.md "The board"): one VM's worth of state
  * without a CPU. It owns
- *   - guest RAM: one memfd-backed region at guest physical 0 (so a vhost-user
- *     backend can map the same pages);
+ *   - guest RAM: one region at guest physical 0, a memfd by default (so a
+ *     vhost-user backend can map the same pages), or private anonymous
+ *     memory or hugetlbfs pages (enum vn_machine_ram);
  *   - a bus (PIO and MMIO address spaces, the ioeventfd table) through which
  *     the guest's vCPU threads (vnotify's own driver, or a VMM) reach devices
  *     with vn_bus_read() / vn_bus_write();
@@ -79,6 +80,23 @@ struct vn_msi_ops {
 };
 
 /**
+ * enum vn_machine_ram - what backs guest RAM
+ * @VN_MACHINE_RAM_MEMFD: a sealed memfd, advised MADV_HUGEPAGE (huge pages
+ *                        only where shmem THP allows advice); its fd can be
+ *                        shared (vn_machine_ram_fd())
+ * @VN_MACHINE_RAM_ANON: private anonymous memory, 2 MiB aligned and advised
+ *                       MADV_HUGEPAGE (huge pages unless THP is "never");
+ *                       no fd, so no vhost-user backend can map it
+ * @VN_MACHINE_RAM_HUGETLB: hugetlbfs pages, reserved at creation: a file in
+ *                          the mount @ram_path, or a MFD_HUGETLB memfd
+ */
+enum vn_machine_ram {
+	VN_MACHINE_RAM_MEMFD = 0,
+	VN_MACHINE_RAM_ANON,
+	VN_MACHINE_RAM_HUGETLB,
+};
+
+/**
  * struct vn_machine_cfg - machine options
  * @ram_size: bytes of RAM at guest physical 0, a multiple of 4096;
  *            0 means VN_MACHINE_RAM_SIZE_DEFAULT
@@ -93,6 +111,8 @@ struct vn_msi_ops {
  *           0 means VN_MACHINE_NR_IRQS_DEFAULT, at most VN_MACHINE_NR_IRQS_MAX
  * @msi_ops: NULL for the soft routing above; else the replacement
  * @msi_opaque: passed to @msi_ops
+ * @ram: what backs guest RAM (default VN_MACHINE_RAM_MEMFD)
+ * @ram_path: with VN_MACHINE_RAM_HUGETLB, a hugetlbfs mount, or NULL
  */
 struct vn_machine_cfg {
 	uint64_t ram_size;
@@ -101,6 +121,8 @@ struct vn_machine_cfg {
 	unsigned int nr_irqs;
 	const struct vn_msi_ops *msi_ops;
 	void *msi_opaque;
+	enum vn_machine_ram ram;
+	const char *ram_path;
 };
 
 /** vn_machine_cfg_init() - the defaults (soft accelerator, 64 MiB, 64 irqs) */
@@ -112,8 +134,9 @@ void vn_machine_cfg_init(struct vn_machine_cfg *cfg);
  * @cfg: options; NULL for vn_machine_cfg_init()'s defaults
  * @out: set on success
  *
- * Return: 0; -EINVAL for a bad option; -ENOMEM; -errno from memfd, eventfd
- * or the KVM accelerator.
+ * Return: 0; -EINVAL for a bad option; -ENOMEM (also: too few free huge
+ * pages for VN_MACHINE_RAM_HUGETLB); -ENOTTY for a @ram_path that is not
+ * hugetlbfs; -errno from memfd, mmap, eventfd or the KVM accelerator.
  */
 VN_MUST_CHECK int vn_machine_new(const struct vn_machine_cfg *cfg, struct vn_machine **out);
 
@@ -133,8 +156,9 @@ struct vn_accel *vn_machine_accel(struct vn_machine *m);
 uint64_t vn_machine_ram_size(const struct vn_machine *m);
 
 /**
- * vn_machine_ram_fd() - the memfd behind guest RAM (for a vhost-user
- * backend or a second mapping). The machine keeps ownership.
+ * vn_machine_ram_fd() - the fd behind guest RAM (for a vhost-user backend
+ * or a second mapping). The machine keeps ownership.
+ * Return: the fd, or -ENOENT for VN_MACHINE_RAM_ANON, which has none.
  */
 int vn_machine_ram_fd(const struct vn_machine *m);
 

@@ -45,7 +45,11 @@ static int map_driver_ram(struct vn_rig *g)
 	if (r < 0)
 		return r;
 	g->drv_mem_init = true;
-	fd = fcntl(vn_machine_ram_fd(g->m), F_DUPFD_CLOEXEC, 0);
+	/* Anonymous RAM has no fd to map a second time: refused (-ENOENT). */
+	fd = vn_machine_ram_fd(g->m);
+	if (fd < 0)
+		return fd;
+	fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	r = vn_gmem_add_fd(&g->drv_mem, 0, vn_machine_ram_size(g->m), fd, 0);

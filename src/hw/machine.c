@@ -72,6 +72,18 @@ static int new_accel(struct vn_machine *m, const struct vn_machine_cfg *cfg)
 	return vn_accel_soft_new(m->bus, &m->accel);
 }
 
+static int add_ram(struct vn_machine *m, const struct vn_machine_cfg *cfg)
+{
+	switch (cfg->ram) {
+	case VN_MACHINE_RAM_ANON:
+		return vn_gmem_add_anon(&m->gmem, 0, m->ram_size);
+	case VN_MACHINE_RAM_HUGETLB:
+		return vn_gmem_add_hugetlb(&m->gmem, 0, m->ram_size, cfg->ram_path, &m->ram_fd);
+	default:
+		return vn_gmem_add_memfd(&m->gmem, 0, m->ram_size, &m->ram_fd);
+	}
+}
+
 int vn_machine_new(const struct vn_machine_cfg *cfg, struct vn_machine **out)
 {
 	struct vn_machine_cfg def;
@@ -84,6 +96,7 @@ int vn_machine_new(const struct vn_machine_cfg *cfg, struct vn_machine **out)
 		cfg = &def;
 	}
 	if ((cfg->ram_size & 4095) || cfg->nr_irqs > VN_MACHINE_NR_IRQS_MAX ||
+	    (unsigned int)cfg->ram > VN_MACHINE_RAM_HUGETLB ||
 	    (cfg->msi_ops && (!cfg->msi_ops->route || !cfg->msi_ops->unroute)))
 		return -EINVAL;
 	m = calloc(1, sizeof(*m));
@@ -101,7 +114,7 @@ int vn_machine_new(const struct vn_machine_cfg *cfg, struct vn_machine **out)
 	if (r < 0)
 		goto err;
 	m->gmem_ok = true;
-	r = vn_gmem_add_memfd(&m->gmem, 0, m->ram_size, &m->ram_fd);
+	r = add_ram(m, cfg);
 	if (r < 0)
 		goto err;
 	bcfg = (struct vn_bus_cfg){.max_ioeventfds = cfg->max_ioeventfds};
@@ -173,7 +186,7 @@ uint64_t vn_machine_ram_size(const struct vn_machine *m)
 
 int vn_machine_ram_fd(const struct vn_machine *m)
 {
-	return m->ram_fd;
+	return m->ram_fd >= 0 ? m->ram_fd : -ENOENT;
 }
 
 unsigned int vn_machine_nr_irqs(const struct vn_machine *m)

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
+#include <linux/magic.h>
 
 #include "base/lockorder.h"
 #include "mem/gmem-guard.h"
@@ -257,6 +259,12 @@ int vn_gmem_add_fd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int fd, uint6
 	return r;
 }
 
+/* Transparent huge pages where the kernel allows them; only a hint, never an error. */
+static void advise_huge(void *p, size_t len)
+{
+	(void)madvise(p, len, MADV_HUGEPAGE);
+}
+
 int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int *fd_out)
 {
 	int fd, dupfd = -1, r;
@@ -284,6 +292,8 @@ int vn_gmem_add_memfd(struct vn_gmem *m, uint64_t gpa, uint64_t size, int *fd_ou
 	r = vn_gmem_add_fd(m, gpa, size, fd, 0);
 	if (r < 0)
 		goto err_close_dup;
+	/* Effective where shmem THP allows advice (shmem_enabled "advise" or more). */
+	advise_huge(vn_gmem_ptr(m, gpa, size), (size_t)size);
 	if (fd_out)
 		*fd_out = dupfd;
 	return 0;
@@ -293,6 +303,119 @@ err_close_dup:
 		close(dupfd);
 err_close:
 	close(fd);
+	return r;
+}
+
+/* The dirty log and the table entry, for a region mapped by the caller. */
+static int insert_mapped(struct vn_gmem *m, struct vn_gmem_region *reg)
+{
+	uint64_t gpa = reg->gpa, size = reg->size;
+	int r;
+
+	reg->dirty_bits = (gpa + size - 1) / VN_GMEM_LOG_PAGE - gpa / VN_GMEM_LOG_PAGE + 1;
+	reg->dirty = calloc((size_t)((reg->dirty_bits + 63) / 64), sizeof(uint64_t));
+	if (!reg->dirty) {
+		region_release(reg);
+		return -ENOMEM;
+	}
+	r = insert_region(m, reg);
+	if (r < 0)
+		region_release(reg);
+	return r;
+}
+
+int vn_gmem_add_anon(struct vn_gmem *m, uint64_t gpa, uint64_t size)
+{
+	struct vn_gmem_region reg = { .gpa = gpa, .size = size, .fd = -1, .guard = -1 };
+	uint8_t *p, *aligned;
+	size_t len, head, tail;
+	int r;
+
+	r = check_range(gpa, size);
+	if (r < 0)
+		return r;
+	if (size > SIZE_MAX - VN_GMEM_HUGE_ALIGN || (size & 4095))
+		return -EINVAL;
+	/*
+	 * Reserve a huge page more and trim, so the region starts on a 2 MiB
+	 * boundary: a THP can only back an aligned 2 MiB of both the guest
+	 * (gpa) and the host mapping, and kernels before 6.7 do not align
+	 * anonymous mappings themselves. NORESERVE: RAM is touched on demand.
+	 */
+	len = (size_t)size + VN_GMEM_HUGE_ALIGN;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	aligned = (uint8_t *)(((uintptr_t)p + VN_GMEM_HUGE_ALIGN - 1) &
+			      ~(uintptr_t)(VN_GMEM_HUGE_ALIGN - 1));
+	head = (size_t)(aligned - p);
+	tail = len - head - (size_t)size;
+	if (head)
+		munmap(p, head);
+	if (tail)
+		munmap(aligned + size, tail);
+	reg.map_base = aligned;
+	reg.map_len = (size_t)size;
+	reg.hva = aligned;
+	advise_huge(aligned, (size_t)size);
+	/* No fd: nobody can truncate it, so no SIGBUS guard either. */
+	return insert_mapped(m, &reg);
+}
+
+int vn_gmem_add_hugetlb(struct vn_gmem *m, uint64_t gpa, uint64_t size, const char *dir,
+			int *fd_out)
+{
+	char path[4096];
+	struct statfs sfs;
+	int fd, r;
+
+	if (fd_out)
+		*fd_out = -1;
+	r = check_range(gpa, size);
+	if (r < 0)
+		return r;
+	if (size > INT64_MAX)
+		return -EINVAL;
+	if (dir) {
+		if (statfs(dir, &sfs) < 0)
+			return -errno;
+		if (sfs.f_type != HUGETLBFS_MAGIC)
+			return -ENOTTY; /* not a hugetlbfs mount */
+		if (sfs.f_bsize <= 0 || size % (uint64_t)sfs.f_bsize)
+			return -EINVAL;
+		if (snprintf(path, sizeof(path), "%s/vnotify-guest-XXXXXX", dir) >= (int)sizeof(path))
+			return -ENAMETOOLONG;
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		unlink(path); /* the file lives as long as the mapping and fds */
+	} else {
+		fd = memfd_create("vnotify-guest", MFD_CLOEXEC | MFD_HUGETLB);
+		if (fd < 0)
+			return -errno;
+	}
+	/* hugetlbfs reserves the pages at mmap (no MAP_NORESERVE): too few is ENOMEM here, not a SIGBUS later */
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	r = 0;
+	if (fd_out) {
+		*fd_out = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (*fd_out < 0)
+			r = -errno;
+	}
+	if (r == 0)
+		r = vn_gmem_add_fd(m, gpa, size, fd, 0);
+	if (r < 0) {
+		if (fd_out && *fd_out >= 0)
+			close(*fd_out);
+		if (fd_out)
+			*fd_out = -1;
+		close(fd);
+	}
 	return r;
 }
 

@@ -175,6 +175,42 @@ void vn_gmem_destroy(struct vn_gmem *m);
  */
 VN_MUST_CHECK int vn_gmem_remove_keep_mapped(struct vn_gmem *m, uint64_t gpa);
 
+/* The x86-64 transparent huge page: what anonymous RAM is aligned to. */
+#define VN_GMEM_HUGE_ALIGN (2ull << 20)
+
+/**
+ * vn_gmem_add_anon() - private anonymous memory of @size bytes at @gpa
+ *
+ * For RAM that nothing outside this process maps (no vhost-user backend):
+ * it has no fd, so whatever needs one must refuse (vn_machine_ram_fd()
+ * returns -ENOENT). The mapping starts on a VN_GMEM_HUGE_ALIGN boundary
+ * and is advised MADV_HUGEPAGE, so it gets transparent huge pages unless
+ * the host's THP setting is "never"; a shared memfd gets them only when
+ * shmem THP is on (docs/design.md "Guest memory").
+ * Return: 0; -EINVAL for a zero, unaligned (4 KiB) or wrapping range;
+ * -EEXIST, -ENOSPC as vn_gmem_add_memfd(); -errno from mmap.
+ * Context: as vn_gmem_add_memfd().
+ */
+VN_MUST_CHECK int vn_gmem_add_anon(struct vn_gmem *m, uint64_t gpa, uint64_t size);
+
+/**
+ * vn_gmem_add_hugetlb() - @size bytes of hugetlbfs pages at @gpa
+ * @dir: a hugetlbfs mount to put an (unlinked) file in; NULL for a memfd
+ *       with MFD_HUGETLB (the default huge page size)
+ * @fd_out: as vn_gmem_add_memfd()
+ *
+ * The pages are reserved when the region is mapped, so too few free huge
+ * pages fail here with -ENOMEM instead of a SIGBUS on a later guest access.
+ * Return: 0; -ENOMEM when the host has too few free huge pages
+ * (/proc/sys/vm/nr_hugepages); -ENOTTY if @dir is not a hugetlbfs mount;
+ * -EINVAL for a size that is not a multiple of its huge page size; -errno
+ * from statfs, mkostemp, memfd_create, ftruncate or mmap; else as
+ * vn_gmem_add_memfd().
+ * Context: as vn_gmem_add_memfd().
+ */
+VN_MUST_CHECK int vn_gmem_add_hugetlb(struct vn_gmem *m, uint64_t gpa, uint64_t size,
+				      const char *dir, int *fd_out);
+
 /**
  * vn_gmem_is_faulted() - did the peer shrink a region's file under us?
  *

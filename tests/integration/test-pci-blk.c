@@ -1030,6 +1030,35 @@ out:
 	rig_fini(&g);
 }
 
+/*
+ * The driver's own view of RAM maps the machine's RAM fd a second time:
+ * with anonymous RAM there is none, and the rig refuses cleanly.
+ */
+static void test_own_mapping_refused_on_anon_ram(struct vn_t *t)
+{
+	struct vn_machine_cfg mc;
+	struct vn_rig_cfg rc = {
+		.machine = &mc,
+		.nr_iothreads = 1,
+		.blk = { .name = "blk0", .fd = -1, .path = "/dev/null" },
+		.blk_iothread = -1,
+		.drv_own_mapping = true,
+	};
+	struct vn_rig r;
+	char path[] = "/tmp/vn-pci-blk-anon-XXXXXX";
+	int fd = mkstemp(path);
+
+	VN_REQUIRE(t, fd >= 0);
+	VN_CHECK_OK(t, ftruncate(fd, DISK_BYTES));
+	close(fd);
+	rc.blk.path = path;
+	vn_machine_cfg_init(&mc);
+	mc.ram = VN_MACHINE_RAM_ANON;
+	vn_virtio_pci_cfg_init(&rc.pci, NULL, NULL, BLK_SLOT);
+	VN_CHECK_EQ_INT(t, vn_rig_init(&rc, &r), -ENOENT);
+	unlink(path);
+}
+
 /* ---- moving queues between iothreads under load ---- */
 
 static bool queue_is_on(struct rig *g, unsigned int q, struct vn_iothread *it)
@@ -1116,4 +1145,5 @@ VN_TESTS(VN_TEST(test_rw_modern_ioeventfd), VN_TEST(test_rw_modern_sync),
 	 VN_TEST(test_reset_inflight_modern_ioeventfd), VN_TEST(test_reset_inflight_legacy_sync),
 	 VN_TEST(test_bus_master), VN_TEST(test_malformed_requests),
 	 VN_TEST(test_bad_requests_keep_running), VN_TEST(test_ioerr_injection),
-	 VN_TEST(test_flush_visible), VN_TEST(test_move_queues_under_load));
+	 VN_TEST(test_flush_visible), VN_TEST(test_move_queues_under_load),
+	 VN_TEST(test_own_mapping_refused_on_anon_ram));

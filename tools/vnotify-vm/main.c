@@ -3,6 +3,7 @@
  * vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]
  *            [--memory 512M] [--cpus N] [--iothreads K] [--poll-max-ns NS] [--console]
  *            [--max-ioeventfds N] [--rebalance MS|off]
+ *            [--memory-backend anon|memfd|hugetlbfs[:PATH]]
  *            [--blk path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...
  *
  * Boots Linux on KVM with vnotify's virtio-blk on virtio-pci (MSI-X through
@@ -66,6 +67,8 @@ struct opts {
 	unsigned int poll_max_ns; /* iothreads' busy-poll cap; 0: off */
 	bool console;
 	unsigned int max_ioeventfds; /* 0: the accelerator's default */
+	enum vn_machine_ram ram;
+	const char *ram_path;
 	struct blk_opt blk[VM_MAX_BLK];
 	unsigned int nblk;
 };
@@ -76,6 +79,7 @@ static void usage(void)
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
 			"                  [--poll-max-ns NS]  (iothread busy-poll cap, default 32768; 0: off)\n"
 			"                  [--max-ioeventfds N] [--rebalance MS|off]\n"
+			"                  [--memory-backend anon|memfd|hugetlbfs[:PATH]]\n"
 			"                  [--blk "
 			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
 			"                  [--promote pio:ADDR]...  (a promoter candidate sink)\n"
@@ -88,6 +92,14 @@ static void usage(void)
 			"a queue moves from the busiest iothread to the idlest when its requests\n"
 			"per interval stay over 150%% of the idlest's for 3 intervals (the move\n"
 			"stops, drains and restarts its notifier: no kick is lost); off: never.\n"
+			"\n"
+			"--memory-backend: guest RAM as private anonymous memory (anon, the\n"
+			"default: nothing outside vnotify-vm maps it; MADV_HUGEPAGE, so it gets\n"
+			"transparent huge pages unless THP is 'never'), a shared memfd (memfd:\n"
+			"MADV_HUGEPAGE too, but shmem gets huge pages only if\n"
+			"/sys/kernel/mm/transparent_hugepage/shmem_enabled allows), or hugetlbfs\n"
+			"pages (a MFD_HUGETLB memfd, or a file in the hugetlbfs mount PATH),\n"
+			"reserved at start: too few in /proc/sys/vm/nr_hugepages is refused.\n"
 			"\n"
 			"--max-ioeventfds N: ioeventfds per bus (PIO, MMIO) this VM may register;\n"
 			"with N <= 6 (the old kernels' budget) the device's queues take none and\n"
@@ -215,6 +227,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "promote", required_argument, NULL, 'P' },
 		{ "max-ioeventfds", required_argument, NULL, 'E' },
 		{ "rebalance", required_argument, NULL, 'R' },
+		{ "memory-backend", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -222,7 +235,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 	*o = (struct opts){ .memory = 512ull << 20, .cpus = 1, .iothreads = -1, .append = "",
 			    .poll_max_ns = VN_LOOP_POLL_MAX_NS_DEFAULT,
-			    .rebalance_ms = REBALANCE_MS_DEFAULT };
+			    .rebalance_ms = REBALANCE_MS_DEFAULT,
+			    /* no vhost-user backend shares guest RAM here: private, huge */
+			    .ram = VN_MACHINE_RAM_ANON };
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
@@ -267,6 +282,21 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->iothreads = (int)k;
 			break;
 		}
+		case 'M':
+			if (!strcmp(optarg, "anon")) {
+				o->ram = VN_MACHINE_RAM_ANON;
+			} else if (!strcmp(optarg, "memfd")) {
+				o->ram = VN_MACHINE_RAM_MEMFD;
+			} else if (!strncmp(optarg, "hugetlbfs", 9) &&
+				   (optarg[9] == '\0' || (optarg[9] == ':' && optarg[10]))) {
+				o->ram = VN_MACHINE_RAM_HUGETLB;
+				o->ram_path = optarg[9] ? optarg + 10 : NULL;
+			} else {
+				fprintf(stderr, "vnotify-vm: --memory-backend: anon, memfd or "
+						"hugetlbfs[:PATH]\n");
+				return -EINVAL;
+			}
+			break;
 		case 'R':
 			/* 10 ms..60 s: shorter measures noise, longer never reacts */
 			if (!strcmp(optarg, "off"))
@@ -385,6 +415,56 @@ static int add_ram(struct vm *vm)
 	return 0;
 }
 
+static const char *ram_name(enum vn_machine_ram ram)
+{
+	return ram == VN_MACHINE_RAM_ANON ? "anon" : ram == VN_MACHINE_RAM_MEMFD ? "memfd" : "hugetlbfs";
+}
+
+/* A meminfo-style "Key: N kB" line of @path, or -1. */
+static long long kb_field(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	size_t n = strlen(key);
+	long long v = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':' && sscanf(line + n + 1, "%lld", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static void machine_error(const struct opts *o, int r)
+{
+	if (o->ram == VN_MACHINE_RAM_HUGETLB && r == -ENOMEM)
+		fprintf(stderr,
+			"vnotify-vm: guest RAM: --memory-backend hugetlbfs needs %llu MiB of free "
+			"huge pages; the host has %lld free of %lld kB each (HugePages_Free in "
+			"/proc/meminfo; reserve them in /proc/sys/vm/nr_hugepages)\n",
+			(unsigned long long)(o->memory >> 20), kb_field("/proc/meminfo", "HugePages_Free"),
+			kb_field("/proc/meminfo", "Hugepagesize"));
+	else if (o->ram == VN_MACHINE_RAM_HUGETLB && r == -ENOTTY)
+		fprintf(stderr, "vnotify-vm: guest RAM: %s is not a hugetlbfs mount\n", o->ram_path);
+	else
+		fprintf(stderr, "vnotify-vm: machine (guest RAM %s): %s\n", ram_name(o->ram),
+			strerror(-r));
+}
+
+/* How much of this process is in huge pages now: guest RAM is nearly all of it. */
+static void report_ram(const struct opts *o)
+{
+	const char *sm = "/proc/self/smaps_rollup";
+
+	fprintf(stderr,
+		"vnotify-vm: guest RAM %s: %llu MiB; in huge pages: anon THP %lld kB, shmem THP "
+		"%lld kB, hugetlb %lld kB\n",
+		ram_name(o->ram), (unsigned long long)(o->memory >> 20), kb_field(sm, "AnonHugePages"),
+		kb_field(sm, "ShmemPmdMapped"),
+		kb_field(sm, "Private_Hugetlb") + kb_field(sm, "Shared_Hugetlb"));
+}
+
 /* The host notifier state (<vnotify/notifier.h>): a silent fallback shows. */
 static void vm_print_notifiers(struct vn_virtio_pci *vp, unsigned int i)
 {
@@ -462,6 +542,7 @@ static void report(struct vm *vm, struct opts *o, double secs, const struct vm_b
 		vm_print_notifiers(o->blk[i].vp, i);
 	}
 	vm_promote_report();
+	report_ram(o);
 	vm_balance_report(balancer, balancer != NULL);
 	fprintf(stderr, "vnotify-vm: ioeventfd budget: %u per bus%s\n",
 		vn_accel_max_ioeventfds(vn_machine_accel(vm->m)),
@@ -591,9 +672,11 @@ int main(int argc, char **argv)
 	mcfg.max_ioeventfds = o.max_ioeventfds;
 	mcfg.msi_ops = &kvm_msi_ops;
 	mcfg.msi_opaque = &vm;
+	mcfg.ram = o.ram;
+	mcfg.ram_path = o.ram_path;
 	r = vn_machine_new(&mcfg, &vm.m);
 	if (r) {
-		fprintf(stderr, "vnotify-vm: machine: %s\n", strerror(-r));
+		machine_error(&o, r);
 		goto out;
 	}
 	r = add_ram(&vm);

@@ -6,6 +6,8 @@
  */
 #include "hw/machine.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -179,5 +181,53 @@ static void test_run_state(struct vn_t *t)
 	vn_machine_free(m);
 }
 
+static bool host_has_free_huge_pages(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long n = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %llu", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n > 0;
+}
+
+/*
+ * Anonymous RAM works as RAM but has no fd to share: asking for one is
+ * refused with -ENOENT. hugetlbfs RAM without free huge pages is refused
+ * at creation, and a backend that does not exist is -EINVAL.
+ */
+static void test_ram_backends(struct vn_t *t)
+{
+	struct vn_machine_cfg c;
+	struct vn_machine *m = NULL;
+	uint32_t v = 0xabcd1234, back = 0;
+
+	vn_machine_cfg_init(&c);
+	VN_CHECK_EQ_INT(t, c.ram, VN_MACHINE_RAM_MEMFD);
+	c.ram = VN_MACHINE_RAM_ANON;
+	VN_REQUIRE_OK(t, vn_machine_new(&c, &m));
+	VN_CHECK_EQ_INT(t, vn_machine_ram_fd(m), -ENOENT);
+	VN_CHECK_OK(t, vn_gmem_write(vn_machine_gmem(m), 0x1000, &v, 4));
+	VN_CHECK_OK(t, vn_gmem_read(vn_machine_gmem(m), 0x1000, &back, 4));
+	VN_CHECK_EQ_U(t, back, v);
+	vn_machine_free(m);
+	m = NULL;
+	c.ram = (enum vn_machine_ram)7;
+	VN_CHECK_EQ_INT(t, vn_machine_new(&c, &m), -EINVAL);
+	c.ram = VN_MACHINE_RAM_HUGETLB;
+	c.ram_path = "/tmp";
+	VN_CHECK_EQ_INT(t, vn_machine_new(&c, &m), -ENOTTY);
+	c.ram_path = NULL;
+	if (host_has_free_huge_pages())
+		vn_t_skip(t, "the host has free huge pages: the -ENOMEM refusal cannot be seen");
+	else
+		VN_CHECK_EQ_INT(t, vn_machine_new(&c, &m), -ENOMEM);
+	VN_CHECK(t, m == NULL);
+}
+
 VN_TESTS(VN_TEST(test_defaults), VN_TEST(test_options), VN_TEST(test_msi_ops),
-	 VN_TEST(test_run_state))
+	 VN_TEST(test_run_state), VN_TEST(test_ram_backends))

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest memory: translation, bounds, splitting, copies, index accessors, threads. */
+#include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <pthread.h>
@@ -350,8 +353,107 @@ static void test_dirty_log(struct vn_t *t)
 	vn_gmem_destroy(&m);
 }
 
+/* Does the mapping holding @p carry MADV_HUGEPAGE ("hg" in its smaps VmFlags)? */
+static int has_hugepage_advice(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+	int found = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			found = strstr(line, " hg") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Anonymous RAM: no fd, 2 MiB aligned, advised huge, and it reads and writes. */
+static void test_anon_region(struct vn_t *t)
+{
+	struct vn_gmem m;
+	uint8_t *p;
+	uint32_t v = 0x12345678, back = 0;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_CHECK_EQ_INT(t, vn_gmem_add_anon(&m, 0, 4097), -EINVAL);
+	VN_REQUIRE_OK(t, vn_gmem_add_anon(&m, 0, 8u << 20));
+	VN_CHECK_EQ_INT(t, vn_gmem_add_anon(&m, 4u << 20, 4096), -EEXIST);
+	p = vn_gmem_ptr(&m, 0, 8u << 20);
+	VN_REQUIRE(t, p != NULL);
+	VN_CHECK_EQ_U(t, (uintptr_t)p % VN_GMEM_HUGE_ALIGN, 0);
+	VN_CHECK_EQ_INT(t, has_hugepage_advice(p), 1);
+	VN_CHECK_EQ_INT(t, has_hugepage_advice(p + (8u << 20) - 1), 1);
+	VN_CHECK_OK(t, vn_gmem_write(&m, (8u << 20) - 4, &v, 4));
+	VN_CHECK_OK(t, vn_gmem_read(&m, (8u << 20) - 4, &back, 4));
+	VN_CHECK_EQ_U(t, back, v);
+	VN_CHECK_EQ_INT(t, vn_gmem_check(&m, (8u << 20) - 4, 5), -EFAULT);
+	VN_CHECK_OK(t, vn_gmem_remove(&m, 0));
+	vn_gmem_destroy(&m);
+}
+
+/* A memfd is advised too (effective where shmem THP allows advice). */
+static void test_memfd_advised_huge(struct vn_t *t)
+{
+	struct vn_gmem m;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_REQUIRE_OK(t, vn_gmem_add_memfd(&m, 0, 4u << 20, NULL));
+	VN_CHECK_EQ_INT(t, has_hugepage_advice(vn_gmem_ptr(&m, 0, 1)), 1);
+	vn_gmem_destroy(&m);
+}
+
+static uint64_t free_huge_pages(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[128];
+	unsigned long long n = 0;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "HugePages_Free: %llu", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * hugetlbfs: a directory that is not a hugetlbfs mount is refused, and
+ * with no free huge pages (this machine has none reserved) the region is
+ * refused at creation with -ENOMEM, not a SIGBUS at the guest's first touch.
+ */
+static void test_hugetlb_refusals(struct vn_t *t)
+{
+	struct vn_gmem m;
+	int fd = 7;
+
+	VN_REQUIRE_OK(t, vn_gmem_init(&m));
+	VN_CHECK_EQ_INT(t, vn_gmem_add_hugetlb(&m, 0, 4u << 20, "/tmp", NULL), -ENOTTY);
+	VN_CHECK_EQ_INT(t, vn_gmem_add_hugetlb(&m, 0, 4u << 20, "/nonexistent-vn", NULL), -ENOENT);
+	if (free_huge_pages() >= 2) {
+		vn_t_skip(t, "the host has free huge pages: the refusal cannot be seen");
+	} else {
+		VN_CHECK_EQ_INT(t, vn_gmem_add_hugetlb(&m, 0, 4u << 20, NULL, &fd), -ENOMEM);
+		VN_CHECK_EQ_INT(t, fd, -1);
+		VN_CHECK_EQ_U(t, vn_gmem_nr_regions(&m), 0);
+	}
+	vn_gmem_destroy(&m);
+}
+
 VN_TESTS(VN_TEST(test_add_overlap_and_remove), VN_TEST(test_map_splits_and_bounds),
 	 VN_TEST(test_copy_across_regions), VN_TEST(test_le16_accessors),
 	 VN_TEST(test_adopt_fd_second_view), VN_TEST(test_concurrent_readers_and_writer),
 	 VN_TEST(test_reclaim_retired_snapshots), VN_TEST(test_truncated_region_contained),
-	 VN_TEST(test_dirty_log))
+	 VN_TEST(test_dirty_log), VN_TEST(test_anon_region), VN_TEST(test_memfd_advised_huge),
+	 VN_TEST(test_hugetlb_refusals))
