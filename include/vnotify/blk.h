@@ -11,8 +11,9 @@
  * server drive through <vnotify/vdev.h>; the transport also binds the
  * guest memory it works on (vn_vdev_bind_mem()). Requests are popped and
  * submitted on whichever thread owns a queue (a vCPU under the device lock,
- * or the queue's iothread) and completed on the device's completion iothread,
- * which takes the queue's run lock (vn_vdev_queue_lock()) to push them.
+ * or the queue's iothread) and completed on the queue's completion iothread
+ * (the device's, or each queue's own: @queue_iothreads), which takes the
+ * queue's run lock (vn_vdev_queue_lock()) to push them.
  * Completions never take the device lock, so a reset, which runs under the
  * device lock, can wait for the I/O in flight.
  *

@@ -7,9 +7,10 @@
  * the ring has one user at a time though the threads differ (a ring without
  * IORING_SETUP_SINGLE_ISSUER may be used from any thread).
  *
- * One hand-off per request: when the submitter is the completion iothread
- * itself (the queue's iothread given to the device as its iothread, as
- * vnotify-vm does), the flush after a batch also reaps the CQEs that are
+ * One hand-off per request: when the submitter is the queue's completion
+ * iothread itself (the queue's notifier iothread given to the device as
+ * that queue's completion iothread, as vnotify-vm does), the flush after a
+ * batch also reaps the CQEs that are
  * already there (a buffered read that hits the page cache completes inside
  * io_uring_enter()), so the same thread pops, submits, completes and raises
  * the guest notifier. Only there: the fault-delay timer belongs to that

@@ -1077,13 +1077,14 @@ static int move_queue(struct rig *g, unsigned int q, struct vn_iothread *to)
 }
 
 /*
- * Both queues stream writes at depth 8 while the main thread moves them
+ * Both queues stream writes at depth 8, each completion held 1 ms (a slow
+ * disk: completions wait on the queue's delay timer), while the main thread moves them
  * back and forth between iothreads 0 and 1, 20 times, waiting for each
  * queue to make progress after every move (a kick lost in a move stalls
  * its queue: the guest waits for a completion that never comes). Then both
  * are parked on iothread 2 and iothreads 0 and 1 are stopped: if either
- * half of a move left the queue's eventfd watched on its old loop, the
- * streams stall there. Every request submitted completes, and the disk
+ * part of a move (notifier, completion eventfd, delay timer) stayed on its
+ * old loop, the streams stall there. Every request submitted completes, and the disk
  * verifies afterwards.
  */
 static void test_move_queues_under_load(struct vn_t *t)
@@ -1104,6 +1105,8 @@ static void test_move_queues_under_load(struct vn_t *t)
 	VN_CHECK(t, queue_is_on(&g, 1, io[1]));
 	VN_CHECK_EQ_INT(t, vn_virtio_pci_move_queue(g.r.vp, 2, io[0]), -EINVAL);
 	VN_CHECK_EQ_INT(t, vn_blk_move_queue(g.r.blk, 2, io[0]), -EINVAL);
+	/* Completions held 1 ms: the queues' delay timers must move with them too. */
+	VN_CHECK_OK(t, vn_blk_inject_fault(g.r.blk, &(struct vn_blk_fault){ .delay_ns = 1000000 }));
 	start_streams(t, jobs, 2, 0x500);
 	for (unsigned int k = 0; k < 20; k++) {
 		unsigned int q = k & 1;
@@ -1130,6 +1133,7 @@ static void test_move_queues_under_load(struct vn_t *t)
 					10000));
 	}
 	stop_streams(t, jobs, 2);
+	VN_CHECK_OK(t, vn_blk_inject_fault(g.r.blk, &(struct vn_blk_fault){ 0 }));
 	drain_jobs(t, &g, jobs, 2);
 	vn_t_diag("requests done while moving: %llu",
 		  (unsigned long long)(jobs[0].done + jobs[1].done));
