@@ -106,7 +106,7 @@ static int apply(struct vm_balancer *vb, const struct vn_balance_move *m)
 
 void vm_balance_tick(struct vm_balancer *vb)
 {
-	struct vn_balance_move m;
+	struct vn_balance_move m = { 0 };
 	int r;
 
 	for (unsigned int i = 0; i < vb->nq; i++) {

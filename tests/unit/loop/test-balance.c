@@ -44,7 +44,7 @@ static void test_burst_resets_streak(struct vn_t *t)
 {
 	const uint64_t hot[4] = { 1000, 0, 900, 10 }, calm[4] = { 500, 450, 500, 450 };
 	struct vn_balance b;
-	struct vn_balance_move m;
+	struct vn_balance_move m = { 0 };
 
 	if (init4(t, &b, 3))
 		return;
@@ -63,7 +63,7 @@ static void test_thresholds(struct vn_t *t)
 	const uint64_t mild[4] = { 700, 500, 700, 500 }; /* 1400 vs 1000: 140% < 150% */
 	const uint64_t idle[4] = { 60, 0, 30, 0 };	 /* 90 < min_load 100 */
 	struct vn_balance b;
-	struct vn_balance_move m;
+	struct vn_balance_move m = { 0 };
 
 	if (init4(t, &b, 1))
 		return;
@@ -83,7 +83,7 @@ static void test_single_hot_queue_stays(struct vn_t *t)
 	const uint64_t load[2] = { 5000, 0 };
 	struct vn_balance_cfg c = { .nr_queues = 2, .nr_threads = 2, .stable = 1 };
 	struct vn_balance b;
-	struct vn_balance_move m;
+	struct vn_balance_move m = { 0 };
 
 	VN_REQUIRE_OK(t, vn_balance_init(&b, &c, own));
 	for (int i = 0; i < 5; i++)
