@@ -200,6 +200,23 @@ void vn_machine_pause(struct vn_machine *m);
  */
 void vn_machine_resume(struct vn_machine *m);
 
+/**
+ * vn_machine_reset() - a system reset (a guest reboot): every device goes
+ * back to its power-on state and the configuration stays. For virtio-pci:
+ * the PCI header as plugged (no decode, no bus master, BARs 0, MSI-X off
+ * and every entry masked), so the host notifiers stop with their drain;
+ * the BUS_MASTER_BUG workaround is dropped; the virtio device resets,
+ * which waits for its I/O in flight (a block write reaches the image, its
+ * completion to the old guest is dropped) and drops the promoter's dynamic
+ * ioeventfds. The ioeventfd option, the iothread and promoter candidates
+ * are configuration and survive. When it returns no device touches guest
+ * memory, so firmware may load the next kernel. The run state is not
+ * changed.
+ * Context: no vCPU is inside the bus (the VMM parked them) and no device
+ * lock is held; not from a bus callback.
+ */
+void vn_machine_reset(struct vn_machine *m);
+
 /** vn_machine_is_running() - true unless paused. Context: any thread. */
 bool vn_machine_is_running(const struct vn_machine *m);
 

@@ -254,6 +254,21 @@ void vn_machine_resume(struct vn_machine *m)
 	set_running(m, true);
 }
 
+void vn_machine_reset(struct vn_machine *m)
+{
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (struct vn_machine_dev *d = m->devs; d; d = d->next) {
+		if (d->ops->system_reset) {
+			d->ops->system_reset(d->opaque);
+			n++;
+		}
+	}
+	vn_trace(machine_reset, "devices=%u", n);
+	pthread_mutex_unlock(&m->lock);
+}
+
 bool vn_machine_is_running(const struct vn_machine *m)
 {
 	return __atomic_load_n(&m->running, __ATOMIC_ACQUIRE);

@@ -20,9 +20,14 @@ struct vn_pci_host;
  * struct vn_machine_dev_ops - what the machine tells a device
  * @set_running: the machine paused (false) or resumed (true).
  *               Context: machine lock held, device lock not.
+ * @system_reset: vn_machine_reset(): back to the power-on state, keeping
+ *                the configuration; returns when nothing of the device
+ *                touches guest memory any more. Optional.
+ *                Context: machine lock held, device lock not.
  */
 struct vn_machine_dev_ops {
 	void (*set_running)(void *opaque, bool running);
+	void (*system_reset)(void *opaque);
 };
 
 /* One device following the run state; caller-owned storage. */

@@ -326,6 +326,25 @@ void vn_msix_control_changed(struct vn_msix *x)
 		update_logged(x, v);
 }
 
+static size_t pba_bytes(const struct vn_msix *x);
+
+void vn_msix_reset(struct vn_msix *x)
+{
+	x->enabled = false;
+	x->fmask = false;
+	memset(x->table, 0, (size_t)x->nr * VN_MSIX_ENTRY_SIZE);
+	for (unsigned int v = 0; v < x->nr; v++) {
+		x->table[v * VN_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL] =
+			PCI_MSIX_ENTRY_CTRL_MASKBIT;
+		update_logged(x, v);
+		/* Bound to the pending eventfd first: then a signal of the old OS is dropped here. */
+		if (vn_notifier_test_and_clear(&x->vec[v].pending) < 0)
+			vn_log_limited(x->rl, VN_LOG_ERR, "msix", "vector %u: eventfd read failed",
+				       v);
+	}
+	memset(x->pba, 0, pba_bytes(x));
+}
+
 /* ---- saved state ---- */
 
 static size_t pba_bytes(const struct vn_msix *x)

@@ -130,6 +130,15 @@ void vn_msix_control_changed(struct vn_msix *x);
  * (vn_msix_control_changed() then binds every vector for the loaded table).
  */
 
+/**
+ * vn_msix_reset() - the power-on state after a system reset (PCI 3.0
+ * §6.8.2): every entry zero and masked, the PBA clear, signals pending
+ * from before dropped; call after the capability's Message Control bytes
+ * were put back (vn_pci_host_reset_func()).
+ * Context: device lock held.
+ */
+void vn_msix_reset(struct vn_msix *x);
+
 /** vn_msix_state_size() - bytes of the table and PBA */
 size_t vn_msix_state_size(const struct vn_msix *x);
 

@@ -419,11 +419,25 @@ int vn_pci_host_plug(struct vn_pci_host *h, unsigned int slot, struct vn_pci_fun
 		f->host = h;
 		f->slot = (int)slot;
 		h->slots[slot] = f;
+		memcpy(f->reset_config, f->config, sizeof(f->config));
 		vn_trace(pci_plug, "slot=%u vendor=0x%04x device=0x%04x", slot,
 			 vn_pci_get16(f, PCI_VENDOR_ID), vn_pci_get16(f, PCI_DEVICE_ID));
 	}
 	pthread_mutex_unlock(&h->lock);
 	return r;
+}
+
+void vn_pci_host_reset_func(struct vn_pci_host *h, struct vn_pci_func *f)
+{
+	pthread_mutex_lock(&h->lock);
+	if (f->slot >= 0 && h->slots[f->slot] == f) {
+		vn_trace(pci_reset, "slot=%d", f->slot);
+		memcpy(f->config, f->reset_config, sizeof(f->config));
+		if (f->ops && f->ops->reset)
+			f->ops->reset(f->opaque);
+		remap_all(h, f);
+	}
+	pthread_mutex_unlock(&h->lock);
 }
 
 void vn_pci_host_unplug(struct vn_pci_host *h, struct vn_pci_func *f)

@@ -82,6 +82,9 @@ struct vn_pci_bar_cfg {
  * @region_removing: a BAR region is about to leave the bus and be freed;
  *                   drop every reference to it (host lock held, no device
  *                   lock)
+ * @reset: a system reset put the header back to its power-on bytes; bring
+ *         the state kept beside it (MSI-X) back too. The BARs are remapped
+ *         (and @mapping_changed called) after it returns.
  */
 struct vn_pci_func_ops {
 	bool (*config_read)(void *opaque, uint32_t off, unsigned int size, uint32_t *val);
@@ -89,6 +92,7 @@ struct vn_pci_func_ops {
 	void (*mapping_changed)(void *opaque);
 	void (*region_added)(void *opaque, unsigned int bar, struct vn_region *region);
 	void (*region_removing)(void *opaque, unsigned int bar, struct vn_region *region);
+	void (*reset)(void *opaque);
 };
 
 /* A PCI function; caller-owned storage, initialised by vn_pci_func_init(). */
@@ -99,6 +103,7 @@ struct vn_pci_func {
 	void *opaque;
 	uint8_t config[VN_PCI_CONFIG_SIZE];
 	uint8_t wmask[VN_PCI_CONFIG_SIZE];
+	uint8_t reset_config[VN_PCI_CONFIG_SIZE]; /* the header as plugged: power-on state */
 	uint8_t next_cap; /* where the next capability goes */
 	struct {
 		struct vn_pci_bar_cfg cfg;
@@ -146,6 +151,15 @@ VN_MUST_CHECK int vn_pci_host_plug(struct vn_pci_host *h, unsigned int slot, str
  * Context: no device lock held; not from a bus callback.
  */
 void vn_pci_host_unplug(struct vn_pci_host *h, struct vn_pci_func *f);
+
+/**
+ * vn_pci_host_reset_func() - a system reset of @f (PCI 3.0 §6.2: the
+ * header returns to its power-on values): command register clear (no
+ * decode, no bus master), BARs back to 0, capabilities as plugged; then
+ * @f's @reset hook, and every BAR is unmapped.
+ * Context: no device lock held; not from a bus callback.
+ */
+void vn_pci_host_reset_func(struct vn_pci_host *h, struct vn_pci_func *f);
 
 /**
  * vn_pci_host_config_read() / _write() - a configuration cycle to bus 0

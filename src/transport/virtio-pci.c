@@ -308,7 +308,19 @@ static void promoter_reset(struct vn_virtio_pci *vp)
 			vn_region_promoter_reset_nowait(vp->pro_region[i]);
 }
 
+/* Host lock held; the header is back to its plugged bytes (MSI-X control clear). */
+static void func_reset(void *opaque)
+{
+	struct vn_virtio_pci *vp = opaque;
+
+	vn_vdev_lock(vp->vdev);
+	if (vp->msix_ok)
+		vn_msix_reset(&vp->msix);
+	vn_vdev_unlock(vp->vdev);
+}
+
 static const struct vn_pci_func_ops func_ops = {
+	.reset = func_reset,
 	.config_read = func_config_read,
 	.config_write = func_config_write,
 	.mapping_changed = func_mapping_changed,
@@ -371,7 +383,23 @@ static void mdev_set_running(void *opaque, bool running)
 	vn_vdev_unlock(vp->vdev);
 }
 
-static const struct vn_machine_dev_ops mdev_ops = {.set_running = mdev_set_running};
+/*
+ * The PCI side first: bus master and decode go off, so the notifiers stop
+ * (a kick that raced is drained, on rings the driver still owns); then
+ * the workaround and the device reset, which waits for I/O in flight.
+ */
+static void mdev_system_reset(void *opaque)
+{
+	struct vn_virtio_pci *vp = opaque;
+
+	vn_pci_host_reset_func(vn_machine_pci_host(vp->m), &vp->func);
+	vn_virtio_pci_system_reset(vp);
+}
+
+static const struct vn_machine_dev_ops mdev_ops = {
+	.set_running = mdev_set_running,
+	.system_reset = mdev_system_reset,
+};
 
 static uint32_t class_for(uint32_t device_id)
 {

@@ -1145,6 +1145,125 @@ static void test_bus_master_bug(struct vn_t *t)
 	fx_fini(&f);
 }
 
+static void msix_entry(struct fx *f, unsigned int v, uint32_t data, bool masked);
+
+/* Blocks the iothread until released, so a kick can sit in its eventfd. */
+struct io_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool entered, open;
+};
+
+static void io_gate_fn(void *opaque)
+{
+	struct io_gate *g = opaque;
+
+	pthread_mutex_lock(&g->lock);
+	g->entered = true;
+	pthread_cond_broadcast(&g->cond);
+	while (!g->open)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void io_gate_close(struct fx *f, struct io_gate *g)
+{
+	*g = (struct io_gate){ 0 };
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cond, NULL);
+	VN_BUG_ON(vn_loop_call(vn_iothread_loop(f->it), io_gate_fn, g) != 0);
+	pthread_mutex_lock(&g->lock);
+	while (!g->entered)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void io_gate_open(struct io_gate *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->open = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Once the iothread has left io_gate_fn(): after a sync with it. */
+static void io_gate_fini(struct io_gate *g)
+{
+	pthread_mutex_destroy(&g->lock);
+	pthread_cond_destroy(&g->cond);
+}
+
+/*
+ * A guest reboot, as vnotify-vm does it: vn_machine_reset() with an old
+ * legacy guest (BUS_MASTER_BUG on), MSI-X programmed and a kick sitting in
+ * the ioeventfd (the iothread is held). The kick is drained (run once, on
+ * the resetting thread), the header is at power-on (no decode, no bus
+ * master, BARs 0, MSI-X off and masked), the workaround is gone, and after
+ * the firmware and a second driver init the queues are assigned again: the
+ * ioeventfd option survived.
+ */
+static void test_machine_reset(struct vn_t *t)
+{
+	struct fx_opts o = { 0 };
+	struct vn_notifier_info ni;
+	struct io_gate g;
+	unsigned int cap;
+	struct fx f;
+
+	VN_REQUIRE(t, fx_init(t, &f, &o) == 0);
+	cap = find_vcap(&f, PCI_CAP_ID_MSIX, 0);
+	msix_entry(&f, 1, 7, false);
+	cfg_write(&f, cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	cfg_write(&f, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
+	legacy_driver(&f);
+	VN_REQUIRE(t, f.vp->bus_master_bug);
+	VN_REQUIRE_EQ_INT(t, st(&f, 0), VN_HOSTNOTIF_ASSIGNED);
+	VN_CHECK_EQ_INT(t, request(&f, 0), 1);
+	sync_hn(&f);
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK_EQ_U(t, ni.drain_runs, 0u);
+
+	io_gate_close(&f, &g);
+	add_req(&f, 0);
+	VN_CHECK_EQ_INT(t, kick(&f, 0), VN_BUS_IOEVENTFD);
+	vn_machine_reset(f.m);
+	/* the drain ran the raced kick here, on the rings the driver still owned */
+	VN_CHECK_EQ_U(t, __atomic_load_n(&f.processed[0], __ATOMIC_RELAXED), 2u);
+	io_gate_open(&g);
+	sync_hn(&f);
+	io_gate_fini(&g);
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK_EQ_U(t, ni.drain_runs, 1u);
+	VN_CHECK_EQ_U(t, __atomic_load_n(&f.processed[0], __ATOMIC_RELAXED), 2u);
+	VN_CHECK(t, !f.vp->bus_master_bug);
+	for (unsigned int q = 0; q < NQ; q++)
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_DEASSIGNED);
+	/* the header as plugged: no decode, no bus master, BARs at 0 */
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_COMMAND, 2), 0u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_BASE_ADDRESS_0, 4), PCI_BASE_ADDRESS_SPACE_IO);
+	VN_CHECK_EQ_U(t, cfg_read(&f, PCI_BASE_ADDRESS_4, 4) & PCI_BASE_ADDRESS_MEM_MASK, 0u);
+	VN_CHECK_EQ_U(t, cfg_read(&f, cap + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_ENABLE, 0u);
+	VN_CHECK_EQ_INT(t, wr(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1, 0), VN_BUS_UNASSIGNED);
+
+	/* the firmware again, and a new kernel's driver with bus master */
+	fx_firmware(&f);
+	VN_CHECK_EQ_U(t, rd(&f, PIO, BAR0 + VIRTIO_PCI_STATUS, 1), 0u);
+	/* every MSI-X entry masked at power-on (PCI 3.0 §6.8.2.9) */
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_VECTOR_CTRL, 4),
+		      PCI_MSIX_ENTRY_CTRL_MASKBIT);
+	VN_CHECK_EQ_U(t, rd(&f, MMIO, BAR1 + 16 + PCI_MSIX_ENTRY_DATA, 4), 0u);
+	legacy_driver(&f);
+	VN_CHECK(t, !f.vp->bus_master_bug);
+	for (unsigned int q = 0; q < NQ; q++) {
+		VN_CHECK_EQ_INT(t, st(&f, q), VN_HOSTNOTIF_ASSIGNED);
+		VN_CHECK_EQ_INT(t, request(&f, q), 1);
+	}
+	vn_virtio_pci_notifier_info(f.vp, &ni);
+	VN_CHECK(t, ni.ioeventfd);
+	VN_CHECK_EQ_U(t, ni.fallbacks, 0u);
+	fx_fini(&f);
+}
+
 static void test_bar_move_reregisters(struct vn_t *t)
 {
 	struct fx_opts o = { 0 };
@@ -1578,7 +1697,7 @@ VN_TESTS(VN_TEST(test_ids_and_caps), VN_TEST(test_bad_cfg), VN_TEST(test_legacy_
 	 VN_TEST(test_modern_notify_multiplier), VN_TEST(test_ioeventfd_off_runs_on_caller),
 	 VN_TEST(test_notification_data), VN_TEST(test_grab_stops_consumption_at_once),
 	 VN_TEST(test_ioeventfd_limit_falls_back), VN_TEST(test_queue_pfn_zero_resets),
-	 VN_TEST(test_bus_master), VN_TEST(test_bus_master_bug),
+	 VN_TEST(test_bus_master), VN_TEST(test_bus_master_bug), VN_TEST(test_machine_reset),
 	 VN_TEST(test_ioeventfd_type_default), VN_TEST(test_bar_move_reregisters),
 	 VN_TEST(test_pause_resume), VN_TEST(test_msix_routing),
 	 VN_TEST(test_state_transport_section), VN_TEST(test_pci_cfg_window),
