@@ -2,15 +2,19 @@
 /*
  * vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]
  *            [--memory 512M] [--cpus N] [--iothreads K] [--poll-max-ns NS] [--console]
- *            [--max-ioeventfds N] [--rebalance MS|off]
+ *            [--max-ioeventfds N] [--rebalance MS|off] [--no-reboot]
  *            [--memory-backend anon|memfd|hugetlbfs[:PATH]]
  *            [--blk path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...
  *
  * Boots Linux on KVM with vnotify's virtio-blk on virtio-pci (MSI-X through
  * irqfds, kicks through KVM ioeventfds), a request queue per vCPU by
- * default, the queues spread over the iothreads and rebalanced by load. Ends on guest reboot/poweroff
- * (a triple fault: reboot=t, the default command line; or reboot=k), Ctrl-C or SIGTERM, and prints
- * the exit counts per type and per block request on stderr.
+ * default, the queues spread over the iothreads and rebalanced by load. A
+ * guest reboot (a triple fault: reboot=t, the default command line; or
+ * reboot=k) resets the machine and boots the kernel again (reset.c), or
+ * with --no-reboot ends the VM. A poweroff system event, Ctrl-C or SIGTERM
+ * end it; it then prints the exit counts per type and per block request
+ * and the notifier state on stderr. SIGUSR1 prints the notifier state
+ * while it runs.
  */
 #include "vm.h"
 
@@ -69,6 +73,7 @@ struct opts {
 	unsigned int max_ioeventfds; /* 0: the accelerator's default */
 	enum vn_machine_ram ram;
 	const char *ram_path;
+	bool no_reboot;
 	struct blk_opt blk[VM_MAX_BLK];
 	unsigned int nblk;
 };
@@ -78,7 +83,7 @@ static void usage(void)
 	fprintf(stderr, "usage: vnotify-vm --kernel BZIMAGE [--initrd FILE] [--append CMDLINE]\n"
 			"                  [--memory 512M] [--cpus N] [--iothreads K] [--console]\n"
 			"                  [--poll-max-ns NS]  (iothread busy-poll cap, default 32768; 0: off)\n"
-			"                  [--max-ioeventfds N] [--rebalance MS|off]\n"
+			"                  [--max-ioeventfds N] [--rebalance MS|off] [--no-reboot]\n"
 			"                  [--memory-backend anon|memfd|hugetlbfs[:PATH]]\n"
 			"                  [--blk "
 			"path=IMG[,ioeventfd=on|off][,iothread=ID][,queues=N]]...\n"
@@ -105,9 +110,16 @@ static void usage(void)
 			"with N <= 6 (the old kernels' budget) the device's queues take none and\n"
 			"their doorbells exit to vnotify-vm, keeping the slots for vhost backends.\n"
 			"\n"
+			"A guest reboot (triple fault, or reboot=k's keyboard controller reset)\n"
+			"resets the machine and boots the kernel again: vCPUs parked, devices reset\n"
+			"(notifiers stopped and drained, block I/O in flight finished, the ioeventfd\n"
+			"option kept), kernel and initramfs loaded again. --no-reboot: a guest\n"
+			"reboot ends vnotify-vm instead. The reboots are counted in the exit report.\n"
+			"\n"
 			"signals: SIGINT/SIGTERM end the VM; SIGTSTP pauses it (vCPUs parked, host\n"
 			"notifiers stopped and drained); SIGCONT resumes it (notifiers restarted, each\n"
-			"queue self-kicked).\n");
+			"queue self-kicked); SIGUSR1 prints each device's and queue's notifier state\n"
+			"on stderr (also printed at exit).\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -226,6 +238,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "console", no_argument, NULL, 'C' },
 		{ "promote", required_argument, NULL, 'P' },
 		{ "max-ioeventfds", required_argument, NULL, 'E' },
+		{ "no-reboot", no_argument, NULL, 'n' },
 		{ "rebalance", required_argument, NULL, 'R' },
 		{ "memory-backend", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
@@ -251,6 +264,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'C':
 			o->console = true;
+			break;
+		case 'n':
+			o->no_reboot = true;
 			break;
 		case 'P':
 			if (vm_promote_parse(optarg)) {
@@ -395,7 +411,11 @@ static int kvm_vm_create(struct vm *vm)
 		fprintf(stderr, "vnotify-vm: in-kernel irqchip/PIT: %s\n", strerror(errno));
 		return -errno;
 	}
-	return 0;
+	/* their power-on state, for a guest reboot (reset.c) */
+	r = vm_irqchip_save_power_on(vm);
+	if (r)
+		fprintf(stderr, "vnotify-vm: irqchip/PIT state: %s\n", strerror(-r));
+	return r;
 }
 
 static int add_ram(struct vm *vm)
@@ -492,6 +512,20 @@ static void vm_print_notifiers(struct vn_virtio_pci *vp, unsigned int i)
 	}
 }
 
+/* Every device's notifier state: at exit, and on SIGUSR1 (from main's sigwait, not a handler). */
+static void print_notifiers(struct vm *vm, struct opts *o)
+{
+	for (unsigned int i = 0; i < o->nblk; i++) {
+		struct vn_virtio_pci_stats ps;
+
+		vn_virtio_pci_get_stats(o->blk[i].vp, &ps);
+		fprintf(stderr, "vnotify-vm: blk%u: ioeventfd=%s, doorbells that exited: %llu\n", i,
+			o->blk[i].ioeventfd ? "on" : "off", (unsigned long long)ps.doorbells);
+		vm_print_notifiers(o->blk[i].vp, i);
+	}
+	fprintf(stderr, "vnotify-vm: reboots: %u\n", vm->reboots);
+}
+
 static void report(struct vm *vm, struct opts *o, double secs, const struct vm_balancer *balancer)
 {
 	uint64_t total = 0, dev_exits, reqs = 0;
@@ -519,9 +553,6 @@ static void report(struct vm *vm, struct opts *o, double secs, const struct vm_b
 		vm->unassigned_port[port] = 0;
 	}
 	for (unsigned int i = 0; i < o->nblk; i++) {
-		struct vn_virtio_pci_stats ps;
-
-		vn_virtio_pci_get_stats(o->blk[i].vp, &ps);
 		for (unsigned int q = 0; q < o->blk[i].queues; q++) {
 			struct vn_blk_stats st;
 
@@ -537,10 +568,8 @@ static void report(struct vm *vm, struct opts *o, double secs, const struct vm_b
 				(unsigned long long)st.bytes_written,
 				(unsigned long long)st.errors);
 		}
-		fprintf(stderr, "vnotify-vm: blk%u: ioeventfd=%s, doorbells that exited: %llu\n", i,
-			o->blk[i].ioeventfd ? "on" : "off", (unsigned long long)ps.doorbells);
-		vm_print_notifiers(o->blk[i].vp, i);
 	}
+	print_notifiers(vm, o);
 	vm_promote_report();
 	report_ram(o);
 	vm_balance_report(balancer, balancer != NULL);
@@ -620,8 +649,38 @@ static int setup_balancer(struct opts *o, struct vn_iothread **io, struct vm_bal
 	return r;
 }
 
-static void on_sigusr1(int sig)
+static void on_kick(int sig)
 {
+}
+
+/*
+ * A guest reboot, in main: park every vCPU and pause the machine (as
+ * SIGTSTP does, unless it is paused already), reset and reload it
+ * (reset.c), then let it run again. Return: 0, or -errno (the VM ends).
+ */
+static int reboot_vm(struct vm *vm)
+{
+	bool was_paused = atomic_load(&vm->paused);
+	int r;
+
+	if (!was_paused) {
+		vm_vcpus_pause(vm);
+		vn_machine_pause(vm->m);
+	}
+	r = vm_reset(vm);
+	if (r)
+		return r;
+	vm->reboots++;
+	fprintf(stderr, "vnotify-vm: reboot %u: the machine was reset, booting again\n",
+		vm->reboots);
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->reset_pending, false);
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (!was_paused) {
+		vn_machine_resume(vm->m);
+		vm_vcpus_resume(vm);
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -644,11 +703,15 @@ int main(int argc, char **argv)
 	vm.ncpus = o.cpus;
 	vm.ram_size = o.memory;
 	vm.main_thread = pthread_self();
+	vm.no_reboot = o.no_reboot;
+	vm.kernel = o.kernel;
+	vm.initrd = o.initrd;
 
-	/* Before any thread: SIGINT/TERM/USR2 are waited for by main only. */
+	/* Before any thread: SIGINT/TERM/USR1/USR2/TSTP/CONT are waited for by main only. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGTSTP);
 	sigaddset(&set, SIGCONT);
@@ -656,8 +719,8 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&vm.pause_lock, NULL);
 	pthread_cond_init(&vm.pause_cond, NULL);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sigusr1; /* no SA_RESTART: KVM_RUN returns EINTR */
-	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_kick; /* no SA_RESTART: KVM_RUN returns EINTR */
+	sigaction(VM_SIG_KICK, &sa, NULL);
 
 	if (kvm_vm_create(&vm))
 		goto out;
@@ -743,8 +806,8 @@ int main(int argc, char **argv)
 	}
 	if (asprintf(&cmdline, "%s %s", DEFAULT_CMDLINE, o.append) < 0)
 		goto out;
+	vm.cmdline = cmdline; /* a reboot loads it again; freed at the end */
 	r = vm_load_linux(&vm, o.kernel, o.initrd, cmdline, &entry, &bp);
-	free(cmdline);
 	if (r || vm_write_mptable(&vm))
 		goto out;
 	serial_init(&vm.serial, &vm, o.console ? STDOUT_FILENO : -1);
@@ -771,9 +834,16 @@ int main(int argc, char **argv)
 				vm_balance_tick(balancer);
 			continue;
 		}
+		if (atomic_load(&vm.reset_pending) && !atomic_load(&vm.stop) && reboot_vm(&vm)) {
+			vm_request_end(&vm, 3);
+			break;
+		}
 		if (sig < 0)
 			continue;
-		if (sig == SIGTSTP && !atomic_load(&vm.paused)) {
+		if (sig == SIGUSR1) {
+			fprintf(stderr, "vnotify-vm: notifier state (SIGUSR1)\n");
+			print_notifiers(&vm, &o);
+		} else if (sig == SIGTSTP && !atomic_load(&vm.paused)) {
 			/* vCPUs first: then no doorbell races the notifiers' stop */
 			vm_vcpus_pause(&vm);
 			vn_machine_pause(vm.m);
@@ -782,7 +852,7 @@ int main(int argc, char **argv)
 			vn_machine_resume(vm.m);
 			vm_vcpus_resume(&vm);
 			fprintf(stderr, "vnotify-vm: resumed\n");
-		} else if (sig != SIGUSR2 && sig != SIGTSTP && sig != SIGCONT) {
+		} else if (sig == SIGINT || sig == SIGTERM) {
 			vm_request_end(&vm, 2);
 		}
 	}
@@ -792,7 +862,8 @@ int main(int argc, char **argv)
 	       balancer);
 	rc = atomic_load(&vm.end_reason) == 3 ? 1 : 0;
 	fprintf(stderr, "vnotify-vm: the guest %s\n",
-		atomic_load(&vm.end_reason) == 1   ? "reset or powered off"
+		atomic_load(&vm.end_reason) == 1   ? "rebooted (--no-reboot: vnotify-vm ends)"
+		: atomic_load(&vm.end_reason) == 4 ? "powered off"
 		: atomic_load(&vm.end_reason) == 2 ? "was stopped by a signal"
 						   : "failed");
 out:
@@ -821,5 +892,7 @@ out:
 		close(vm.vm_fd);
 	if (vm.kvm_fd >= 0)
 		close(vm.kvm_fd);
+	vm_reset_free(&vm);
+	free((char *)vm.cmdline);
 	return rc;
 }

@@ -110,3 +110,15 @@ void vm_promote_free(struct vn_machine *m)
 		sinks[i].region = NULL;
 	}
 }
+
+/*
+ * A system reset: the candidates stay (they are configuration), their
+ * dynamic ioeventfds go and counting restarts, as for a device reset: the
+ * next guest may write elsewhere. No lock is held and the vCPUs are parked,
+ * so this may wait for the iothread.
+ */
+void vm_promote_reset(void)
+{
+	for (unsigned int i = 0; i < nsinks && sinks[i].region; i++)
+		vn_region_promoter_reset(sinks[i].region);
+}

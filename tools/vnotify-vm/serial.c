@@ -28,6 +28,23 @@ void serial_init(struct serial *s, struct vm *vm, int out_fd)
 	s->out_fd = out_fd;
 }
 
+/*
+ * System reset: the registers at power-on, and IRQ 4 lowered, or KVM would
+ * keep our source's line high and the next boot's first raise would be no
+ * edge (no THR-empty interrupt: a console that never moves).
+ */
+void serial_reset(struct serial *s)
+{
+	struct kvm_irq_level l = { .irq = UART_IRQ, .level = 0 };
+
+	pthread_mutex_lock(&s->lock);
+	s->ier = s->lcr = s->mcr = s->scr = s->dll = s->dlm = s->fcr = 0;
+	s->thr_pending = false;
+	s->irq_level = false;
+	(void)ioctl(s->vm->vm_fd, KVM_IRQ_LINE, &l);
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* with s->lock held: drive IRQ 4 to its level (the IO-APIC sees the edges) */
 static void update_irq(struct serial *s)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vCPU threads: KVM_RUN until the guest resets or powers off, or the VMM
- * stops. PIO and MMIO exits go to the UART or to the machine's bus, and are
+ * vCPU threads: KVM_RUN until the guest powers off or the VMM stops; a
+ * guest reboot parks them while main resets the machine (reset.c). PIO and MMIO exits go to the UART or to the machine's bus, and are
  * counted by type. The boot vCPU enters the kernel in 32-bit protected
  * mode (flat segments, no paging, esi = boot_params); the others wait for
  * the in-kernel local APIC's INIT/SIPI.
@@ -52,6 +52,21 @@ void vm_request_end(struct vm *vm, int reason)
 	pthread_kill(vm->main_thread, SIGUSR2);
 }
 
+/*
+ * A guest reboot (triple fault, the keyboard controller's reset line, a
+ * reset system event): with --no-reboot the VM ends; else main resets the
+ * machine (reset.c) while every vCPU is parked.
+ */
+void vm_request_reset(struct vm *vm)
+{
+	if (vm->no_reboot) {
+		vm_request_end(vm, 1);
+		return;
+	}
+	atomic_store(&vm->reset_pending, true);
+	pthread_kill(vm->main_thread, SIGUSR2);
+}
+
 static int set_cpuid(struct vm *vm, struct vm_vcpu *c)
 {
 	struct kvm_cpuid2 *cp = calloc(1, sizeof(*cp) + 256 * sizeof(cp->entries[0]));
@@ -76,7 +91,7 @@ out:
 	return r;
 }
 
-static int boot_regs(struct vm_vcpu *c, uint64_t entry, uint64_t boot_params)
+int vm_vcpu_boot_regs(struct vm_vcpu *c, uint64_t entry, uint64_t boot_params)
 {
 	struct kvm_sregs s;
 	struct kvm_regs regs;
@@ -126,8 +141,11 @@ int vm_vcpu_init(struct vm *vm, unsigned int id, uint64_t entry, uint64_t boot_p
 		return -errno;
 	}
 	r = set_cpuid(vm, c);
+	/* KVM's power-on state, for a reset (after CPUID: it sizes the extended state) */
+	if (!r)
+		r = vm_vcpu_save_power_on(c);
 	if (!r && id == 0)
-		r = boot_regs(c, entry, boot_params);
+		r = vm_vcpu_boot_regs(c, entry, boot_params);
 	return r;
 }
 
@@ -148,7 +166,7 @@ static void handle_pio(struct vm_vcpu *c)
 	}
 	/* reboot=k: the keyboard controller's reset line */
 	if (port == 0x64 && write && size == 1 && data[0] == 0xfe) {
-		vm_request_end(vm, 1);
+		vm_request_reset(vm);
 		return;
 	}
 	/*
@@ -220,12 +238,23 @@ static void *vcpu_thread(void *opaque)
 	snprintf(name, sizeof(name), "vcpu%u", c->id);
 	pthread_setname_np(pthread_self(), name);
 	while (!atomic_load(&vm->stop)) {
-		if (atomic_load(&vm->paused)) {
+		if (atomic_load(&vm->paused) || atomic_load(&vm->reset_pending)) {
+			/*
+			 * Before a reset rewrites the registers, let KVM finish
+			 * the exit we handled (api.rst: an I/O exit completes on
+			 * the next KVM_RUN; immediate_exit returns at once).
+			 */
+			if (atomic_load(&vm->reset_pending)) {
+				c->run->immediate_exit = 1;
+				(void)ioctl(c->fd, KVM_RUN, 0);
+				c->run->immediate_exit = 0;
+			}
 			/* parked: the devices may be stopped, do not enter the guest */
 			pthread_mutex_lock(&vm->pause_lock);
 			vm->nparked++;
 			pthread_cond_broadcast(&vm->pause_cond);
-			while (atomic_load(&vm->paused) && !atomic_load(&vm->stop))
+			while ((atomic_load(&vm->paused) || atomic_load(&vm->reset_pending)) &&
+			       !atomic_load(&vm->stop))
 				pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 			vm->nparked--;
 			pthread_mutex_unlock(&vm->pause_lock);
@@ -251,9 +280,14 @@ static void *vcpu_thread(void *opaque)
 		case KVM_EXIT_INTR:
 			count(vm, VM_EXIT_INTR);
 			break;
-		case KVM_EXIT_SHUTDOWN: /* a triple fault: reboot=t, or a crash */
+		case KVM_EXIT_SHUTDOWN: /* a triple fault: reboot=t, or a crash (panic=-1) */
+			vm_request_reset(vm);
+			break;
 		case KVM_EXIT_SYSTEM_EVENT:
-			vm_request_end(vm, 1);
+			if (c->run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+				vm_request_reset(vm);
+			else /* shutdown or crash: the guest's poweroff */
+				vm_request_end(vm, 4);
 			break;
 		case KVM_EXIT_HLT:
 			count(vm, VM_EXIT_OTHER);
@@ -298,7 +332,7 @@ void vm_vcpus_pause(struct vm *vm)
 
 		for (unsigned int i = 0; i < vm->ncpus; i++)
 			if (vm->cpu[i].started)
-				pthread_kill(vm->cpu[i].thread, SIGUSR1);
+				pthread_kill(vm->cpu[i].thread, VM_SIG_KICK);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 20 * 1000 * 1000;
 		if (ts.tv_nsec >= 1000000000) {
@@ -334,7 +368,7 @@ void vm_vcpus_stop(struct vm *vm)
 		for (;;) {
 			struct timespec ts;
 
-			pthread_kill(c->thread, SIGUSR1);
+			pthread_kill(c->thread, VM_SIG_KICK);
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += 20 * 1000 * 1000;
 			if (ts.tv_nsec >= 1000000000) {

@@ -12,6 +12,7 @@
  */
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +24,16 @@
 struct vn_machine;
 struct vn_kvm_irq;
 struct vm;
+struct vcpu_power_on;
+struct irqchip_power_on;
+
+/*
+ * Kicks a vCPU thread out of KVM_RUN (an empty handler, no SA_RESTART:
+ * KVM_RUN returns EINTR). A real-time signal, so SIGUSR1 stays free for the
+ * notifier report; real-time signals queue, so a repeated kick can cost a
+ * later spurious EINTR exit, which is harmless.
+ */
+#define VM_SIG_KICK (SIGRTMIN + 1)
 
 /* exit counters, per type: what the guest cost in trips to userspace */
 enum vm_exit {
@@ -53,6 +64,7 @@ struct vm_vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	struct vcpu_power_on *power_on; /* its state after KVM_CREATE_VCPU (reset.c) */
 };
 
 struct vm {
@@ -75,7 +87,17 @@ struct vm {
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
 	unsigned int nparked;
-	atomic_int end_reason; /* 0 running, 1 reset/poweroff, 2 signal, 3 error */
+	/*
+	 * A guest reboot: set by the vCPU that saw it; every vCPU parks while
+	 * it is set, and main resets the machine and clears it (reset.c).
+	 */
+	atomic_bool reset_pending;
+	bool no_reboot;	      /* --no-reboot: a guest reboot ends the VM */
+	unsigned int reboots; /* resets done (main only) */
+	const char *kernel, *initrd, *cmdline; /* what a reset loads again */
+	struct irqchip_power_on *irqchip_power_on;
+	/* 0 running, 1 reboot with --no-reboot, 2 signal, 3 error, 4 poweroff */
+	atomic_int end_reason;
 	pthread_t main_thread;
 	atomic_ullong exits[VM_EXIT_COUNT];
 	atomic_uint unassigned_port[0x10000]; /* which ports cost exits for nothing */
@@ -90,6 +112,7 @@ int vm_assign_bars(struct vm *vm);
 
 /* serial.c */
 void serial_init(struct serial *s, struct vm *vm, int out_fd);
+void serial_reset(struct serial *s);
 void serial_io(struct serial *s, uint16_t port, bool write, uint8_t *data, unsigned int size);
 
 /* promote.c */
@@ -98,6 +121,13 @@ int vm_promote_parse(const char *arg);
 int vm_promote_setup(struct vn_machine *m, struct vn_iothread *it);
 void vm_promote_report(void);
 void vm_promote_free(struct vn_machine *m);
+void vm_promote_reset(void);
+
+/* reset.c */
+int vm_vcpu_save_power_on(struct vm_vcpu *c);
+int vm_irqchip_save_power_on(struct vm *vm);
+int vm_reset(struct vm *vm);
+void vm_reset_free(struct vm *vm);
 
 /* balance.c: the run-time queue balancer */
 struct vn_blk;
@@ -123,7 +153,9 @@ void vm_balance_report(const struct vm_balancer *vb, bool on);
 
 /* vcpu.c */
 int vm_vcpu_init(struct vm *vm, unsigned int id, uint64_t entry, uint64_t boot_params);
+int vm_vcpu_boot_regs(struct vm_vcpu *c, uint64_t entry, uint64_t boot_params);
 int vm_vcpu_start(struct vm_vcpu *c);
+void vm_request_reset(struct vm *vm);
 void vm_vcpus_stop(struct vm *vm);
 void vm_vcpus_pause(struct vm *vm);
 void vm_vcpus_resume(struct vm *vm);
