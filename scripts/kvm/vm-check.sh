@@ -2,8 +2,16 @@
 # Runs inside level 1 (busybox sh): vnotify-vm boots the level-2 Linux on a
 # fresh image, which writes a pattern to /dev/vda, reads it back and
 # verifies it; then the host side (here) checks the image too.
-#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay|clock|''] [MAX_IOEVENTFDS]
+#   vm-check.sh ioeventfd=on|off CPUS [BENCH_MIB] [pause|promote|io_delay|clock|reboot|''] [MAX_IOEVENTFDS]
 #               [VM_OPTIONS]
+# Every mode but "reboot" runs vnotify-vm with --no-reboot: level 2's
+# final reboot ends it, as before guest reboots reset the machine, and
+# that is checked (status 0, "reboots: 0").
+# With "reboot", level 2 (vn.reboot=1) reboots after its pattern check and
+# vnotify-vm resets the machine; the second boot reads the pattern back
+# and idles. Then SIGUSR1 must print the notifier state while it runs
+# (assigned, no fallback, 1 reboot), and SIGTERM ends it; the second boot
+# must see every vCPU again.
 # With "pause", the VM is paused (SIGTSTP) and resumed (SIGCONT) every
 # couple of seconds for its whole run: boot and I/O must survive the host
 # notifiers being stopped, drained and restarted under them.
@@ -49,6 +57,11 @@ if [ "$pause" = promote ] || [ "$pause" = io_delay ]; then
 fi
 [ "$pause" = promote ] && promote="--promote pio:0x80"
 [ "$pause" = clock ] && append="$append vn.clock=15"
+noreboot=--no-reboot
+if [ "$pause" = reboot ]; then
+	append="$append vn.reboot=1"
+	noreboot=""
+fi
 rm -f $clk $fifo
 mkfifo $fifo
 # the console through a reader that stamps the clock lines on arrival
@@ -64,7 +77,7 @@ reader=$!
 t0=$(cut -d' ' -f1 /proc/uptime)
 "$dir/vnotify-vm" --kernel "$dir/bzImage" --initrd "$dir/initramfs-l2.gz" \
 	--memory 256M --cpus "$cpus" --console --append "$append" \
-	--blk "path=$img,$ioev" $promote $extra $vmopts >$fifo 2>&1 &
+	--blk "path=$img,$ioev" $promote $extra $vmopts $noreboot >$fifo 2>&1 &
 pid=$!
 # our own timeout: the pause test signals vnotify-vm itself, not a wrapper
 (sleep 400 && kill -TERM $pid 2>/dev/null) &
@@ -78,6 +91,13 @@ if [ "$pause" = pause ]; then
 		kill -CONT $pid 2>/dev/null || break
 		cycles=$((cycles + 1))
 	done
+fi
+if [ "$pause" = reboot ]; then
+	# the second boot idles: ask for the notifier state, then stop it
+	while kill -0 $pid 2>/dev/null && ! grep -q '^VN-L2-IDLE' $log; do sleep 1; done
+	kill -USR1 $pid 2>/dev/null
+	while kill -0 $pid 2>/dev/null && ! grep -q '^vnotify-vm: reboots: ' $log; do sleep 1; done
+	kill -TERM $pid 2>/dev/null
 fi
 wait $pid
 rc=$?
@@ -101,14 +121,15 @@ else
 	echo "not ok - the image does not hold the pattern ($ioev, $cpus vCPU)"
 	status=1
 fi
-mq=$(sed -n 's/^VN-L2-MQ \([0-9]*\) queues.*/\1/p' $log)
+# (after a reboot, the second boot's; it must see them again)
+mq=$(sed -n 's/^VN-L2-MQ \([0-9]*\) queues.*/\1/p' $log | tail -n 1)
 if [ "$mq" = "$cpus" ]; then
 	echo "ok - level 2 sees $mq blk-mq queues, one per vCPU ($ioev, $cpus vCPU)"
 else
 	echo "not ok - level 2 sees '$mq' blk-mq queues for $cpus vCPUs"
 	status=1
 fi
-up=$(sed -n 's/^VN-L2-UP \([0-9.]*\) .*/\1/p' $log)
+up=$(sed -n 's/^VN-L2-UP \([0-9.]*\) .*/\1/p' $log | head -n 1)
 [ -f $clk.up ] && echo "# boot to /dev/vda: level 2 uptime ${up}s, level 1 wall $(awk "BEGIN { print $(cat $clk.up) - $t0 }")s ($vmopts)"
 if [ "$pause" = pause ]; then
 	paused=$(grep -c '^vnotify-vm: paused' $log)
@@ -123,8 +144,9 @@ fi
 # The notifier state: with ioeventfd on, no doorbell exited and no
 # fallback (a silent fallback to synchronous notify would still pass the
 # data checks); with it off, every doorbell exited.
-exited=$(sed -n 's/^vnotify-vm: blk0: .*doorbells that exited: \([0-9]*\)$/\1/p' $log)
-fb=$(sed -n 's/^vnotify-vm: blk0 notifiers: ioeventfd \([a-z ]*\), fallbacks \([0-9]*\) .*/\1:\2/p' $log)
+# (the exit report's: the last of them, after a SIGUSR1 report)
+exited=$(sed -n 's/^vnotify-vm: blk0: .*doorbells that exited: \([0-9]*\)$/\1/p' $log | tail -n 1)
+fb=$(sed -n 's/^vnotify-vm: blk0 notifiers: ioeventfd \([a-z ]*\), fallbacks \([0-9]*\) .*/\1:\2/p' $log | tail -n 1)
 if [ -n "$maxioev" ] && [ "$maxioev" -le 6 ]; then
 	if grep -q "^vnotify-vm: ioeventfd budget: $maxioev per bus" $log &&
 	   [ -n "$exited" ] && [ "$exited" -gt 0 ] && [ "$fb" = "in use:0" ]; then
@@ -156,6 +178,32 @@ if [ "$pause" = promote ]; then
 		echo "not ok - port 0x80 was not promoted (replays: '${saved}')"
 		status=1
 	fi
+fi
+if [ "$pause" = reboot ]; then
+	# the SIGUSR1 report: from its header to its "reboots:" line
+	usr1=$(awk '/^vnotify-vm: notifier state \(SIGUSR1\)/ { on = 1 } on { print } on && /^vnotify-vm: reboots:/ { exit }' $log)
+	ups=$(grep -c "^VN-L2-UP .* cpus=$cpus\$" $log)
+	if [ $rc -eq 0 ] && grep -q '^vnotify-vm: reboot 1: the machine was reset' $log &&
+	   grep -q '^VN-L2-REBOOTED ok' $log && [ "$ups" = 2 ] &&
+	   grep -q '^vnotify-vm: the guest was stopped by a signal' $log; then
+		echo "ok - vnotify-vm reset the machine at the reboot; the second boot ($cpus vCPU) read the first one's pattern ($ioev)"
+	else
+		echo "not ok - reboot: status $rc, boots with $cpus vCPUs: $ups, $(grep -c '^VN-L2-REBOOTED ok' $log) verified after it"
+		status=1
+	fi
+	if printf '%s\n' "$usr1" | grep -q '^vnotify-vm: blk0 notifiers: ioeventfd in use, fallbacks 0 ' &&
+	   printf '%s\n' "$usr1" | grep -q '^vnotify-vm: blk0 q0 notifier: assigned from ioeventfd' &&
+	   printf '%s\n' "$usr1" | grep -q '^vnotify-vm: reboots: 1$'; then
+		echo "ok - SIGUSR1 after the second boot: q0 assigned from ioeventfd, no fallback, 1 reboot ($ioev)"
+	else
+		echo "not ok - SIGUSR1 report after the reboot: $(printf '%s' "$usr1" | tr '\n' '|')"
+		status=1
+	fi
+elif grep -q '^vnotify-vm: reboots: 0$' $log && grep -q '^vnotify-vm: the guest rebooted (--no-reboot' $log; then
+	echo "ok - --no-reboot: level 2's reboot ended vnotify-vm ($ioev, $cpus vCPU)"
+else
+	echo "not ok - --no-reboot: vnotify-vm did not end at level 2's reboot"
+	status=1
 fi
 if grep -q '^VN-L2-CLOCKSOURCE kvm-clock' $log && grep -q '^VN-L2-KVMCLOCK' $log; then
 	echo "ok - level 2 runs on kvm-clock ($ioev, $cpus vCPU)"
