@@ -10,6 +10,7 @@
 #include <vnotify/vhost-user.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ struct vn_vhu_conn {
 	int fd;		/* the frontend; -1 when none */
 	bool listening; /* listen_fd is attached */
 	bool busy;	/* inside the core: see conn_handler() */
+	bool dropping;	/* inside conn_drop(): see teardown_fn() */
+	bool closing;	/* vn_vhu_conn_free() has begun: never listen again */
 
 	/* the message being received */
 	struct vn_vhu_msg msg;
@@ -87,14 +90,16 @@ static void listen_detach(struct vn_vhu_conn *c)
  */
 static void conn_drop(struct vn_vhu_conn *c, bool relisten)
 {
-	if (c->fd < 0)
+	if (c->fd < 0 || c->dropping)
 		return;
+	c->dropping = true;
 	vn_loop_del_fd(c->loop, c->fd);
 	rx_reset(c);
 	vn_vhu_server_disconnect(c->srv);
 	close(c->fd);
 	c->fd = -1;
-	if (relisten)
+	c->dropping = false;
+	if (relisten && !c->closing)
 		listen_attach(c);
 }
 
@@ -244,8 +249,10 @@ static void conn_handler(void *opaque, uint32_t events)
 	 * The core may wait for a queue's requests and run this loop
 	 * meanwhile; the socket is then watched for nothing, but epoll still
 	 * reports a hang-up, which must wait until the message is done.
+	 * Closing (a deferred teardown, see teardown_fn()): no new message,
+	 * whose drain would keep the teardown waiting again.
 	 */
-	if (c->busy)
+	if (c->busy || c->closing)
 		return;
 	for (int i = 0; i < BATCH; i++) {
 		int r = rx(c);
@@ -304,12 +311,24 @@ static int listen_fn(void *opaque)
 	return c->listening ? 0 : -EIO;
 }
 
-static void teardown_fn(void *opaque)
+/*
+ * The core waits for a queue's requests by running this loop (ring_drain()),
+ * inside a message (busy) or a disconnect (dropping); our teardown can then
+ * run nested in it. Dropping the frontend there would release what the outer
+ * call still uses (the inflight region, the mapped rings), and our caller
+ * would free the server under it: say -EINPROGRESS, vn_vhu_conn_free() asks
+ * again once the outer call has returned to the loop.
+ */
+static int teardown_fn(void *opaque)
 {
 	struct vn_vhu_conn *c = opaque;
 
+	c->closing = true;
+	if (c->busy || c->dropping)
+		return -EINPROGRESS;
 	conn_drop(c, false);
 	listen_detach(c);
+	return 0;
 }
 
 /* Replace a stale socket at @path; refuse to remove anything else. */
@@ -404,7 +423,9 @@ void vn_vhu_conn_free(struct vn_vhu_conn *c)
 {
 	if (!c)
 		return;
-	vn_iothread_run_sync_void(c->it, teardown_fn, c);
+	/* At most one drain timeout (drain_timeout_ns): a drain always ends. */
+	while (vn_iothread_run_sync(c->it, teardown_fn, c) == -EINPROGRESS)
+		poll(NULL, 0, 1);
 	if (c->listen_fd >= 0) {
 		close(c->listen_fd);
 		unlink(c->path);

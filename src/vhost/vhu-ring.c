@@ -414,7 +414,7 @@ int vn_vhu_ring_reload(struct vhu_queue *q, uint16_t resume)
 
 uint16_t vn_vhu_ring_stop(struct vhu_queue *q)
 {
-	struct vn_vq_inflight_hdr *ilog = vn_vhu_inflight_queue(&q->srv->inflight, q->index);
+	struct vn_vq_inflight_hdr *ilog;
 	bool drained;
 
 	if (!q->started)
@@ -422,6 +422,12 @@ uint16_t vn_vhu_ring_stop(struct vhu_queue *q)
 	/* Detached, a raced kick drained, the device's requests finished... */
 	vn_vdev_queue_quiesce(q->srv->vdev, q->index);
 	drained = ring_drain(q) == 0;
+	/*
+	 * The region is looked up after the drain, which ran the loop: what
+	 * ran there must not release it (vn_vhu_server_disconnect()), but a
+	 * pointer taken before would not see it if it did.
+	 */
+	ilog = vn_vhu_inflight_queue(&q->srv->inflight, q->index);
 	/*
 	 * A clean stop hands the frontend a base with nothing in flight: the
 	 * region's part starts afresh (a chain abandoned on a broken ring must

@@ -89,6 +89,7 @@ struct vn_vhu_server {
 	bool connected;
 	bool fault_seen; /* atomic: memory_lost() said so for this connection */
 	bool drain_stuck; /* a drain timed out: requests may still use the map */
+	bool disconnecting; /* inside vn_vhu_server_disconnect(): see there */
 	unsigned int mem_regions;
 	uint64_t mem_bytes;
 };

@@ -679,6 +679,16 @@ void vn_vhu_server_connect(struct vn_vhu_server *srv)
 
 void vn_vhu_server_disconnect(struct vn_vhu_server *srv)
 {
+	/*
+	 * Stopping the rings drains them by running the loop, where whatever
+	 * runs must not disconnect again (vhu-conn.c defers its teardown): a
+	 * nested call would release the inflight region and unmap the memory
+	 * while the outer one is still stopping rings that point into them.
+	 * The region goes once, after every ring has stopped.
+	 */
+	if (srv->disconnecting)
+		return;
+	srv->disconnecting = true;
 	reset_device(srv);
 	unmap_all(srv);
 	/* The frontend keeps its copy of the region for the next connection. */
@@ -690,6 +700,7 @@ void vn_vhu_server_disconnect(struct vn_vhu_server *srv)
 		STAT_SET(srv->connected, false);
 	}
 	publish(srv);
+	srv->disconnecting = false;
 	vn_trace(vhu_disconnect, "dev=%s", srv->name);
 }
 

@@ -20,6 +20,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -61,14 +62,23 @@
 
 struct fx;
 
-static const struct vn_vdev_ops dev_ops = {0};
-
 struct dev {
 	struct vn_vdev *vdev;
+	unsigned int quiesces;	/* atomic: quiesce_queue calls (a drain follows) */
 	uint64_t processed[NQ]; /* atomic */
 	bool hold;		/* atomic: pop, never push (a request that never ends) */
 	uint8_t *held;		/* atomic: the held request's first buffer */
+	uint16_t held_head;	/* atomic: and its head, to complete it by hand */
 };
+
+static void dev_quiesce_queue(struct vn_vdev *vdev, unsigned int q)
+{
+	struct dev *d = vn_vdev_opaque(vdev);
+
+	__atomic_fetch_add(&d->quiesces, 1, __ATOMIC_RELAXED);
+}
+
+static const struct vn_vdev_ops dev_ops = {.quiesce_queue = dev_quiesce_queue};
 
 static void dev_handler(struct vn_vdev *vdev, struct vn_vq *vq)
 {
@@ -83,6 +93,7 @@ static void dev_handler(struct vn_vdev *vdev, struct vn_vq *vq)
 			uint32_t v = 0, w;
 
 			if (__atomic_load_n(&d->hold, __ATOMIC_ACQUIRE)) {
+				__atomic_store_n(&d->held_head, e.head, __ATOMIC_RELAXED);
 				__atomic_store_n(&d->held, (uint8_t *)iov[0].iov_base,
 						 __ATOMIC_RELEASE);
 				continue;
@@ -1630,6 +1641,85 @@ static void test_mem_table_refusal_burst(struct vn_t *t)
 	fx_destroy(&x);
 }
 
+static void *conn_free_fn(void *opaque)
+{
+	vn_vhu_conn_free(opaque);
+	return NULL;
+}
+
+static uint64_t bh_runs(struct vn_iothread *it)
+{
+	struct vn_loop_stats st;
+
+	vn_loop_get_stats(vn_iothread_loop(it), &st);
+	return st.bh_runs;
+}
+
+/*
+ * vnotifyd's SIGTERM while a frontend's disconnect drains: the teardown
+ * runs nested in the drain's loop (the queue is on the socket's iothread),
+ * and must wait for the disconnect, not release the inflight region and the
+ * server under it (the outer ring stop then wrote through the unmapped region).
+ */
+static void test_free_during_disconnect_drain(struct vn_t *t)
+{
+	uint64_t size = NQ * vn_vhu_inflight_queue_bytes(IQS);
+	struct vn_iothread_cfg icfg = {.name = "vhu-drain"};
+	struct vn_vhu_conn_cfg cfg = {0};
+	struct vn_vdev *vdev;
+	unsigned int quiesces;
+	uint64_t runs;
+	pthread_t th;
+	struct sx s;
+
+	memset(&s, 0, sizeof(s));
+	snprintf(s.dir, sizeof(s.dir), "/tmp/vhu-test-XXXXXX");
+	VN_REQUIRE(t, mkdtemp(s.dir) != NULL);
+	snprintf(s.path, sizeof(s.path), "%s/sock", s.dir);
+	VN_REQUIRE_OK(t, dev_init(&s.dev));
+	vdev = s.dev.vdev;
+	VN_REQUIRE_OK(t, vn_iothread_new(&icfg, &s.it));
+	VN_REQUIRE_OK(t, vn_iothread_start(s.it));
+	VN_REQUIRE_OK(t, fe_init(&s.fe));
+	s.fe.inflight_fd = make_region(size, true);
+	VN_REQUIRE(t, s.fe.inflight_fd >= 0);
+	s.fe.inflight = (struct vn_vhu_inflight_msg){
+		.mmap_size = size, .num_queues = NQ, .queue_size = IQS};
+	cfg.socket_path = s.path;
+	cfg.vdev = vdev;
+	cfg.iothread = s.it; /* and the queues: the drain runs this loop */
+	VN_REQUIRE_OK(t, vn_vhu_conn_new(&cfg, &s.conn));
+	VN_REQUIRE_OK(t, sx_connect(&s));
+	VN_REQUIRE_EQ_INT(t, fe_handshake(&s.fe, true, true, false), 0);
+	/* A request the device never finishes: the disconnect's drain waits. */
+	__atomic_store_n(&s.dev.hold, true, __ATOMIC_RELEASE);
+	fe_add(&s.fe, 0, 0x5eed);
+	fe_kick(&s.fe, 0);
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&s.dev.held, __ATOMIC_ACQUIRE) != NULL, 5000));
+	quiesces = __atomic_load_n(&s.dev.quiesces, __ATOMIC_RELAXED);
+	sx_close(&s);
+	/* The disconnect quiesced queue 0: its drain waits for the request. */
+	VN_REQUIRE(t, VN_WAIT_FOR(__atomic_load_n(&s.dev.quiesces, __ATOMIC_RELAXED) > quiesces,
+				  5000));
+	runs = bh_runs(s.it);
+	VN_REQUIRE(t, pthread_create(&th, NULL, conn_free_fn, s.conn) == 0);
+	/* The teardown ran in the drain (deferred); unfixed, it drains again. */
+	(void)VN_WAIT_FOR(bh_runs(s.it) > runs, 2000);
+	/* The request ends: the drain, then the disconnect, then the free. */
+	vn_vdev_queue_lock(vdev, 0);
+	VN_CHECK_OK(t, vn_vq_push(vn_vdev_queue(vdev, 0),
+				  __atomic_load_n(&s.dev.held_head, __ATOMIC_RELAXED), 0));
+	vn_vdev_queue_unlock(vdev, 0);
+	VN_CHECK_EQ_INT(t, pthread_join(th, NULL), 0);
+	VN_CHECK(t, access(s.path, F_OK) != 0); /* freed: the socket file is gone */
+	VN_CHECK(t, vn_vdev_mem(vdev) == NULL); /* and the device unbound */
+	close(s.fe.inflight_fd);
+	fe_destroy(&s.fe);
+	vn_iothread_free(s.it);
+	dev_destroy(&s.dev);
+	rmdir(s.dir);
+}
+
 static void quiet(void *opaque, enum vn_log_level level, const char *tag, const char *msg)
 {
 	if (getenv("VN_TEST_VERBOSE"))
@@ -1651,4 +1741,4 @@ VN_TESTS(VN_TEST(test_setup), VN_TEST(test_handshake), VN_TEST(test_rings_start_
 	 VN_TEST(test_conn_cfg), VN_TEST(test_get_inflight_fd),
 	 VN_TEST(test_set_inflight_fd_refused), VN_TEST(test_inflight_recovery),
 	 VN_TEST(test_inflight_recovery_polled), VN_TEST(test_no_inflight),
-	 VN_TEST(test_mem_table_refusal_burst));
+	 VN_TEST(test_mem_table_refusal_burst), VN_TEST(test_free_during_disconnect_drain));
